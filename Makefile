@@ -1,0 +1,41 @@
+# Two commands: `make run` (the main job) and `make test` (the tests).
+# Each builds .venv with Python 3.10 and the pinned stack when it is missing or stale.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+RUN_DIR ?= runs/walker_walk_$(shell date +%Y%m%d_%H%M%S)
+
+.PHONY: run test test-slow lint format venv clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock requirements-acme.txt pyproject.toml
+	@test -x $(PY) || { py=$$(.ci/find_python310.sh) && echo "creating $(VENV) with $$py" && "$$py" -m venv $(VENV); }
+	$(PY) -m pip install --quiet --upgrade "pip==24.3.1"
+	$(PY) -m pip install --quiet --no-deps -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -r requirements-acme.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/bprl run --config=experiments/configs/walker_walk.py:local_short --workdir=$(RUN_DIR)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV)
