@@ -60,13 +60,7 @@ def register(spec: TaskSpec) -> TaskSpec:
 
 def _load_builtin_tasks() -> None:
     # Imported for their side effect of registering tasks.
-    from environments import control_suite  # noqa: F401
-
-    try:  # Tasks from the talk (see environments/README or docs/tasks.md).
-        from environments import talk_tasks  # noqa: F401
-    except ImportError as error:  # pragma: no cover - only while the module is absent
-        if error.name != "environments.talk_tasks":
-            raise
+    from environments import control_suite, talk_tasks  # noqa: F401
 
 
 def all_tasks() -> dict[str, TaskSpec]:

@@ -1,0 +1,1 @@
+"""Tasks from the talk: sequential navigation and locomotion + manipulation (registered here)."""
