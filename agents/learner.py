@@ -1,0 +1,304 @@
+"""The learner: one update of policy, critic and prior per batch of replay sequences."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import reverb
+import sonnet as snt
+import tensorflow as tf
+from absl import logging
+from acme import core
+from acme.utils import counting, loggers
+
+from agents import losses as losses_lib
+from agents.config import LearnerHyperparams
+from networks.factory import Networks
+
+
+class NonFiniteUpdatesError(RuntimeError):
+    """Raised after too many consecutive updates with a non-finite loss or gradient."""
+
+
+def _merge_time_batch(tensor: tf.Tensor) -> tf.Tensor:
+    shape = tf.shape(tensor)
+    return tf.reshape(tensor, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))
+
+
+def compute_losses(
+    networks: Networks,
+    target_networks: Networks,
+    batch: losses_lib.SequenceBatch,
+    hyper: LearnerHyperparams,
+) -> losses_lib.Losses:
+    """All three losses on one time-major batch (see DESIGN.md, "The learning rule").
+
+    Networks run once on the flattened [(T+1) * B] rows (no loop over time); the critic
+    runs once on the taken actions and the S reparameterised policy samples together, and
+    the target critic once on the taken actions and S target-policy samples together.
+    """
+    time_steps, batch_size = batch.reward.shape[0], batch.reward.shape[1]
+    rows = time_steps * batch_size
+    num_samples = hyper.num_action_samples
+    obs = {key: _merge_time_batch(value) for key, value in batch.observation.items()}
+    action = _merge_time_batch(batch.action)
+
+    pi_mean, pi_scale = networks.policy.moments(obs)
+    pi0_mean, pi0_scale = networks.prior.moments(obs)
+    target_pi_mean, target_pi_scale = target_networks.policy.moments(obs)
+    target_pi0_mean, target_pi0_scale = target_networks.prior.moments(obs)
+
+    # KL(pi_theta || pi0_phi'), used both in the soft value (no gradient) and the policy loss.
+    kl_to_target_prior = losses_lib.gaussian_kl(
+        pi_mean, pi_scale, target_pi0_mean, target_pi0_scale
+    )
+
+    def tile(tensor: tf.Tensor, times: int) -> tf.Tensor:
+        return tf.tile(tensor, [times] + [1] * (len(tensor.shape) - 1))
+
+    # Critic inputs: taken actions followed by S samples (target policy for the value).
+    action_size = action.shape[-1]
+    eps = tf.random.normal([num_samples, rows, action_size])
+    target_samples = target_pi_mean + target_pi_scale * eps
+    target_actions = tf.concat([action, tf.reshape(target_samples, [-1, action_size])], 0)
+    target_q = target_networks.critic(tile_obs(obs, num_samples + 1), target_actions)
+    target_q_taken = target_q[:rows]
+    sampled_q = tf.reduce_mean(tf.reshape(target_q[rows:], [num_samples, rows]), axis=0)
+    values = tf.stop_gradient(sampled_q - hyper.alpha * kl_to_target_prior)
+
+    log_ratio = losses_lib.gaussian_log_prob(
+        target_pi_mean, target_pi_scale, action
+    ) - _merge_time_batch(batch.behaviour_log_prob)
+    ratio = tf.minimum(1.0, tf.exp(tf.minimum(log_ratio, 0.0)))
+    traces = hyper.retrace_lambda * ratio
+
+    def time_major(tensor: tf.Tensor) -> tf.Tensor:
+        return tf.reshape(tensor, [time_steps, batch_size])
+
+    targets, is_transition = losses_lib.retrace_targets(
+        q_taken=time_major(target_q_taken),
+        values=time_major(values),
+        reward=batch.reward,
+        discount=batch.discount,
+        traces=time_major(traces),
+        start_of_episode=batch.start_of_episode,
+        gamma=hyper.discount,
+    )
+    targets = tf.stop_gradient(targets)
+
+    # Online critic on the taken actions and on S reparameterised policy samples.
+    policy_eps = tf.random.normal([num_samples, rows, action_size])
+    policy_samples = tf.reshape(pi_mean + pi_scale * policy_eps, [-1, action_size])
+    online_q = networks.critic(
+        tile_obs(obs, num_samples + 1), tf.concat([action, policy_samples], 0)
+    )
+    q_taken = time_major(online_q[:rows])[:-1]
+    q_policy = tf.reduce_mean(tf.reshape(online_q[rows:], [num_samples, rows]), axis=0)
+
+    td = targets - q_taken
+    critic_loss = (
+        0.5
+        * tf.reduce_sum(is_transition * tf.square(td))
+        / tf.maximum(tf.reduce_sum(is_transition), 1.0)
+    )
+    policy_loss = tf.reduce_mean(-q_policy + hyper.alpha * kl_to_target_prior)
+    prior_kl = losses_lib.gaussian_kl(
+        tf.stop_gradient(pi_mean), tf.stop_gradient(pi_scale), pi0_mean, pi0_scale
+    )
+    prior_loss = tf.reduce_mean(prior_kl)
+    return losses_lib.Losses(
+        critic=critic_loss,
+        policy=policy_loss,
+        prior=prior_loss,
+        kl=tf.reduce_mean(prior_kl),
+        q=tf.reduce_mean(q_taken),
+        retrace_target=tf.reduce_mean(targets),
+        importance_weight=tf.reduce_mean(ratio),
+    )
+
+
+def tile_obs(observation: dict, times: int) -> dict:
+    """Repeats every observation row `times` times along the leading axis (block-wise)."""
+    return {k: tf.tile(v, [times] + [1] * (len(v.shape) - 1)) for k, v in observation.items()}
+
+
+def batch_from_replay(sample: reverb.ReplaySample) -> losses_lib.SequenceBatch:
+    """Acme SequenceAdder sample ([B, T+1, ...]) -> time-major SequenceBatch."""
+    data = sample.data
+
+    def time_major(x: tf.Tensor) -> tf.Tensor:
+        perm = [1, 0] + list(range(2, len(x.shape)))
+        return tf.transpose(x, perm)
+
+    return losses_lib.SequenceBatch(
+        observation={k: time_major(v) for k, v in data.observation.items()},
+        action=time_major(data.action),
+        reward=time_major(data.reward),
+        discount=time_major(data.discount),
+        start_of_episode=time_major(data.start_of_episode),
+        behaviour_log_prob=time_major(data.extras["log_prob"]),
+    )
+
+
+class Learner(core.Learner):
+    """Trains policy, critic and prior jointly with three Adam optimisers."""
+
+    def __init__(
+        self,
+        networks: Networks,
+        dataset: Iterator[reverb.ReplaySample],
+        hyper: LearnerHyperparams,
+        counter: counting.Counter | None = None,
+        logger: loggers.Logger | None = None,
+        log_every_steps: int = 100,
+    ):
+        self._networks = networks
+        self._target_networks = copy.deepcopy(networks)
+        self._iterator = dataset
+        self._hyper = hyper
+        self._counter = counter or counting.Counter(prefix="learner")
+        self._logger = logger or loggers.NoOpLogger()
+        self._log_every = log_every_steps
+
+        self._policy_optimizer = snt.optimizers.Adam(hyper.policy_learning_rate)
+        self._critic_optimizer = snt.optimizers.Adam(hyper.critic_learning_rate)
+        self._prior_optimizer = snt.optimizers.Adam(hyper.prior_learning_rate)
+        self._num_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="num_steps")
+        self._bad_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_updates")
+        self._consecutive_bad = 0
+        self._variables = {
+            "policy": networks.policy.variables,
+            "prior": networks.prior.variables,
+            "critic": networks.critic.variables,
+        }
+        self._step_fn = tf.function(self._step, autograph=False)
+        self._last_log_time = time.time()
+        self._last_log_step = 0
+
+    @property
+    def networks(self) -> Networks:
+        return self._networks
+
+    @property
+    def target_networks(self) -> Networks:
+        return self._target_networks
+
+    @property
+    def num_steps(self) -> int:
+        return int(self._num_steps.numpy())
+
+    def checkpoint_state(self) -> dict:
+        """Everything needed to resume exactly (networks, targets, optimisers, step)."""
+        return {
+            "policy": self._networks.policy,
+            "prior": self._networks.prior,
+            "critic": self._networks.critic,
+            "target_policy": self._target_networks.policy,
+            "target_prior": self._target_networks.prior,
+            "target_critic": self._target_networks.critic,
+            "policy_optimizer": self._policy_optimizer,
+            "critic_optimizer": self._critic_optimizer,
+            "prior_optimizer": self._prior_optimizer,
+            "num_steps": self._num_steps,
+            "bad_updates": self._bad_updates,
+        }
+
+    def _gradients(self, batch: losses_lib.SequenceBatch):
+        nets = self._networks
+        with tf.GradientTape(persistent=True) as tape:
+            loss = compute_losses(nets, self._target_networks, batch, self._hyper)
+        grads = (
+            tape.gradient(loss.policy, nets.policy.trainable_variables),
+            tape.gradient(loss.critic, nets.critic.trainable_variables),
+            tape.gradient(loss.prior, nets.prior.trainable_variables),
+        )
+        del tape
+        return loss, grads
+
+    def _step(self, batch: losses_lib.SequenceBatch) -> dict[str, tf.Tensor]:
+        loss, (policy_grads, critic_grads, prior_grads) = self._gradients(batch)
+        nets = self._networks
+        checks = [
+            tf.reduce_all(tf.math.is_finite(x)) for x in (loss.critic, loss.policy, loss.prior)
+        ]
+        checks += [
+            tf.reduce_all(tf.math.is_finite(g))
+            for g in (*policy_grads, *critic_grads, *prior_grads)
+        ]
+        finite = tf.reduce_all(tf.stack(checks))
+
+        def apply() -> tf.Tensor:
+            self._policy_optimizer.apply(policy_grads, nets.policy.trainable_variables)
+            self._critic_optimizer.apply(critic_grads, nets.critic.trainable_variables)
+            self._prior_optimizer.apply(prior_grads, nets.prior.trainable_variables)
+            self._num_steps.assign_add(1)
+            update_targets = tf.equal(self._num_steps % self._hyper.target_update_period, 0)
+
+            def copy_targets() -> tf.Tensor:
+                for online, target in (
+                    (nets.policy, self._target_networks.policy),
+                    (nets.prior, self._target_networks.prior),
+                    (nets.critic, self._target_networks.critic),
+                ):
+                    for src, dst in zip(online.variables, target.variables, strict=True):
+                        dst.assign(src)
+                return tf.constant(True)
+
+            tf.cond(update_targets, copy_targets, lambda: tf.constant(False))
+            return tf.constant(True)
+
+        def skip() -> tf.Tensor:
+            self._bad_updates.assign_add(1)
+            return tf.constant(False)
+
+        applied = tf.cond(finite, apply, skip)
+        return {
+            "critic_loss": loss.critic,
+            "policy_loss": loss.policy,
+            "prior_loss": loss.prior,
+            "kl_policy_prior": loss.kl,
+            "q_mean": loss.q,
+            "retrace_target_mean": loss.retrace_target,
+            "importance_weight_mean": loss.importance_weight,
+            "update_applied": applied,
+        }
+
+    def learn_from_batch(self, batch: losses_lib.SequenceBatch) -> dict[str, np.ndarray]:
+        """One update on an explicit batch (tests and benchmarks use this directly)."""
+        metrics = {k: v.numpy() for k, v in self._step_fn(batch).items()}
+        if metrics["update_applied"]:
+            self._consecutive_bad = 0
+        else:
+            self._consecutive_bad += 1
+            logging.warning(
+                "skipped a non-finite update (%d in a row, %d in total)",
+                self._consecutive_bad,
+                int(self._bad_updates.numpy()),
+            )
+            if self._consecutive_bad >= self._hyper.max_bad_updates:
+                raise NonFiniteUpdatesError(
+                    f"{self._consecutive_bad} consecutive updates had a non-finite loss or "
+                    "gradient; stopping (parameters were not written with them)"
+                )
+        return metrics
+
+    def step(self) -> None:
+        metrics = self.learn_from_batch(batch_from_replay(next(self._iterator)))
+        counts = self._counter.increment(steps=1)
+        step = self.num_steps
+        if step - self._last_log_step >= self._log_every:
+            now = time.time()
+            metrics["learner_steps_per_second"] = (step - self._last_log_step) / max(
+                now - self._last_log_time, 1e-9
+            )
+            metrics["bad_updates"] = int(self._bad_updates.numpy())
+            metrics.update(counts)
+            metrics.pop("update_applied")
+            self._logger.write(metrics)
+            self._last_log_time, self._last_log_step = now, step
+
+    def get_variables(self, names: Sequence[str]) -> list[list[np.ndarray]]:
+        return [[v.numpy() for v in self._variables[name]] for name in names]

@@ -1,0 +1,108 @@
+"""Turns an experiment config into the pieces each node needs (tasks, networks, replay)."""
+
+from __future__ import annotations
+
+import dm_env
+import ml_collections
+import numpy as np
+import reverb
+import tensorflow as tf
+from acme import adders, datasets, specs
+from acme.adders import reverb as reverb_adders
+
+from agents.config import LearnerHyperparams
+from environments import registry
+from networks.factory import Networks, make_networks
+
+REPLAY_TABLE = "replay"
+EXTRAS_SPEC = {"log_prob": specs.Array(shape=(), dtype=np.float32, name="log_prob")}
+
+
+def make_environment(config: ml_collections.ConfigDict, seed: int) -> dm_env.Environment:
+    return registry.make_environment(config.task, seed, **config.task_kwargs.to_dict())
+
+
+def environment_spec(config: ml_collections.ConfigDict) -> specs.EnvironmentSpec:
+    env = make_environment(config, config.seed)
+    spec = specs.make_environment_spec(env)
+    env.close()
+    return spec
+
+
+def prior_keys(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+    return registry.get_task(config.task).keys_for(tuple(config.prior_info))
+
+
+def build_networks(config: ml_collections.ConfigDict, env_spec: specs.EnvironmentSpec) -> Networks:
+    tf.random.set_seed(config.seed)
+    net = config.network
+    return make_networks(
+        env_spec.observations,
+        int(np.prod(env_spec.actions.shape)),
+        prior_keys(config),
+        policy_hidden=tuple(net.policy_hidden),
+        prior_hidden=tuple(net.prior_hidden),
+        critic_hidden=tuple(net.critic_hidden),
+        min_scale=net.min_scale,
+        init_scale=net.init_scale,
+    )
+
+
+def hyperparams(config: ml_collections.ConfigDict) -> LearnerHyperparams:
+    return LearnerHyperparams(**config.agent.to_dict())
+
+
+def replay_table(
+    config: ml_collections.ConfigDict, env_spec: specs.EnvironmentSpec
+) -> reverb.Table:
+    """Sequence table: uniform sampling, FIFO removal, samples-per-insert rate limiter."""
+    rep = config.replay
+    error_buffer = max(
+        2.0 * max(1.0, rep.samples_per_insert),
+        rep.min_size * rep.samples_per_insert * rep.samples_per_insert_tolerance,
+    )
+    limiter = reverb.rate_limiters.SampleToInsertRatio(
+        samples_per_insert=rep.samples_per_insert,
+        min_size_to_sample=rep.min_size,
+        error_buffer=error_buffer,
+    )
+    return reverb.Table(
+        name=REPLAY_TABLE,
+        sampler=reverb.selectors.Uniform(),
+        remover=reverb.selectors.Fifo(),
+        max_size=rep.max_size,
+        rate_limiter=limiter,
+        signature=reverb_adders.SequenceAdder.signature(
+            env_spec, EXTRAS_SPEC, sequence_length=rep.sequence_length + 1
+        ),
+    )
+
+
+def make_adder(config: ml_collections.ConfigDict, client: reverb.Client) -> adders.Adder:
+    """Overlapping sequences of T+1 steps every T steps, continuing across episodes."""
+    return reverb_adders.SequenceAdder(
+        client,
+        sequence_length=config.replay.sequence_length + 1,
+        period=config.replay.sequence_length,
+        priority_fns={REPLAY_TABLE: None},
+        end_of_episode_behavior=reverb_adders.EndBehavior.CONTINUE,
+    )
+
+
+def make_dataset(config: ml_collections.ConfigDict, server_address: str):
+    return datasets.make_reverb_dataset(
+        server_address=server_address,
+        batch_size=config.replay.batch_size,
+        prefetch_size=config.replay.prefetch_size,
+        table=REPLAY_TABLE,
+    )
+
+
+def set_tf_threads(threads: int) -> None:
+    """Pins TensorFlow's thread pools (0 keeps TensorFlow's default)."""
+    if threads > 0:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # already initialised in this process
+            pass

@@ -1,0 +1,56 @@
+"""Launches a program on this machine with Launchpad's local_mp, one process per node."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import ml_collections
+from absl import logging
+
+# Every node process runs single-threaded numerical libraries unless it says otherwise:
+# 32 actors on a few cores must not oversubscribe the CPU.
+_NODE_ENV = {
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "MUJOCO_GL": "disable",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+}
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str) -> str:
+    path = os.path.join(workdir, "config.json")
+    with open(path, "w") as f:
+        json.dump(config.to_dict(), f, indent=2, default=list)
+    return path
+
+
+def launch_local(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Runs the program to completion; node output goes to `<workdir>/logs/<group>/<i>`."""
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    save_config(config, workdir)
+    # Launchpad reads this when its local launcher module is first imported, so it is set
+    # before launchpad is imported (a process launches one run).
+    os.environ["LAUNCHPAD_LOGGING_DIR"] = os.path.join(workdir, "logs")
+    import launchpad as lp
+    from launchpad.nodes.python.local_multi_processing import PythonProcess
+
+    from launch.program import make_program
+
+    program = make_program(config, workdir)
+    resources = {}
+    for group in program.groups:
+        env = dict(_NODE_ENV)
+        if group == "learner":  # the learner may use every core for its matrix products
+            env = {k: v for k, v in env.items() if not k.endswith("_NUM_THREADS")}
+        resources[group] = PythonProcess(env=env)
+    logging.info("launching %s: node logs in %s", program.name, os.environ["LAUNCHPAD_LOGGING_DIR"])
+    manager = lp.launch(
+        program,
+        launch_type="local_mp",
+        terminal="output_to_files",
+        local_resources=resources,
+    )
+    manager.wait()

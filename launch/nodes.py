@@ -1,0 +1,217 @@
+"""The worker behind each Launchpad node: learner, actor, evaluator and stop condition."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import acme
+import launchpad as lp
+import ml_collections
+import numpy as np
+from absl import logging
+from acme.utils import counting
+
+from agents.actor import GaussianActor, VersionedVariableClient
+from agents.learner import Learner
+from launch import builders
+from launch.tensorboard import TensorBoardLogger
+
+
+def run_until_stopped(work: Callable[[], None], name: str) -> None:
+    """Runs `work` in a daemon thread until it returns or the program is asked to stop.
+
+    Work can block inside Reverb (a rate-limited sample or insert) where no stop signal
+    reaches it; returning from the node's `run` lets Launchpad end the process at once
+    instead of killing it after its grace period. An exception in `work` is re-raised, so
+    a failing node still fails the program.
+    """
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            work()
+        except BaseException as error:  # noqa: BLE001 - re-raised in the node's thread
+            errors.append(error)
+
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    stop = lp.stop_event()
+    while thread.is_alive() and not stop.is_set():
+        stop.wait(0.5)
+    if errors:
+        raise errors[0]
+    logging.info("%s: stopping", name)
+
+
+class LearnerNode:
+    """Serves the learner's variables and runs updates until the program stops."""
+
+    def __init__(self, config: ml_collections.ConfigDict, replay, counter, workdir: str):
+        builders.set_tf_threads(config.resources.learner_threads)
+        env_spec = builders.environment_spec(config)
+        self._learner = Learner(
+            networks=builders.build_networks(config, env_spec),
+            dataset=iter(builders.make_dataset(config, replay.server_address)),
+            hyper=builders.hyperparams(config),
+            counter=counting.Counter(counter, prefix="learner"),
+            logger=TensorBoardLogger(os.path.join(workdir, "learner"), step_key="learner_steps"),
+            log_every_steps=config.logging.learner_every_steps,
+        )
+
+    def run(self) -> None:
+        logging.info("learner started")
+        run_until_stopped(self._learner.run, "learner")
+
+    def get_variables(self, names):
+        return self._learner.get_variables(names)
+
+
+class ActorNode:
+    """Runs Acme's environment loop with a sampling policy that writes to replay."""
+
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        actor_id: int,
+        replay,
+        counter,
+        learner,
+        workdir: str,
+    ):
+        self._config = config
+        self._actor_id = actor_id
+        self._replay = replay
+        self._counter = counter
+        self._learner = learner
+        self._logdir = os.path.join(workdir, "actors", str(actor_id))
+
+    def run(self) -> None:
+        run_until_stopped(self._run, f"actor_{self._actor_id}")
+
+    def _run(self) -> None:
+        config = self._config
+        builders.set_tf_threads(config.resources.actor_threads)
+        seed = config.seed * 1000 + self._actor_id
+        env = builders.make_environment(config, seed)
+        networks = builders.build_networks(config, acme.make_environment_spec(env))
+        client = VersionedVariableClient(
+            self._learner,
+            {"policy": networks.policy.variables},
+            update_period=config.actors.variable_update_period,
+        )
+        client.update_and_wait()
+        actor = GaussianActor(
+            networks.policy,
+            stochastic=True,
+            adder=builders.make_adder(config, self._replay),
+            variable_client=client,
+            seed=seed,
+        )
+        loop = acme.EnvironmentLoop(
+            env,
+            actor,
+            counter=counting.Counter(self._counter, prefix="actor"),
+            logger=TensorBoardLogger(self._logdir, step_key="actor_steps"),
+            label=f"actor_{self._actor_id}",
+        )
+        logging.info("actor %d started", self._actor_id)
+        loop.run()
+
+
+def run_episode(env, actor: GaussianActor) -> float:
+    """Plays one episode without learning; returns the undiscounted return."""
+    timestep = env.reset()
+    total = 0.0
+    while not timestep.last():
+        timestep = env.step(actor.select_action(timestep.observation))
+        total += float(timestep.reward)
+    return total
+
+
+class EvaluatorNode:
+    """Evaluates the deterministic policy and the prior alone, every N actor steps."""
+
+    def __init__(
+        self, config: ml_collections.ConfigDict, evaluator_id: int, counter, learner, workdir: str
+    ):
+        self._config = config
+        self._id = evaluator_id
+        self._counter = counter
+        self._learner = learner
+        self._logdir = os.path.join(workdir, f"evaluator_{evaluator_id}")
+
+    def run(self) -> None:
+        run_until_stopped(self._run, f"evaluator_{self._id}")
+
+    def _run(self) -> None:
+        config = self._config
+        builders.set_tf_threads(config.resources.actor_threads)
+        seed = config.seed * 1000 + 500 + self._id
+        env = builders.make_environment(config, seed)
+        networks = builders.build_networks(config, acme.make_environment_spec(env))
+        client = VersionedVariableClient(
+            self._learner,
+            {"policy": networks.policy.variables, "prior": networks.prior.variables},
+        )
+        policy = GaussianActor(networks.policy, stochastic=False, variable_client=client)
+        prior = GaussianActor(networks.prior, stochastic=True, variable_client=client, seed=seed)
+        logger = TensorBoardLogger(self._logdir, step_key="actor_steps")
+        next_eval = 0
+        while True:
+            counts = self._counter.get_counts()
+            actor_steps = int(counts.get("actor_steps", 0))
+            if actor_steps < next_eval:
+                time.sleep(1.0)
+                continue
+            client.update_and_wait()
+            policy.update()
+            prior.update()
+            episodes = config.evaluators.episodes
+            policy_return = np.mean([run_episode(env, policy) for _ in range(episodes)])
+            prior_return = np.mean([run_episode(env, prior) for _ in range(episodes)])
+            logger.write(
+                {
+                    "policy_return": policy_return,
+                    "prior_return": prior_return,
+                    "actor_steps": actor_steps,
+                    "learner_steps": int(counts.get("learner_steps", 0)),
+                }
+            )
+            logger.flush()
+            logging.info(
+                "eval at %d actor steps: policy %.1f prior %.1f",
+                actor_steps,
+                policy_return,
+                prior_return,
+            )
+            next_eval = actor_steps + config.evaluators.every_actor_steps
+
+
+class StopConditionNode:
+    """Stops the whole program once the actor-step or learner-step budget is spent."""
+
+    def __init__(self, config: ml_collections.ConfigDict, counter, poll_secs: float = 1.0):
+        self._max_actor_steps = config.stop.max_actor_steps
+        self._max_learner_steps = config.stop.max_learner_steps
+        self._counter = counter
+        self._poll_secs = poll_secs
+
+    def run(self) -> None:
+        while True:
+            counts = self._counter.get_counts()
+            actor_steps = counts.get("actor_steps", 0)
+            learner_steps = counts.get("learner_steps", 0)
+            done_actor = self._max_actor_steps and actor_steps >= self._max_actor_steps
+            done_learner = self._max_learner_steps and learner_steps >= self._max_learner_steps
+            if done_actor or done_learner:
+                logging.info(
+                    "budget reached (actor steps %d, learner steps %d): stopping",
+                    actor_steps,
+                    learner_steps,
+                )
+                lp.stop()
+                return
+            time.sleep(self._poll_secs)

@@ -1,0 +1,1 @@
+"""Network architectures: Gaussian policy and prior heads, critic, information sets."""

@@ -1,0 +1,24 @@
+"""State-action value network Q(x, a)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import sonnet as snt
+import tensorflow as tf
+
+from networks import information, mlp
+
+
+class Critic(snt.Module):
+    """Q(x, a): an MLP on [observation keys, action] with a scalar output."""
+
+    def __init__(self, keys: Sequence[str], hidden_sizes: Sequence[int], name: str = "critic"):
+        super().__init__(name=name)
+        self.keys = tuple(keys)
+        self._torso = mlp.LayerNormMLP(hidden_sizes)
+        self._out = snt.Linear(1, name="value")
+
+    def __call__(self, observation: Mapping[str, tf.Tensor], action: tf.Tensor) -> tf.Tensor:
+        inputs = tf.concat([information.select(observation, self.keys), action], axis=-1)
+        return tf.squeeze(self._out(self._torso(inputs)), axis=-1)

@@ -1,0 +1,53 @@
+"""Layer-normalised MLP torso shared by policy, prior and critic."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import sonnet as snt
+import tensorflow as tf
+
+
+class LayerNormMLP(snt.Module):
+    """Linear -> LayerNorm -> tanh, then (Linear -> ELU) for each further layer.
+
+    The first layer is normalised and squashed so inputs of very different scales
+    (positions, velocities, one-hot identities) start on an equal footing.
+    """
+
+    def __init__(self, hidden_sizes: Sequence[int], name: str = "layer_norm_mlp"):
+        super().__init__(name=name)
+        if not hidden_sizes:
+            raise ValueError("an MLP needs at least one hidden layer")
+        self._linears = [
+            snt.Linear(size, w_init=snt.initializers.VarianceScaling(1.0, "fan_in", "uniform"))
+            for size in hidden_sizes
+        ]
+        self._norm = snt.LayerNorm(axis=-1, create_scale=True, create_offset=True)
+
+    def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
+        h = tf.tanh(self._norm(self._linears[0](inputs)))
+        for linear in self._linears[1:]:
+            h = tf.nn.elu(linear(h))
+        return h
+
+    def numpy_params(self) -> list[np.ndarray]:
+        """Parameters in the order `numpy_forward` reads them."""
+        params = [self._linears[0].w, self._linears[0].b, self._norm.scale, self._norm.offset]
+        for linear in self._linears[1:]:
+            params += [linear.w, linear.b]
+        return [p.numpy() for p in params]
+
+
+def numpy_forward(params: Sequence[np.ndarray], inputs: np.ndarray) -> np.ndarray:
+    """NumPy twin of `LayerNormMLP.__call__` (same parameters, same result)."""
+    w, b, scale, offset = params[:4]
+    h = inputs @ w + b
+    mean = h.mean(axis=-1, keepdims=True)
+    var = h.var(axis=-1, keepdims=True)
+    h = np.tanh((h - mean) / np.sqrt(var + 1e-5) * scale + offset)
+    for i in range(4, len(params), 2):
+        h = h @ params[i] + params[i + 1]
+        h = np.where(h > 0, h, np.expm1(np.minimum(h, 0.0)))
+    return h

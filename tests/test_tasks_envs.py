@@ -1,0 +1,236 @@
+"""The talk's tasks on real MuJoCo: information sets, determinism, solvability, goals.
+
+Solvability: on the point-mass tasks a scripted PD controller toward the goal must earn
+clearly more than uniform random actions over the same episodes (same seeds). For the Ant a
+scripted gait is out of scope, so the tests place the body (or the box) by hand on the goal
+and check the reward, the next-target draw and the termination; random actions are also
+shown to earn nothing over a short stretch (the tasks are not trivially solved).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import environments  # noqa: F401  (sets MUJOCO_GL before dm_control is imported)
+from environments import markov, registry
+
+TALK_TASKS = ("seqnav_pointmass", "seqnav_ant", "ant_box", "multitask_pointmass")
+
+
+def _declared_keys(name: str) -> set[str]:
+    spec = registry.get_task(name)
+    return {key for keys in spec.information_sets.values() for key in keys}
+
+
+@pytest.mark.parametrize("name", TALK_TASKS)
+def test_observation_keys_match_information_sets(name):
+    env = registry.make_environment(name, seed=0)
+    timestep = env.reset()
+    assert set(timestep.observation) == _declared_keys(name)
+    assert set(env.observation_spec()) == _declared_keys(name)
+    for key, value in timestep.observation.items():
+        assert value.dtype == np.float32 and value.ndim == 1, key
+        assert value.shape == env.observation_spec()[key].shape, key
+        assert np.all(np.isfinite(value)), key
+
+
+def test_prior_facing_sets_exclude_the_goal_identity():
+    """The keys a prior is meant to go without live in sets of their own."""
+    spec = registry.get_task("seqnav_pointmass")
+    assert "next_target" not in spec.keys_for(["proprioception", "location", "targets"])
+    spec = registry.get_task("multitask_pointmass")
+    assert "task_id" not in spec.keys_for(["proprioception", "location", "targets"])
+    spec = registry.get_task("ant_box")
+    assert "target_identity" not in spec.keys_for(["proprioception", "box", "targets"])
+
+
+@pytest.mark.parametrize("name,steps", [(n, 60) for n in TALK_TASKS])
+def test_same_seed_same_episode(name, steps):
+    def rollout(seed: int) -> list[dict]:
+        env = registry.make_environment(name, seed=seed)
+        rng = np.random.default_rng(1)
+        out = [env.reset().observation]
+        for _ in range(steps):
+            timestep = env.step(rng.uniform(-1, 1, env.action_spec().shape))
+            out.append({**timestep.observation, "reward": timestep.reward})
+        return out
+
+    first, second, other = rollout(3), rollout(3), rollout(4)
+    for a, b in zip(first, second, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert any(
+        not np.array_equal(a[key], b[key]) for a, b in zip(first, other, strict=True) for key in a
+    )
+
+
+def _pd_action(position, velocity, goal) -> np.ndarray:
+    return np.clip(4.0 * (goal - position) - 1.0 * velocity, -1.0, 1.0)
+
+
+def _returns(name: str, policy, episodes: int, seed: int = 11, **kwargs) -> list[float]:
+    env = registry.make_environment(name, seed=seed, **kwargs)
+    rng = np.random.default_rng(0)
+    returns = []
+    for _ in range(episodes):
+        timestep, total = env.reset(), 0.0
+        while not timestep.last():
+            timestep = env.step(policy(timestep.observation, rng))
+            total += float(timestep.reward)
+        returns.append(total)
+    return returns
+
+
+def _random_policy(observation, rng):
+    return rng.uniform(-1.0, 1.0, 2)
+
+
+def test_seqnav_pointmass_pd_controller_beats_random():
+    def pd(observation, rng):
+        goal_index = int(np.argmax(observation["next_target"]))
+        goal = observation["target_positions"].reshape(-1, 2)[goal_index]
+        return _pd_action(
+            observation["point_mass/position"], observation["point_mass/velocity"], goal
+        )
+
+    scripted = _returns("seqnav_pointmass", pd, episodes=3)
+    random = _returns("seqnav_pointmass", _random_policy, episodes=3)
+    # Several targets per 400-step episode for the scripted controller, ~none at random.
+    assert min(scripted) >= 5.0, scripted
+    assert np.mean(scripted) >= np.mean(random) + 4.0, (scripted, random)
+
+
+def test_multitask_pointmass_pd_controller_beats_random():
+    def pd(observation, rng):
+        goal_index = int(np.argmax(observation["task_id"]))
+        goal = observation["target_positions"].reshape(-1, 2)[goal_index]
+        return _pd_action(
+            observation["point_mass/position"], observation["point_mass/velocity"], goal
+        )
+
+    scripted = _returns("multitask_pointmass", pd, episodes=4)
+    random = _returns("multitask_pointmass", _random_policy, episodes=4)
+    assert min(scripted) >= 100.0, scripted  # inside the goal for most of the 200 steps
+    assert np.mean(scripted) >= np.mean(random) + 80.0, (scripted, random)
+
+
+def test_multitask_draws_task_ids_per_episode():
+    env = registry.make_environment("multitask_pointmass", seed=0, episode_length=5)
+    ids = set()
+    for _ in range(30):
+        ids.add(int(np.argmax(env.reset().observation["task_id"])))
+        assert env.task.task_id in ids
+    assert ids == {0, 1, 2, 3}
+
+
+def test_factories_take_kwargs():
+    env = registry.make_environment("seqnav_pointmass", seed=0, episode_length=7, p=0.6)
+    timestep, steps = env.reset(), 0
+    while not timestep.last():
+        timestep = env.step(np.zeros(2))
+        steps += 1
+    assert steps == 7 and timestep.discount == 1.0
+    assert env.task.p == 0.6 and env.task.episode_length == 7
+
+
+def _check_reach_draws_next(name: str, episode_seed: int, place) -> None:
+    """Puts the body on the current target `visits` times; each pays +1 and draws a new one."""
+    env = registry.make_environment(name, seed=episode_seed)
+    task = env.task
+    timestep = env.reset()
+    zero = np.zeros(env.action_spec().shape)
+    table = markov.transition_table(4, 0.9)
+    for visit in range(6):
+        current = int(np.argmax(timestep.observation["next_target"]))
+        assert current == task.current_target == task.target_history[-1]
+        place(env, task.target_positions[current])
+        timestep = env.step(zero)
+        assert timestep.reward == 1.0
+        new = int(np.argmax(timestep.observation["next_target"]))
+        assert new != current and new == task.target_history[-1]
+        assert len(task.target_history) == visit + 2
+        if visit >= 1:  # drawn from the second-order table's support
+            previous = task.target_history[-3]
+            assert table[previous, current, new] > 0
+        # Staying away from the new target pays nothing.
+        place(env, np.zeros(2) if np.linalg.norm(task.target_positions[new]) > 0.3 else [0.3, 0])
+        timestep = env.step(zero)
+        assert timestep.reward == 0.0
+
+
+def test_seqnav_pointmass_reaching_draws_the_next_target():
+    _check_reach_draws_next(
+        "seqnav_pointmass", 2, lambda env, xy: env.task.body.place(env.physics, xy)
+    )
+
+
+def test_seqnav_ant_placing_the_ant_on_targets():
+    """No scripted Ant gait: teleport the torso onto the current target instead."""
+    _check_reach_draws_next(
+        "seqnav_ant", 5, lambda env, xy: env.task.body.place(env.physics, xy, yaw=0.0)
+    )
+
+
+def test_seqnav_ant_random_actions_earn_nothing_quickly():
+    env = registry.make_environment("seqnav_ant", seed=0)
+    rng = np.random.default_rng(0)
+    env.reset()
+    total = sum(float(env.step(rng.uniform(-1, 1, 8)).reward) for _ in range(200))
+    assert total == 0.0
+
+
+def test_ant_box_goals_can_each_be_triggered():
+    env = registry.make_environment("ant_box", seed=4)
+    task = env.task
+    timestep = env.reset()
+    zero = np.zeros(env.action_spec().shape)
+    targets = task.target_positions
+    box_goal, walker_goal = task.box_target, task.walker_target
+    assert box_goal != walker_goal
+    np.testing.assert_array_equal(timestep.observation["target_identity"], np.eye(3)[box_goal])
+    np.testing.assert_array_equal(timestep.observation["task_phase"], [1, 0])
+    np.testing.assert_allclose(timestep.observation["target_positions"], targets.ravel(), 1e-6)
+
+    # The walker's goal first pays nothing: goals are achieved in order.
+    task.set_walker_position(env.physics, targets[walker_goal])
+    timestep = env.step(zero)
+    assert timestep.reward == 0.0 and task.phase == 0
+    # The box on the wrong target pays nothing either.
+    task.set_walker_position(env.physics, targets[box_goal] * 0.0 + [0.0, -2.5])
+    task.set_box_position(env.physics, targets[walker_goal])
+    timestep = env.step(zero)
+    assert timestep.reward == 0.0 and task.phase == 0
+
+    # Goal 1: the box on its target.
+    task.set_box_position(env.physics, targets[box_goal])
+    timestep = env.step(zero)
+    assert timestep.reward == 1.0 and task.phase == 1 and timestep.mid()
+    np.testing.assert_array_equal(timestep.observation["target_identity"], np.eye(3)[walker_goal])
+    np.testing.assert_array_equal(timestep.observation["task_phase"], [0, 1])
+    np.testing.assert_allclose(timestep.observation["box_position"][:2], targets[box_goal], 1e-3)
+    timestep = env.step(zero)
+    assert timestep.reward == 0.0  # paid once
+
+    # Goal 2: the walker on the other target; +1 plus the completion bonus, episode ends.
+    task.set_walker_position(env.physics, targets[walker_goal])
+    timestep = env.step(zero)
+    assert timestep.reward == 2.0 and timestep.last() and timestep.discount == 0.0
+
+
+def test_ant_box_episodes_draw_new_configurations():
+    env = registry.make_environment("ant_box", seed=0)
+    configs = []
+    for _ in range(3):
+        obs = env.reset().observation
+        configs.append(
+            np.concatenate([obs["target_positions"], obs["box_position"], obs["walker_position"]])
+        )
+        half = 3.0
+        assert np.all(np.abs(obs["target_positions"]) < half)
+        assert np.all(np.abs(obs["box_position"][:2]) < half)
+    assert not np.allclose(configs[0], configs[1]) and not np.allclose(configs[1], configs[2])
+    rng = np.random.default_rng(0)
+    total = sum(float(env.step(rng.uniform(-1, 1, 8)).reward) for _ in range(100))
+    assert total == 0.0
