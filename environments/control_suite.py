@@ -8,6 +8,9 @@ default gait that cannot depend on how fast the body is moving.
 from __future__ import annotations
 
 from dm_control import suite
+from dm_control.rl import control
+from dm_control.suite import point_mass
+from dm_control.utils import rewards
 
 from environments.registry import TaskSpec, register
 
@@ -55,5 +58,35 @@ register(
         factory=_suite_factory("cheetah", "run"),
         information_sets={"position": ("position",), "velocity": ("velocity",)},
         description="dm_control cheetah/run",
+    )
+)
+
+
+class _DenseReach(point_mass.PointMass):
+    """point_mass/easy with a dense reward: 1 at the target, falling linearly to 0 at 0.6 m.
+
+    A small task whose return rises within a few thousand steps of learning, for tests.
+    """
+
+    def get_reward(self, physics: point_mass.Physics) -> float:
+        return float(
+            rewards.tolerance(
+                physics.mass_to_target_dist(), bounds=(0.0, 0.02), margin=0.6, sigmoid="linear"
+            )
+        )
+
+
+def _dense_reach(seed: int, time_limit: float = 5.0) -> control.Environment:
+    physics = point_mass.Physics.from_xml_string(*point_mass.get_model_and_assets())
+    task = _DenseReach(randomize_gains=False, random=seed)
+    return control.Environment(physics, task, time_limit=time_limit)
+
+
+register(
+    TaskSpec(
+        name="point_mass_reach",
+        factory=_dense_reach,
+        information_sets={"position": ("position",), "velocity": ("velocity",)},
+        description="point mass reaching a target with a dense reward, 5 s episodes (small task)",
     )
 )

@@ -1,0 +1,83 @@
+"""A single-process actor/learner loop on a real Reverb server, for the learning test."""
+
+from __future__ import annotations
+
+import acme
+import ml_collections
+import numpy as np
+import reverb
+from acme.adders import reverb as reverb_adders
+
+from agents.actor import GaussianActor, VersionedVariableClient
+from agents.learner import Learner
+from launch import builders
+from launch.nodes import run_episode
+
+
+def evaluate(config, networks, episodes: int, seed: int) -> float:
+    env = builders.make_environment(config, seed)
+    actor = GaussianActor(networks.policy, stochastic=False)
+    return float(np.mean([run_episode(env, actor) for _ in range(episodes)]))
+
+
+def train(
+    config: ml_collections.ConfigDict, env_steps: int, updates_per_step: float, eval_episodes: int
+) -> tuple[float, float, Learner]:
+    """Trains for `env_steps` actor steps; returns (return before, return after, learner)."""
+    env = builders.make_environment(config, config.seed)
+    env_spec = acme.make_environment_spec(env)
+    table = reverb.Table(
+        name=builders.REPLAY_TABLE,
+        sampler=reverb.selectors.Uniform(),
+        remover=reverb.selectors.Fifo(),
+        max_size=config.replay.max_size,
+        rate_limiter=reverb.rate_limiters.MinSize(config.replay.min_size),
+        signature=reverb_adders.SequenceAdder.signature(
+            env_spec, builders.EXTRAS_SPEC, sequence_length=config.replay.sequence_length + 1
+        ),
+    )
+    server = reverb.Server([table], port=None)
+    address = f"localhost:{server.port}"
+    client = reverb.Client(address)
+    learner_networks = builders.build_networks(config, env_spec)
+    learner = Learner(
+        learner_networks,
+        iter(builders.make_dataset(config, address)),
+        builders.hyperparams(config),
+    )
+    actor_networks = builders.build_networks(config, env_spec)
+    variable_client = VersionedVariableClient(
+        learner, {"policy": actor_networks.policy.variables}, update_period=1
+    )
+    variable_client.update_and_wait()
+    before = evaluate(config, actor_networks, eval_episodes, seed=10_000)
+    actor = GaussianActor(
+        actor_networks.policy,
+        stochastic=True,
+        adder=builders.make_adder(config, client),
+        variable_client=variable_client,
+        seed=config.seed,
+    )
+    steps, owed = 0, 0.0
+    timestep = env.reset()
+    actor.observe_first(timestep)
+    while steps < env_steps:
+        action = actor.select_action(timestep.observation)
+        timestep = env.step(action)
+        actor.observe(action, timestep)
+        steps += 1
+        if timestep.last():
+            timestep = env.reset()
+            actor.observe_first(timestep)
+        if client.server_info()[builders.REPLAY_TABLE].current_size >= config.replay.min_size:
+            owed += updates_per_step
+            while owed >= 1.0:
+                learner.step()
+                owed -= 1.0
+            if steps % 50 == 0:
+                variable_client.update_and_wait()
+                actor.update()
+    variable_client.update_and_wait()
+    after = evaluate(config, actor_networks, eval_episodes, seed=10_000)
+    server.stop()
+    return before, after, learner

@@ -1,0 +1,194 @@
+"""The learning rule's pieces against independent references (no processes involved)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+import trfl
+
+from agents import losses
+from agents.config import LearnerHyperparams
+from agents.learner import Learner, compute_losses
+from environments import registry
+from networks.factory import make_networks
+
+T, B = 10, 7  # transitions per sequence, batch
+
+
+def _random_sequences(seed: int):
+    rng = np.random.default_rng(seed)
+    q = rng.normal(size=(T + 1, B)).astype(np.float32)
+    v = rng.normal(size=(T + 1, B)).astype(np.float32)
+    r = rng.normal(size=(T + 1, B)).astype(np.float32)
+    d = (rng.uniform(size=(T + 1, B)) > 0.1).astype(np.float32)  # some true terminations
+    c = rng.uniform(0.05, 1.0, size=(T + 1, B)).astype(np.float32)
+    start = rng.uniform(size=(T + 1, B)) < 0.2  # episode starts inside the sequence
+    # The row before a start is an episode's final observation: no reward, no discount.
+    final_observation = np.zeros_like(start)
+    final_observation[:-1] = start[1:]
+    r[final_observation] = 0.0
+    d[final_observation] = 0.0
+    return q, v, r, d, c, start
+
+
+def _loop_reference(q, v, r, d, c, start, gamma):
+    """DESIGN.md's sum form as a plain loop: Q' + sum_s gamma^(s-t) (prod c) delta_s."""
+    targets = np.full((T, B), np.nan)
+    for b in range(B):
+        for t in range(T):
+            if start[t + 1, b]:
+                continue  # row t is an episode's final observation, not a transition
+            total, discount, trace, s = float(q[t, b]), 1.0, 1.0, t
+            while True:
+                delta = r[s, b] + gamma * d[s, b] * v[s + 1, b] - q[s, b]
+                total += discount * trace * delta
+                if s + 1 >= T or start[s + 2, b]:
+                    break  # the sequence ends, or row s+1 is not a transition
+                discount *= gamma * d[s, b]
+                trace *= c[s + 1, b]
+                s += 1
+            targets[t, b] = total
+    return targets
+
+
+def _ours(q, v, r, d, c, start, gamma):
+    targets, is_transition = losses.retrace_targets(
+        *(tf.constant(x) for x in (q, v, r, d, c, start)), gamma
+    )
+    return targets.numpy(), is_transition.numpy().astype(bool)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_retrace_matches_plain_loop(seed):
+    q, v, r, d, c, start = _random_sequences(seed)
+    targets, mask = _ours(q, v, r, d, c, start, gamma=0.97)
+    expected = _loop_reference(q, v, r, d, c, start, gamma=0.97)
+    assert mask.sum() > 0 and (~mask).sum() > 0  # both kinds of rows are exercised
+    np.testing.assert_array_equal(mask, ~np.isnan(expected))
+    np.testing.assert_allclose(targets[mask], expected[mask], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_retrace_matches_trfl(seed):
+    """trfl's discrete-action retrace_core, fed a two-action embedding of the same inputs.
+
+    Action 0 is the one taken: Q'(x, 0) = q and pi'(0|x) = p; action 1 gets the value that
+    makes sum_a pi'(a|x) Q'(x, a) = V(x), and mu(0|x) = p / c gives trfl's trace
+    coefficient min(1, p / mu) = c. Rows that are an episode's final observation get
+    p = 0, so trfl also cuts the trace there.
+    """
+    q, v, r, d, c, start = _random_sequences(seed)
+    gamma = 0.95
+    is_transition = np.ones((T + 1, B), bool)
+    is_transition[:-1] = ~start[1:]
+    p = np.where(is_transition, 0.5, 0.0).astype(np.float32)
+    other_q = ((v - p * q) / (1.0 - p)).astype(np.float32)
+    qs = np.stack([q, other_q], axis=-1)
+    target_probs = np.stack([p, 1.0 - p], axis=-1)
+    behaviour_probs = np.where(p > 0, p / c, 1.0).astype(np.float32)
+    actions = np.zeros((T + 1, B), np.int32)
+    extra = trfl.retrace_core(
+        lambda_=1.0,
+        q_tm1=tf.constant(qs[:-1]),
+        a_tm1=tf.constant(actions[:-1]),
+        r_t=tf.constant(r[:-1]),
+        pcont_t=tf.constant(gamma * d[:-1]),
+        target_policy_t=tf.constant(target_probs[1:]),
+        behaviour_policy_t=tf.constant(behaviour_probs[1:]),
+        targnet_q_t=tf.constant(qs[1:]),
+        a_t=tf.constant(actions[1:]),
+    ).extra
+    targets, mask = _ours(q, v, r, d, c, start, gamma)
+    np.testing.assert_allclose(targets[mask], extra.target.numpy()[mask], rtol=1e-4, atol=1e-4)
+
+
+def test_gaussian_kl_matches_monte_carlo():
+    rng = np.random.default_rng(0)
+    mean_p, mean_q = rng.normal(size=(2, 5, 3)).astype(np.float32)
+    scale_p, scale_q = rng.uniform(0.3, 1.5, size=(2, 5, 3)).astype(np.float32)
+    analytic = losses.gaussian_kl(mean_p, scale_p, mean_q, scale_q).numpy()
+    p = tfp.distributions.MultivariateNormalDiag(mean_p, scale_p)
+    q = tfp.distributions.MultivariateNormalDiag(mean_q, scale_q)
+    x = p.sample(200_000, seed=1)
+    monte_carlo = tf.reduce_mean(p.log_prob(x) - q.log_prob(x), axis=0).numpy()
+    np.testing.assert_allclose(analytic, monte_carlo, rtol=0.03, atol=0.02)
+    # Our log-density equals TF-Probability's.
+    np.testing.assert_allclose(
+        losses.gaussian_log_prob(mean_p, scale_p, x[:10]).numpy(),
+        p.log_prob(x[:10]).numpy(),
+        rtol=1e-5,
+    )
+
+
+def _batch_and_networks(seed=0):
+    env = registry.make_environment("walker_walk", 0)
+    spec = env.observation_spec()
+    prior_keys = registry.get_task("walker_walk").keys_for(["proprioception"])
+    tf.random.set_seed(seed)
+    nets = make_networks(spec, 6, prior_keys, (32, 32), (32, 32), (32, 32))
+    targets = make_networks(spec, 6, prior_keys, (32, 32), (32, 32), (32, 32))
+    rng = np.random.default_rng(seed)
+    batch = losses.SequenceBatch(
+        observation={
+            k: tf.constant(rng.normal(size=(T + 1, B) + s.shape).astype(np.float32))
+            for k, s in spec.items()
+        },
+        action=tf.constant(rng.uniform(-1, 1, size=(T + 1, B, 6)).astype(np.float32)),
+        reward=tf.constant(rng.uniform(size=(T + 1, B)).astype(np.float32)),
+        discount=tf.ones((T + 1, B)),
+        start_of_episode=tf.constant(rng.uniform(size=(T + 1, B)) < 0.1),
+        behaviour_log_prob=tf.constant(rng.normal(size=(T + 1, B)).astype(np.float32)),
+    )
+    return nets, targets, batch
+
+
+# Which networks each loss may differentiate into. The policy loss is -Q(x, a_theta) + ...,
+# so it has a gradient for the critic too; the learner applies it to the policy only
+# (checked in test_learner_applies_each_loss_to_its_own_network).
+_REACHES = {
+    "prior": {"prior"},
+    "policy": {"policy", "critic"},
+    "critic": {"critic"},
+}
+
+
+@pytest.mark.parametrize("loss_name", sorted(_REACHES))
+def test_each_loss_reaches_only_its_networks(loss_name):
+    nets, targets, batch = _batch_and_networks()
+    hyper = LearnerHyperparams(alpha=0.5, num_action_samples=3)
+    modules = {"policy": nets.policy, "prior": nets.prior, "critic": nets.critic}
+    variables = [v for m in modules.values() for v in m.trainable_variables]
+    with tf.GradientTape() as tape:
+        loss = getattr(compute_losses(nets, targets, batch, hyper), loss_name)
+    grads = dict(zip([v.ref() for v in variables], tape.gradient(loss, variables), strict=True))
+    for name, module in modules.items():
+        norm = sum(
+            0.0 if grads[v.ref()] is None else float(tf.norm(grads[v.ref()]))
+            for v in module.trainable_variables
+        )
+        if name in _REACHES[loss_name]:
+            assert norm > 0.0, f"{loss_name} loss does not reach the {name}"
+        else:
+            assert norm == 0.0, f"{loss_name} loss leaks into the {name}"
+
+
+@pytest.mark.parametrize("trained", ["policy", "prior", "critic"])
+def test_learner_applies_each_loss_to_its_own_network(trained):
+    """With two of the three learning rates at zero, one update changes only one network."""
+    nets, _, batch = _batch_and_networks()
+    rates = {f"{name}_learning_rate": 0.0 for name in ("policy", "prior", "critic")}
+    rates[f"{trained}_learning_rate"] = 1e-2
+    learner = Learner(nets, iter(()), LearnerHyperparams(num_action_samples=3, **rates))
+    before = {n: [v.numpy() for v in getattr(nets, n).variables] for n in rates_names()}
+    metrics = learner.learn_from_batch(batch)
+    assert metrics["update_applied"]
+    for name in rates_names():
+        changed = any(
+            not np.array_equal(old, new.numpy())
+            for old, new in zip(before[name], getattr(nets, name).variables, strict=True)
+        )
+        assert changed == (name == trained), name
+
+
+def rates_names():
+    return ("policy", "prior", "critic")
