@@ -1,0 +1,103 @@
+"""A real `local_mp` Launchpad program, launched through `bprl run` (real processes)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from launch import events
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BPRL = os.path.join(os.path.dirname(sys.executable), "bprl")
+CONFIG = os.path.join(REPO, "experiments", "configs", "walker_walk.py")
+
+
+def _run_processes(workdir: str) -> list[psutil.Process]:
+    """Processes whose command line mentions the run directory (nodes and launcher)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "environ"]):
+        try:
+            text = " ".join(proc.info["cmdline"] or [])
+            env = proc.info["environ"] or {}
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if workdir in text or workdir in env.get("LAUNCHPAD_LOGGING_DIR", ""):
+            found.append(proc)
+    return found
+
+
+def bprl(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([BPRL, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def test_two_actor_program_runs_logs_and_leaves_nothing(tmp_path):
+    workdir = str(tmp_path / "run")
+    result = bprl(
+        "run",
+        f"--config={CONFIG}:tiny",
+        "--config.actors.num_actors=2",
+        "--config.stop.max_actor_steps=3000",
+        f"--workdir={workdir}",
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"tensorboard --logdir {workdir}" in result.stdout
+
+    learner = events.read_scalars(os.path.join(workdir, "learner"))
+    for tag in (
+        "critic_loss",
+        "policy_loss",
+        "prior_loss",
+        "kl_policy_prior",
+        "learner_steps_per_second",
+    ):
+        assert tag in learner, tag
+    assert max(step for step, _ in learner["critic_loss"]) > 0  # the learner stepped
+
+    for actor_id in range(2):  # every actor wrote episodes (so inserted data into Reverb)
+        actor = events.read_scalars(os.path.join(workdir, "actors", str(actor_id)))
+        assert "episode_return" in actor and "steps_per_second" in actor
+        assert max(v for _, v in actor["actor_steps"]) >= 1000
+
+    evaluator = events.read_scalars(os.path.join(workdir, "evaluator_0"))
+    assert "policy_return" in evaluator and "prior_return" in evaluator
+
+    # Data reached Reverb: the learner's dataset blocks until replay holds min_size items,
+    # so a learner step is proof that actors inserted and the learner sampled.
+    assert learner["learner_steps"][-1][1] >= 1
+
+    assert _run_processes(workdir) == []  # no process of the run is left
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("--config.task=no_such_task", "unknown task 'no_such_task'"),
+        ("--config.prior_info=('no_such_set',)", "no information set 'no_such_set'"),
+        ("--config.actors.num_actors=0", "actors.num_actors must be >= 1"),
+    ],
+)
+def test_bad_config_fails_before_launch(tmp_path, override, message):
+    workdir = str(tmp_path / "run")
+    result = bprl("run", f"--config={CONFIG}:tiny", override, f"--workdir={workdir}", timeout=120)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
+    assert not os.path.exists(os.path.join(workdir, "logs"))  # nothing was launched
+
+
+def test_unwritable_workdir_fails_before_launch(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if os.access(locked, os.W_OK):  # root ignores permissions: use a path under a file
+        target = str(tmp_path / "a_file" / "run")
+        (tmp_path / "a_file").write_text("")
+    else:
+        target = str(locked / "run")
+    result = bprl("run", f"--config={CONFIG}:tiny", f"--workdir={target}", timeout=120)
+    assert result.returncode == 1
+    assert "is not writable" in result.stderr
