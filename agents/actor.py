@@ -61,10 +61,11 @@ class GaussianActor(core.Actor):
         mean, scale = self._head.numpy_moments(self._params, observation)
         if not self._stochastic:
             return mean.astype(np.float32)
-        action = mean + scale * self._rng.standard_normal(mean.shape)
+        action = (mean + scale * self._rng.standard_normal(mean.shape)).astype(np.float32)
         if self._adder is not None:
+            # log mu of the float32 action actually sent to the environment and stored.
             self._log_prob = np.float32(gaussian_log_prob(mean, scale, action))
-        return action.astype(np.float32)
+        return action
 
     def observe_first(self, timestep: dm_env.TimeStep) -> None:
         if self._adder is not None:

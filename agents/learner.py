@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import threading
 import time
 from collections.abc import Iterator, Sequence
 
@@ -33,12 +35,15 @@ def compute_losses(
     target_networks: Networks,
     batch: losses_lib.SequenceBatch,
     hyper: LearnerHyperparams,
+    noise: tuple[tf.Tensor, tf.Tensor] | None = None,
 ) -> losses_lib.Losses:
     """All three losses on one time-major batch (see DESIGN.md, "The learning rule").
 
-    Networks run once on the flattened [(T+1) * B] rows (no loop over time); the critic
-    runs once on the taken actions and the S reparameterised policy samples together, and
-    the target critic once on the taken actions and S target-policy samples together.
+    Networks run once on the flattened [(T+1) * B] rows (no loop over time); the target
+    critic runs once on the taken actions and S target-policy samples together, the online
+    critic once on the taken actions and once on the S reparameterised policy samples.
+    `noise` = (eps for the target-policy samples, eps for the policy samples), each
+    [S, (T+1) * B, action size] standard normal; drawn here when None (tests fix it).
     """
     time_steps, batch_size = batch.reward.shape[0], batch.reward.shape[1]
     rows = time_steps * batch_size
@@ -61,9 +66,18 @@ def compute_losses(
 
     # Critic inputs: taken actions followed by S samples (target policy for the value).
     action_size = action.shape[-1]
-    eps = tf.random.normal([num_samples, rows, action_size])
+    if noise is None:
+        noise = (
+            tf.random.normal([num_samples, rows, action_size]),
+            tf.random.normal([num_samples, rows, action_size]),
+        )
+    eps, policy_eps = noise
+    # The critic always sees actions as the environment executes them: clipped to the unit
+    # box. Otherwise the policy could exploit the critic's extrapolation far outside it.
     target_samples = target_pi_mean + target_pi_scale * eps
-    target_actions = tf.concat([action, tf.reshape(target_samples, [-1, action_size])], 0)
+    target_actions = clip_action(
+        tf.concat([action, tf.reshape(target_samples, [-1, action_size])], 0)
+    )
     target_q = target_networks.critic(tile_obs(obs, num_samples + 1), target_actions)
     target_q_taken = target_q[:rows]
     sampled_q = tf.reduce_mean(tf.reshape(target_q[rows:], [num_samples, rows]), axis=0)
@@ -89,14 +103,13 @@ def compute_losses(
     )
     targets = tf.stop_gradient(targets)
 
-    # Online critic on the taken actions and on S reparameterised policy samples.
-    policy_eps = tf.random.normal([num_samples, rows, action_size])
-    policy_samples = tf.reshape(pi_mean + pi_scale * policy_eps, [-1, action_size])
-    online_q = networks.critic(
-        tile_obs(obs, num_samples + 1), tf.concat([action, policy_samples], 0)
-    )
-    q_taken = time_major(online_q[:rows])[:-1]
-    q_policy = tf.reduce_mean(tf.reshape(online_q[rows:], [num_samples, rows]), axis=0)
+    # Online critic on the taken actions (critic loss) and, in a separate call, on S
+    # reparameterised policy samples (SVG(0)): the critic's weight gradients then run over
+    # the taken actions only, the policy's input gradients over the samples only.
+    policy_samples = clip_action(tf.reshape(pi_mean + pi_scale * policy_eps, [-1, action_size]))
+    q_taken = time_major(networks.critic(obs, clip_action(action)))[:-1]
+    online_q_samples = networks.critic(tile_obs(obs, num_samples), policy_samples)
+    q_policy = tf.reduce_mean(tf.reshape(online_q_samples, [num_samples, rows]), axis=0)
 
     td = targets - q_taken
     critic_loss = (
@@ -118,6 +131,11 @@ def compute_losses(
         retrace_target=tf.reduce_mean(targets),
         importance_weight=tf.reduce_mean(ratio),
     )
+
+
+def clip_action(action: tf.Tensor) -> tf.Tensor:
+    """Actions as executed: the environment wrapper clips to [-1, 1] the same way."""
+    return tf.clip_by_value(action, -1.0, 1.0)
 
 
 def tile_obs(observation: dict, times: int) -> dict:
@@ -154,7 +172,12 @@ class Learner(core.Learner):
         counter: counting.Counter | None = None,
         logger: loggers.Logger | None = None,
         log_every_steps: int = 100,
+        update_lock: threading.Lock | None = None,
+        jit_compile: bool = True,
     ):
+        """`jit_compile` compiles the update with XLA (same computation, fused kernels)."""
+        # Held while parameters change, so a checkpoint never sees half an update.
+        self._update_lock = update_lock or contextlib.nullcontext()
         self._networks = networks
         self._target_networks = copy.deepcopy(networks)
         self._iterator = dataset
@@ -174,7 +197,7 @@ class Learner(core.Learner):
             "prior": networks.prior.variables,
             "critic": networks.critic.variables,
         }
-        self._step_fn = tf.function(self._step, autograph=False)
+        self._step_fn = tf.function(self._step, autograph=False, jit_compile=jit_compile)
         self._last_log_time = time.time()
         self._last_log_step = 0
 
@@ -206,10 +229,11 @@ class Learner(core.Learner):
             "bad_updates": self._bad_updates,
         }
 
-    def _gradients(self, batch: losses_lib.SequenceBatch):
+    def _gradients(self, batch: losses_lib.SequenceBatch, noise=None):
+        """(losses, (policy, critic, prior) gradients); `noise` as in `compute_losses`."""
         nets = self._networks
         with tf.GradientTape(persistent=True) as tape:
-            loss = compute_losses(nets, self._target_networks, batch, self._hyper)
+            loss = compute_losses(nets, self._target_networks, batch, self._hyper, noise)
         grads = (
             tape.gradient(loss.policy, nets.policy.trainable_variables),
             tape.gradient(loss.critic, nets.critic.trainable_variables),
@@ -286,7 +310,9 @@ class Learner(core.Learner):
         return metrics
 
     def step(self) -> None:
-        metrics = self.learn_from_batch(batch_from_replay(next(self._iterator)))
+        sample = next(self._iterator)  # may block on the rate limiter: outside the lock
+        with self._update_lock:
+            metrics = self.learn_from_batch(batch_from_replay(sample))
         counts = self._counter.increment(steps=1)
         step = self.num_steps
         if step - self._last_log_step >= self._log_every:

@@ -79,7 +79,20 @@ def replay_table(
 
 
 def make_adder(config: ml_collections.ConfigDict, client: reverb.Client) -> adders.Adder:
-    """Overlapping sequences of T+1 steps every T steps, continuing across episodes."""
+    """Overlapping sequences of T+1 steps every T steps, continuing across episodes.
+
+    `config.replay.adder` picks the writer: "fast" (`agents.fast_adder.FastSequenceAdder`)
+    or "acme" (Acme's `SequenceAdder`); their items are identical.
+    """
+    kind = config.replay.get("adder", "fast")
+    if kind == "fast":
+        from agents.fast_adder import FastSequenceAdder
+
+        return FastSequenceAdder(
+            client, sequence_length=config.replay.sequence_length, table=REPLAY_TABLE
+        )
+    if kind != "acme":
+        raise ValueError(f"unknown replay.adder {kind!r}; use 'fast' or 'acme'")
     return reverb_adders.SequenceAdder(
         client,
         sequence_length=config.replay.sequence_length + 1,

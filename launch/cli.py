@@ -1,7 +1,11 @@
 """`bprl`: the command line of the behavior-prior trainer.
 
 bprl run --config=experiments/configs/walker_walk.py[:variant] [--config.key=value ...]
-         --workdir=DIR
+         --workdir=DIR [--launch=local|vertex_ai]
+bprl sweep --config=... --seeds=5 --workdir=DIR [--parallel=1]
+           [--sweep_field=prior_info --sweep_values='proprioception;velocity']
+           [--config.key=value ...] [--launch=local|vertex_ai]
+bprl report DIR
 bprl tasks
 """
 
@@ -15,6 +19,13 @@ from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (logs, TensorBoard, checkpoints).")
+_LAUNCH = flags.DEFINE_enum(
+    "launch", "local", ["local", "vertex_ai"], "Where to run: this machine, or Vertex AI."
+)
+_SEEDS = flags.DEFINE_integer("seeds", 5, "sweep: seeds per variant (config.seed, +1, ...).")
+_PARALLEL = flags.DEFINE_integer("parallel", 1, "sweep: local runs at a time.")
+_SWEEP_FIELD = flags.DEFINE_string("sweep_field", "", "sweep: a config field to vary.")
+_SWEEP_VALUES = flags.DEFINE_string("sweep_values", "", "sweep: its values, separated by ';'.")
 
 _USAGE = __doc__
 
@@ -30,6 +41,9 @@ def _cmd_tasks() -> int:
 
 
 def _cmd_run() -> int:
+    if _WORKDIR.value:
+        # Launchpad reads this once, when first imported (Acme imports it too): set it first.
+        os.environ["LAUNCHPAD_LOGGING_DIR"] = os.path.join(os.path.abspath(_WORKDIR.value), "logs")
     from launch import local, validate
 
     config = _CONFIG.value
@@ -38,15 +52,89 @@ def _cmd_run() -> int:
     validate.validate_config(config)
     validate.validate_workdir(_WORKDIR.value)
     workdir = os.path.abspath(_WORKDIR.value)
+    if validate.validate_resume(config, workdir):
+        from launch import checkpointing
+
+        counts = checkpointing.load_counts(workdir)
+        if counts:
+            learner_steps = int(counts.get("learner_steps", 0))
+            actor_steps = int(counts.get("actor_steps", 0))
+            print(f"resuming {workdir}: learner step {learner_steps}, actor step {actor_steps}")
+        else:
+            print(f"resuming {workdir}: no complete checkpoint yet, starting from scratch")
+    if _LAUNCH.value == "vertex_ai":
+        from launch import vertex
+
+        vertex.launch_vertex(config, _WORKDIR.value)
+        return 0
     print(f"run directory: {workdir}")
     print(f"watch it with: tensorboard --logdir {workdir}")
-    local.launch_local(config, workdir)
+    try:
+        local.launch_local(config, workdir)
+    except RuntimeError as error:  # a node failed; Launchpad has stopped the others
+        print(f"error: the run failed ({error})", file=sys.stderr)
+        for line in local.node_errors(workdir):
+            print(f"  {line}", file=sys.stderr)
+        print(f"node logs: {os.path.join(workdir, 'logs')}", file=sys.stderr)
+        return 1
     print(f"done. TensorBoard: tensorboard --logdir {workdir}")
     return 0
 
 
+def _cmd_sweep() -> int:
+    from launch import sweep, validate
+
+    config = _CONFIG.value
+    if config is None:
+        raise validate.ConfigError("--config is required")
+    validate.validate_workdir(_WORKDIR.value)
+    workdir = os.path.abspath(_WORKDIR.value)
+    try:
+        runs = sweep.plan(
+            config,
+            workdir,
+            _SEEDS.value,
+            _SWEEP_FIELD.value,
+            sweep.split_values(_SWEEP_VALUES.value),
+        )
+    except ValueError as error:
+        raise validate.ConfigError(str(error)) from None
+    validated = set()
+    for run in runs:  # each variant once: every problem is found before anything starts
+        if run.variant not in validated:
+            validate.validate_config(run.config)
+            validated.add(run.variant)
+    if _LAUNCH.value == "vertex_ai":
+        from launch import vertex
+
+        return vertex.launch_sweep(runs, _WORKDIR.value)
+    print(f"sweep directory: {workdir}")
+    print(f"watch it with: tensorboard --logdir {workdir}")
+    code = sweep.run_local(runs, sweep.config_args_from_argv(sys.argv[1:]), _PARALLEL.value)
+    if code == 0:
+        print(f"report: bprl report {workdir}")
+    return code
+
+
+def _cmd_report(path: str) -> int:
+    from experiments import report
+
+    written = report.write_report(path)
+    for name in written:
+        print(name)
+    return 0
+
+
 def _main(argv: list[str]) -> int:
-    commands = {"run": _cmd_run, "tasks": _cmd_tasks}
+    commands = {"run": _cmd_run, "tasks": _cmd_tasks, "sweep": _cmd_sweep}
+    if len(argv) == 3 and argv[1] == "report":
+        from launch.validate import ConfigError
+
+        try:
+            return _cmd_report(argv[2])
+        except (ConfigError, FileNotFoundError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     if len(argv) < 2 or argv[1] not in commands:
         print(_USAGE, file=sys.stderr)
         return 2

@@ -47,10 +47,31 @@ def launch_local(config: ml_collections.ConfigDict, workdir: str) -> None:
             env = {k: v for k, v in env.items() if not k.endswith("_NUM_THREADS")}
         resources[group] = PythonProcess(env=env)
     logging.info("launching %s: node logs in %s", program.name, os.environ["LAUNCHPAD_LOGGING_DIR"])
+    from absl import flags
+
+    if "lp_termination_notice_secs" in flags.FLAGS:
+        # Time for the final checkpoints (learner, counts, replay) before Launchpad kills.
+        flags.FLAGS.lp_termination_notice_secs = 25
     manager = lp.launch(
         program,
         launch_type="local_mp",
         terminal="output_to_files",
         local_resources=resources,
     )
-    manager.wait()
+    from launch.progress import run_progress
+
+    with run_progress(config, workdir):
+        manager.wait()
+
+
+def node_errors(workdir: str) -> list[str]:
+    """The last exception line of each node log that has one, as '<group>/<i>: line'."""
+    found = []
+    root = os.path.join(workdir, "logs")
+    for group in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        for index in sorted(os.listdir(os.path.join(root, group))):
+            with open(os.path.join(root, group, index), errors="replace") as f:
+                lines = [line.strip() for line in f if "Error:" in line or "Exception:" in line]
+            if lines:
+                found.append(f"{group}/{index}: {lines[-1]}")
+    return found

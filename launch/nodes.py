@@ -16,7 +16,7 @@ from acme.utils import counting
 
 from agents.actor import GaussianActor, VersionedVariableClient
 from agents.learner import Learner
-from launch import builders
+from launch import builders, checkpointing, supervision
 from launch.tensorboard import TensorBoardLogger
 
 
@@ -47,11 +47,12 @@ def run_until_stopped(work: Callable[[], None], name: str) -> None:
 
 
 class LearnerNode:
-    """Serves the learner's variables and runs updates until the program stops."""
+    """Serves the learner's variables, runs updates and checkpoints until the program stops."""
 
     def __init__(self, config: ml_collections.ConfigDict, replay, counter, workdir: str):
         builders.set_tf_threads(config.resources.learner_threads)
         env_spec = builders.environment_spec(config)
+        self._lock = threading.Lock()
         self._learner = Learner(
             networks=builders.build_networks(config, env_spec),
             dataset=iter(builders.make_dataset(config, replay.server_address)),
@@ -59,18 +60,55 @@ class LearnerNode:
             counter=counting.Counter(counter, prefix="learner"),
             logger=TensorBoardLogger(os.path.join(workdir, "learner"), step_key="learner_steps"),
             log_every_steps=config.logging.learner_every_steps,
+            update_lock=self._lock,
         )
+        self._checkpointer = checkpointing.RunCheckpointer(
+            workdir,
+            self._learner.checkpoint_state(),
+            counter,
+            replay_client=replay if config.checkpoint.replay else None,
+            learner_steps=lambda: self._learner.num_steps,
+        )
+        self._checkpoint_every = config.checkpoint.every_seconds
+        if self._checkpointer.restore():
+            logging.info("learner resumed at step %d", self._learner.num_steps)
+
+    def _train(self) -> None:
+        while True:
+            self._learner.step()
+            if time.time() - self._checkpointer.last_save_time >= self._checkpoint_every:
+                self.checkpoint()
 
     def run(self) -> None:
-        logging.info("learner started")
-        run_until_stopped(self._learner.run, "learner")
+        logging.info("learner started at step %d", self._learner.num_steps)
+        try:
+            run_until_stopped(self._train, "learner")
+        finally:
+            self.checkpoint()  # final checkpoint: at the budget, on SIGTERM, and on errors
+
+    def checkpoint(self) -> dict:
+        """Writes a checkpoint now, between two updates, and returns its record."""
+        with self._lock:
+            return self._checkpointer.save()
 
     def get_variables(self, names):
         return self._learner.get_variables(names)
 
 
+class CheckpointingReverbNode(lp.ReverbNode):
+    """Launchpad's Reverb node, plus a last replay checkpoint when the program stops."""
+
+    def run(self) -> None:
+        super().run()
+        server = getattr(self, "_server", None)  # set by ReverbNode.run
+        if server is not None and self._checkpoint_ctor is not None:
+            started = time.time()
+            path = server.localhost_client().checkpoint()
+            logging.info("final replay checkpoint in %.2fs: %s", time.time() - started, path)
+
+
 class ActorNode:
-    """Runs Acme's environment loop with a sampling policy that writes to replay."""
+    """Supervises one actor process that runs Acme's environment loop into replay."""
 
     def __init__(
         self,
@@ -81,24 +119,30 @@ class ActorNode:
         learner,
         workdir: str,
     ):
-        self._config = config
-        self._actor_id = actor_id
-        self._replay = replay
-        self._counter = counter
-        self._learner = learner
-        self._logdir = os.path.join(workdir, "actors", str(actor_id))
+        self._args = (config, actor_id, replay, counter, learner, workdir)
+        self._max_restarts = config.actors.max_restarts
 
     def run(self) -> None:
-        run_until_stopped(self._run, f"actor_{self._actor_id}")
+        actor_id = self._args[1]
+        supervision.supervise(
+            run_actor_process, self._args, self._max_restarts, name=f"actor_{actor_id}"
+        )
 
-    def _run(self) -> None:
-        config = self._config
-        builders.set_tf_threads(config.resources.actor_threads)
-        seed = config.seed * 1000 + self._actor_id
+
+def run_actor_process(config, actor_id, replay, counter, learner, workdir) -> None:
+    """The actor's worker process: rebuilds and continues after an exception."""
+    supervision.exit_with_parent()
+    builders.set_tf_threads(config.resources.actor_threads)
+    logdir = os.path.join(workdir, "actors", str(actor_id))
+
+    def build_and_run() -> None:
+        seed = config.seed * 1000 + actor_id
         env = builders.make_environment(config, seed)
+        if config.actors.inject_fault_every_steps:
+            env = supervision.FaultInjector(env, config.actors.inject_fault_every_steps, seed)
         networks = builders.build_networks(config, acme.make_environment_spec(env))
         client = VersionedVariableClient(
-            self._learner,
+            learner,
             {"policy": networks.policy.variables},
             update_period=config.actors.variable_update_period,
         )
@@ -106,19 +150,21 @@ class ActorNode:
         actor = GaussianActor(
             networks.policy,
             stochastic=True,
-            adder=builders.make_adder(config, self._replay),
+            adder=builders.make_adder(config, replay),
             variable_client=client,
             seed=seed,
         )
         loop = acme.EnvironmentLoop(
             env,
             actor,
-            counter=counting.Counter(self._counter, prefix="actor"),
-            logger=TensorBoardLogger(self._logdir, step_key="actor_steps"),
-            label=f"actor_{self._actor_id}",
+            counter=counting.Counter(counter, prefix="actor"),
+            logger=TensorBoardLogger(logdir, step_key="actor_steps"),
+            label=f"actor_{actor_id}",
         )
-        logging.info("actor %d started", self._actor_id)
+        logging.info("actor %d running", actor_id)
         loop.run()
+
+    supervision.run_with_retries(build_and_run, config.actors.max_errors, f"actor_{actor_id}")
 
 
 def run_episode(env, actor: GaussianActor) -> float:

@@ -6,9 +6,9 @@ import functools
 
 import launchpad as lp
 import ml_collections
-from acme.utils import counting
+import reverb
 
-from launch import builders, nodes
+from launch import builders, checkpointing, nodes
 
 
 def _replay_tables(config: ml_collections.ConfigDict):
@@ -18,10 +18,23 @@ def _replay_tables(config: ml_collections.ConfigDict):
 def make_program(config: ml_collections.ConfigDict, workdir: str) -> lp.Program:
     """Builds (does not launch) the program for `config`, logging under `workdir`."""
     program = lp.Program(name=f"bprl_{config.task}_seed{config.seed}")
+    # The learner checkpoints the replay together with its own state (so the two match);
+    # the replay node loads the latest checkpoint when it starts and writes a last one
+    # when the program stops.
+    checkpoint_ctor = None
+    if config.checkpoint.replay:
+        checkpoint_ctor = functools.partial(
+            reverb.checkpointers.DefaultCheckpointer,
+            path=checkpointing.checkpoint_dir(workdir, "replay"),
+        )
     with program.group("replay"):
-        replay = program.add_node(lp.ReverbNode(functools.partial(_replay_tables, config)))
+        replay = program.add_node(
+            nodes.CheckpointingReverbNode(
+                functools.partial(_replay_tables, config), checkpoint_ctor=checkpoint_ctor
+            )
+        )
     with program.group("counter"):
-        counter = program.add_node(lp.CourierNode(counting.Counter))
+        counter = program.add_node(lp.CourierNode(checkpointing.RestoringCounter, workdir))
     with program.group("learner"):
         learner = program.add_node(
             lp.CourierNode(nodes.LearnerNode, config, replay, counter, workdir)

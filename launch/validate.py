@@ -72,3 +72,21 @@ def validate_workdir(workdir: str) -> None:
             pass
     except OSError as error:
         raise ConfigError(f"workdir {workdir!r} is not writable: {error.strerror}") from None
+
+
+def validate_resume(config: ml_collections.ConfigDict, workdir: str) -> bool:
+    """True when `workdir` holds an earlier run to resume; raises if `config` cannot."""
+    import json
+
+    from launch import checkpointing
+
+    saved_path = os.path.join(workdir, "config.json")
+    if not os.path.exists(saved_path):
+        return False
+    with open(saved_path) as f:
+        saved = json.load(f)
+    try:
+        checkpointing.check_resume_compatible(saved, config.to_dict())
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    return True

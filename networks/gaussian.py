@@ -76,7 +76,7 @@ def gaussian_log_prob(mean: np.ndarray, scale: np.ndarray, x: np.ndarray) -> np.
     """log N(x; mean, diag(scale^2)), summed over the last axis (NumPy)."""
     z = (x - mean) / scale
     return (
-        -0.5 * np.sum(z * z, axis=-1)
-        - np.sum(np.log(scale), axis=-1)
+        -0.5 * np.add.reduce(z * z, axis=-1)
+        - np.add.reduce(np.log(scale), axis=-1)
         - (0.5 * mean.shape[-1] * np.log(2.0 * np.pi))
     )

@@ -42,12 +42,16 @@ class LayerNormMLP(snt.Module):
 
 def numpy_forward(params: Sequence[np.ndarray], inputs: np.ndarray) -> np.ndarray:
     """NumPy twin of `LayerNormMLP.__call__` (same parameters, same result)."""
+    # Written with bare ufuncs: an actor calls this once per environment step, where
+    # `ndarray.mean`/`var` and `np.where` cost more in Python overhead than the matmuls.
     w, b, scale, offset = params[:4]
     h = inputs @ w + b
-    mean = h.mean(axis=-1, keepdims=True)
-    var = h.var(axis=-1, keepdims=True)
-    h = np.tanh((h - mean) / np.sqrt(var + 1e-5) * scale + offset)
+    width = h.shape[-1]
+    centred = h - np.add.reduce(h, axis=-1, keepdims=True) / width
+    var = np.add.reduce(centred * centred, axis=-1, keepdims=True) / width
+    h = np.tanh(centred / np.sqrt(var + 1e-5) * scale + offset)
     for i in range(4, len(params), 2):
         h = h @ params[i] + params[i + 1]
-        h = np.where(h > 0, h, np.expm1(np.minimum(h, 0.0)))
+        # elu(h) = max(h, 0) + expm1(min(h, 0))
+        h = np.maximum(h, 0.0) + np.expm1(np.minimum(h, 0.0))
     return h

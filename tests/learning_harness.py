@@ -79,5 +79,6 @@ def train(
                 actor.update()
     variable_client.update_and_wait()
     after = evaluate(config, actor_networks, eval_episodes, seed=10_000)
+    del actor  # closes the adder's writer while the server still runs
     server.stop()
     return before, after, learner

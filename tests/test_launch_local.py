@@ -4,30 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
-import psutil
 import pytest
+from tests_support import BPRL, CONFIG, REPO, run_processes
 
 from launch import events
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BPRL = os.path.join(os.path.dirname(sys.executable), "bprl")
-CONFIG = os.path.join(REPO, "experiments", "configs", "walker_walk.py")
-
-
-def _run_processes(workdir: str) -> list[psutil.Process]:
-    """Processes whose command line mentions the run directory (nodes and launcher)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline", "environ"]):
-        try:
-            text = " ".join(proc.info["cmdline"] or [])
-            env = proc.info["environ"] or {}
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        if workdir in text or workdir in env.get("LAUNCHPAD_LOGGING_DIR", ""):
-            found.append(proc)
-    return found
 
 
 def bprl(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -69,7 +50,7 @@ def test_two_actor_program_runs_logs_and_leaves_nothing(tmp_path):
     # so a learner step is proof that actors inserted and the learner sampled.
     assert learner["learner_steps"][-1][1] >= 1
 
-    assert _run_processes(workdir) == []  # no process of the run is left
+    assert run_processes(workdir) == []  # no process of the run is left
 
 
 @pytest.mark.parametrize(

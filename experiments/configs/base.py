@@ -38,10 +38,20 @@ def base_config() -> ml_collections.ConfigDict:
     config.replay.samples_per_insert = 32.0  # rate limiter: sampled items per inserted item
     config.replay.samples_per_insert_tolerance = 0.1  # slack of the rate limiter, fraction
     config.replay.prefetch_size = 4  # batches the learner's dataset prefetches
+    # Actor-side sequence writer: "fast" (agents/fast_adder.py: one Reverb append per
+    # sequence, NumPy buffering) or "acme" (Acme's SequenceAdder); both write the same items.
+    config.replay.adder = "fast"
 
     config.actors = ml_collections.ConfigDict()
     config.actors.num_actors = 32  # actor processes
     config.actors.variable_update_period = 1000  # actor steps between weight refreshes
+    config.actors.max_errors = 10  # exceptions an actor process rebuilds after, then dies
+    config.actors.max_restarts = 100  # dead actor processes a node replaces before failing
+    config.actors.inject_fault_every_steps = 0  # testing: raise in env.step every N steps (0: off)
+
+    config.checkpoint = ml_collections.ConfigDict()
+    config.checkpoint.every_seconds = 300  # learner + counts period; replay: rounded to minutes
+    config.checkpoint.replay = True  # also checkpoint the Reverb replay (Reverb's checkpointer)
 
     config.evaluators = ml_collections.ConfigDict()
     config.evaluators.num_evaluators = 1  # evaluator processes (policy mean and prior alone)
@@ -60,4 +70,26 @@ def base_config() -> ml_collections.ConfigDict:
     config.resources = ml_collections.ConfigDict()
     config.resources.learner_threads = 0  # TensorFlow intra-op threads of the learner (0: all)
     config.resources.actor_threads = 1  # threads of each actor / evaluator process
+
+    # Vertex AI (`--launch=vertex_ai`, see docs/cluster.md); unused by local runs.
+    config.cluster = ml_collections.ConfigDict()
+    config.cluster.project = ""  # Google Cloud project id that runs and pays for the jobs
+    config.cluster.region = "us-central1"  # Vertex AI region of the jobs and the bucket
+    config.cluster.bucket = ""  # gs://BUCKET[/prefix]: run directories (events) go under it
+    # Every node is one Vertex replica (one VM). Nodes of groups with equal resources
+    # share a worker pool, and Vertex AI allows at most 4 pools: keep <= 4 distinct specs.
+    for group, cpu, memory_gb in (
+        ("learner", 8, 30),  # the learner: SGD on the replay batches
+        ("replay", 8, 52),  # the Reverb server: holds the replay table in memory
+        ("actor", 4, 15),  # each actor: environment + policy sampling
+        ("evaluator", 4, 15),  # each evaluator (same machine as an actor: one pool)
+        ("counter", 2, 13),  # the step counter (small)
+        ("stopper", 2, 13),  # the stop condition (same as the counter: one pool)
+    ):
+        config.cluster[group] = ml_collections.ConfigDict()
+        config.cluster[group].cpu = cpu  # vCPUs of each node of the group
+        config.cluster[group].memory_gb = memory_gb  # GiB of memory of each node
+    # GPU of the learner: "" (none) or T4, P4, P100, V100, A100, A100_80GIB, L4, H100.
+    config.cluster.learner.accelerator = "T4"
+    config.cluster.learner.accelerator_count = 1  # GPUs of that type (1, 2, 4 or 8)
     return config

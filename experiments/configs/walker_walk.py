@@ -28,6 +28,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.evaluators.every_actor_steps = 10_000
         config.stop.max_actor_steps = 60_000
     elif variant == "tiny":
+        config.task_kwargs.time_limit = 5.0  # 200-step episodes, so every actor logs soon
         config.actors.num_actors = 2
         config.network.policy_hidden = (32,)
         config.network.prior_hidden = (32,)

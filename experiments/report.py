@@ -1,0 +1,248 @@
+"""`bprl report DIR`: learning curves and a results table from a sweep's event files.
+
+Reads the TensorBoard event files of every run of a sweep (`DIR/seed_<k>` or
+`DIR/<field>=<value>/seed_<k>`; a single `bprl run` directory counts as one seed) with
+TensorBoard's reader (launch/events.py) and writes into DIR/report/:
+  <metric>.png   mean across seeds and a 95% confidence band, one line per variant,
+                 against actor steps: policy_return and prior_return (evaluators),
+                 episode_return (actors, training episodes)
+  summary.csv    per variant and metric: seeds, final return (mean, 95% CI half-width,
+  summary.md     min, max) and area under the curve (mean, CI)
+The final return of a seed is its last evaluation (mean over its evaluators at that step).
+Its area under the curve is the trapezoid integral of the curve over actor steps divided
+by the steps it spans: the average return over training, in return units.
+Only seeds with the sweep's DONE marker are used when the directory has any; otherwise
+every seed found is (e.g. a sweep still going).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+
+import numpy as np
+
+from launch import events
+
+EVALUATOR_METRICS = ("policy_return", "prior_return")
+ACTOR_METRICS = ("episode_return",)
+REPORT_DIR = "report"
+_SEED_DIR = re.compile(r"^seed_(\d+)$")
+_DONE = "DONE"  # written by launch/sweep.py when a run exits 0
+
+
+def _seed_dirs(root: str) -> list[str]:
+    if not os.path.isdir(root):
+        return []
+    found = [(int(m.group(1)), name) for name in os.listdir(root) if (m := _SEED_DIR.match(name))]
+    return [os.path.join(root, name) for _, name in sorted(found)]
+
+
+def find_variants(root: str) -> dict[str, list[str]]:
+    """{variant: [seed run dirs]}: 'default' for DIR/seed_<k>, '<field>=<value>' for others."""
+    root = os.path.abspath(root)
+    variants: dict[str, list[str]] = {}
+    if _seed_dirs(root):
+        variants["default"] = _seed_dirs(root)
+    for name in sorted(os.listdir(root)):
+        path = os.path.join(root, name)
+        if "=" in name and os.path.isdir(path) and _seed_dirs(path):
+            variants[name] = _seed_dirs(path)
+    if not variants and os.path.exists(os.path.join(root, "config.json")):
+        variants["default"] = [root]  # a single run
+    all_dirs = [d for dirs in variants.values() for d in dirs]
+    if any(os.path.exists(os.path.join(d, _DONE)) for d in all_dirs):
+        variants = {
+            name: [d for d in dirs if os.path.exists(os.path.join(d, _DONE))]
+            for name, dirs in variants.items()
+        }
+    return {name: dirs for name, dirs in variants.items() if dirs}
+
+
+def _merge(curves: list[list[tuple[int, float]]]) -> tuple[np.ndarray, np.ndarray]:
+    """Points of several nodes of one run as one curve: mean value at each step, by step."""
+    by_step: dict[int, list[float]] = {}
+    for curve in curves:
+        for step, value in curve:
+            by_step.setdefault(step, []).append(value)
+    steps = np.array(sorted(by_step), dtype=np.float64)
+    values = np.array([np.mean(by_step[int(s)]) for s in steps], dtype=np.float64)
+    return steps, values
+
+
+def seed_curve(run_dir: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """(actor steps, values) of `metric` for one run; empty arrays when it has none."""
+    if metric in EVALUATOR_METRICS:
+        dirs = [
+            os.path.join(run_dir, name)
+            for name in sorted(os.listdir(run_dir))
+            if name.startswith("evaluator_")
+        ]
+    else:
+        actors = os.path.join(run_dir, "actors")
+        dirs = (
+            [os.path.join(actors, n) for n in sorted(os.listdir(actors))]
+            if os.path.isdir(actors)
+            else []
+        )
+    curves = []
+    for path in dirs:
+        for logdir in events.run_dirs(path):
+            scalars = events.read_scalars(logdir)
+            if metric in scalars:
+                curves.append(scalars[metric])
+    if not curves:
+        return np.zeros(0), np.zeros(0)
+    return _merge(curves)
+
+
+def area_under_curve(steps: np.ndarray, values: np.ndarray) -> float:
+    """Average return over the steps the curve spans (trapezoid rule)."""
+    if len(steps) == 1:
+        return float(values[0])
+    return float(np.trapz(values, steps) / (steps[-1] - steps[0]))
+
+
+def ci95(values: list[float]) -> float:
+    """Half-width of the 95% Student-t confidence interval of the mean (nan for n < 2)."""
+    n = len(values)
+    if n < 2:
+        return float("nan")
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / math.sqrt(n))
+
+
+def mean_curve(
+    curves: list[tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeds interpolated onto the union of their steps (where all seeds have data):
+    (steps, mean, 95% CI half-width; zeros for one seed)."""
+    start = max(s[0] for s, _ in curves)
+    end = min(s[-1] for s, _ in curves)
+    grid = np.unique(np.concatenate([s for s, _ in curves]))
+    grid = grid[(grid >= start) & (grid <= end)]
+    if len(grid) == 0:
+        grid = np.array([end])
+    stacked = np.stack([np.interp(grid, s, v) for s, v in curves])
+    mean = stacked.mean(axis=0)
+    if len(curves) < 2:
+        return grid, mean, np.zeros_like(mean)
+    half = np.array([ci95(list(column)) for column in stacked.T])
+    return grid, mean, half
+
+
+def summarize(root: str) -> tuple[list[dict], dict]:
+    """Rows of the table and the curves: ({...}, {metric: {variant: [(steps, values)]}})."""
+    variants = find_variants(root)
+    if not variants:
+        raise FileNotFoundError(f"no runs (seed_<k> directories or config.json) under {root}")
+    rows, curves = [], {}
+    for metric in (*EVALUATOR_METRICS, *ACTOR_METRICS):
+        for variant, dirs in variants.items():
+            seeds = [seed_curve(d, metric) for d in dirs]
+            seeds = [(s, v) for s, v in seeds if len(s)]
+            if not seeds:
+                continue
+            curves.setdefault(metric, {})[variant] = seeds
+            finals = [float(v[-1]) for _, v in seeds]
+            aucs = [area_under_curve(s, v) for s, v in seeds]
+            rows.append(
+                {
+                    "variant": variant,
+                    "metric": metric,
+                    "seeds": len(seeds),
+                    "final_mean": float(np.mean(finals)),
+                    "final_ci95": ci95(finals),
+                    "final_min": float(np.min(finals)),
+                    "final_max": float(np.max(finals)),
+                    "auc_mean": float(np.mean(aucs)),
+                    "auc_ci95": ci95(aucs),
+                    "final_step_mean": float(np.mean([s[-1] for s, _ in seeds])),
+                }
+            )
+    return rows, curves
+
+
+COLUMNS = [
+    "variant",
+    "metric",
+    "seeds",
+    "final_mean",
+    "final_ci95",
+    "final_min",
+    "final_max",
+    "auc_mean",
+    "auc_ci95",
+    "final_step_mean",
+]
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.2f}"
+    return str(value)
+
+
+def write_table(rows: list[dict], out_dir: str) -> tuple[str, str]:
+    csv_path = os.path.join(out_dir, "summary.csv")
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    md_path = os.path.join(out_dir, "summary.md")
+    with open(md_path, "w") as f:
+        f.write("# Sweep summary\n\n")
+        f.write(
+            "final: last evaluation of each seed; auc: average return over training "
+            "(area under the curve / actor steps); ci95: half-width of the 95% t-interval "
+            "across seeds.\n\n"
+        )
+        f.write("| " + " | ".join(COLUMNS) + " |\n")
+        f.write("|" + "---|" * len(COLUMNS) + "\n")
+        for row in rows:
+            f.write("| " + " | ".join(_fmt(row[c]) for c in COLUMNS) + " |\n")
+    return csv_path, md_path
+
+
+def plot_metric(metric: str, by_variant: dict, path: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for variant, seeds in by_variant.items():
+        steps, mean, half = mean_curve(seeds)
+        (line,) = ax.plot(steps, mean, marker="o" if len(steps) < 20 else None, ms=3)
+        line.set_label(f"{variant} ({len(seeds)} seeds)")
+        if len(seeds) > 1:
+            ax.fill_between(steps, mean - half, mean + half, color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("actor steps")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(f"{metric}: mean and 95% CI across seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_report(root: str) -> list[str]:
+    """Writes the figures and tables into `root`/report; returns their paths."""
+    root = os.path.abspath(root)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"no such directory: {root}")
+    rows, curves = summarize(root)
+    out_dir = os.path.join(root, REPORT_DIR)
+    os.makedirs(out_dir, exist_ok=True)
+    written = [
+        plot_metric(metric, by_variant, os.path.join(out_dir, f"{metric}.png"))
+        for metric, by_variant in curves.items()
+    ]
+    written += list(write_table(rows, out_dir))
+    return written

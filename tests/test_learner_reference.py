@@ -1,0 +1,237 @@
+"""The fast learner's losses and gradients equal a straightforward reference's.
+
+The learner runs its networks once on the flattened [(T+1) * B] rows, calls the critics on
+tiled observations and is compiled with XLA. The reference below follows DESIGN.md
+literally: a Python loop over time steps, TF-Probability distributions for the policy and
+prior (`tfd.kl_divergence`, `log_prob`), and Retrace in its sum form. Both see the same batch
+(real walker-walk data from a real Reverb table, with episode starts inside sequences) and
+the same fixed standard-normal noise.
+"""
+
+from __future__ import annotations
+
+import acme
+import numpy as np
+import pytest
+import reverb
+import tensorflow as tf
+import tensorflow_probability as tfp
+from acme import datasets
+from acme.utils import loggers
+
+from agents.actor import GaussianActor
+from agents.config import LearnerHyperparams
+from agents.learner import Learner, batch_from_replay
+from environments import registry
+from launch import builders
+from networks.factory import make_networks
+
+tfd = tfp.distributions
+T, B, S = 5, 6, 3  # transitions per sequence, batch, action samples
+HIDDEN = (32, 24)
+HYPER = LearnerHyperparams(alpha=0.3, discount=0.95, retrace_lambda=0.9, num_action_samples=S)
+
+
+def _networks(env, seed: int):
+    tf.random.set_seed(seed)
+    spec = acme.make_environment_spec(env)
+    return make_networks(
+        spec.observations,
+        spec.actions.shape[0],
+        ("orientations", "height"),
+        policy_hidden=HIDDEN,
+        prior_hidden=HIDDEN,
+        critic_hidden=HIDDEN,
+    )
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return make_batch()
+
+
+@pytest.fixture(scope="module")
+def learner():
+    return make_learner()
+
+
+def make_batch():
+    """A real replay batch: walker-walk episodes of 12 steps, sampled from Reverb."""
+    from experiments.configs.base import base_config
+
+    config = base_config()
+    config.replay.sequence_length = T
+    env = registry.make_environment("walker_walk", 0, time_limit=0.3)
+    env_spec = acme.make_environment_spec(env)
+    table = builders.replay_table(config, env_spec)
+    table = reverb.Table(  # the same signature; the first B items, in order, once each
+        name=table.name,
+        sampler=reverb.selectors.Fifo(),
+        remover=reverb.selectors.Fifo(),
+        max_size=1000,
+        max_times_sampled=1,
+        rate_limiter=reverb.rate_limiters.MinSize(1),
+        signature=table.info.signature,
+    )
+    server = reverb.Server([table])
+    address = f"localhost:{server.port}"
+    client = reverb.Client(address)
+    actor = GaussianActor(
+        _networks(env, 7).policy, True, builders.make_adder(config, client), seed=3
+    )
+    acme.EnvironmentLoop(env, actor, logger=loggers.NoOpLogger()).run(num_episodes=3)
+    actor._adder.flush()
+    dataset = datasets.make_reverb_dataset(
+        server_address=address, batch_size=B, table=builders.REPLAY_TABLE
+    )
+    sample = next(iter(dataset))
+    server.stop()
+    batch = batch_from_replay(sample)
+    start = batch.start_of_episode.numpy()
+    assert start[1:].any(), "the batch should hold episode starts inside sequences"
+    # Make some final observations true terminations (discount 0 on the step into them).
+    discount = batch.discount.numpy().copy()
+    final = np.zeros_like(start)
+    final[:-1] = start[1:]
+    into_final = np.zeros_like(start)
+    into_final[:-1] = final[1:]
+    discount[into_final & (np.arange(B)[None, :] % 2 == 0)] = 0.0
+    return batch._replace(discount=tf.constant(discount))
+
+
+def make_learner():
+    env = registry.make_environment("walker_walk", 0)
+    learner = Learner(_networks(env, 11), iter(()), HYPER)
+    # Targets differ from the online networks, as they do between target updates.
+    rng = np.random.default_rng(5)
+    for target in (learner.target_networks.policy, learner.target_networks.prior):
+        for v in target.variables:
+            v.assign(v + 0.1 * rng.standard_normal(v.shape).astype(np.float32))
+    for v in learner.target_networks.critic.variables:
+        v.assign(v + 0.05 * rng.standard_normal(v.shape).astype(np.float32))
+    return learner
+
+
+def _noise(batch):
+    rows = batch.reward.shape[0] * batch.reward.shape[1]
+    action_size = batch.action.shape[-1]
+    rng = np.random.default_rng(9)
+    return tuple(
+        tf.constant(rng.standard_normal((S, rows, action_size)).astype(np.float32))
+        for _ in range(2)
+    )
+
+
+def reference_losses(nets, targets, batch, noise, hyper):
+    """DESIGN.md's learning rule, one time step at a time.
+
+    The critics see actions clipped to the unit box, as the environment executes them.
+    """
+
+    def clip(a):
+        return tf.clip_by_value(a, -1.0, 1.0)
+
+    time_steps, batch_size = batch.reward.shape
+    eps_target, eps_policy = (tf.reshape(e, [S, time_steps, batch_size, -1]) for e in noise)
+    gamma = hyper.discount
+    start = batch.start_of_episode
+    q_target_taken, values, traces, kls, prior_kls, q_policy = [], [], [], [], [], []
+    q_online_taken = []
+    for t in range(time_steps):
+        obs = {k: v[t] for k, v in batch.observation.items()}
+        action = batch.action[t]
+        pi, pi0 = nets.policy(obs), nets.prior(obs)
+        target_pi, target_pi0 = targets.policy(obs), targets.prior(obs)
+        kl_to_target_prior = tfd.kl_divergence(pi, target_pi0)
+        # Soft value with S samples of the target policy (reparameterised with fixed noise).
+        samples = [target_pi.mean() + target_pi.stddev() * eps_target[s, t] for s in range(S)]
+        sampled_q = tf.add_n([targets.critic(obs, clip(a)) for a in samples]) / S
+        values.append(tf.stop_gradient(sampled_q - hyper.alpha * kl_to_target_prior))
+        q_target_taken.append(targets.critic(obs, clip(action)))
+        ratio = tf.exp(target_pi.log_prob(action) - batch.behaviour_log_prob[t])
+        traces.append(hyper.retrace_lambda * tf.minimum(1.0, ratio))
+        q_online_taken.append(nets.critic(obs, clip(action)))
+        policy_samples = [pi.mean() + pi.stddev() * eps_policy[s, t] for s in range(S)]
+        q_policy.append(tf.add_n([nets.critic(obs, clip(a)) for a in policy_samples]) / S)
+        kls.append(kl_to_target_prior)
+        frozen_pi = tfd.MultivariateNormalDiag(
+            tf.stop_gradient(pi.mean()), tf.stop_gradient(pi.stddev())
+        )
+        prior_kls.append(tfd.kl_divergence(frozen_pi, pi0))
+
+    # Retrace, sum form: Q_ret_t = Q'_t + sum_{s>=t} (prod_{i=t+1..s} gamma d_{i-1} c_i) delta_s,
+    # where c_i = 0 when row i is an episode's final observation (row i+1 starts one).
+    def transition(t):
+        return 1.0 - tf.cast(start[t + 1], tf.float32)
+
+    deltas = [
+        batch.reward[s] + gamma * batch.discount[s] * values[s + 1] - q_target_taken[s]
+        for s in range(time_steps - 1)
+    ]
+    critic_terms, masks, retrace = [], [], []
+    for t in range(time_steps - 1):
+        total, product = q_target_taken[t], tf.ones([batch_size])
+        for s in range(t, time_steps - 1):
+            if s > t:
+                product = product * gamma * batch.discount[s - 1] * traces[s] * transition(s)
+            total = total + product * deltas[s]
+        target = tf.stop_gradient(total)
+        retrace.append(target)
+        masks.append(transition(t))
+        critic_terms.append(transition(t) * 0.5 * tf.square(target - q_online_taken[t]))
+    critic = tf.reduce_sum(tf.add_n(critic_terms)) / tf.maximum(tf.reduce_sum(tf.add_n(masks)), 1.0)
+    policy = tf.reduce_mean(tf.stack([-q + hyper.alpha * k for q, k in zip(q_policy, kls)]))
+    prior = tf.reduce_mean(tf.stack(prior_kls))
+    return {
+        "critic": critic,
+        "policy": policy,
+        "prior": prior,
+        "retrace_target": tf.reduce_mean(tf.stack(retrace)),
+    }
+
+
+def _reference_gradients(learner, batch, noise):
+    nets = learner.networks
+    with tf.GradientTape(persistent=True) as tape:
+        ref = reference_losses(nets, learner.target_networks, batch, noise, HYPER)
+    grads = (
+        tape.gradient(ref["policy"], nets.policy.trainable_variables),
+        tape.gradient(ref["critic"], nets.critic.trainable_variables),
+        tape.gradient(ref["prior"], nets.prior.trainable_variables),
+    )
+    return ref, grads
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_losses_and_gradients_equal_reference(learner, batch, jit_compile):
+    noise = _noise(batch)
+    ref, ref_grads = _reference_gradients(learner, batch, noise)
+    fast = tf.function(learner._gradients, autograph=False, jit_compile=jit_compile)
+    loss, grads = fast(batch, noise)
+    for name in ("critic", "policy", "prior", "retrace_target"):
+        np.testing.assert_allclose(
+            getattr(loss, name).numpy(), ref[name].numpy(), rtol=2e-5, atol=1e-6, err_msg=name
+        )
+    for group, want_list, have_list in zip(
+        ("policy", "critic", "prior"), ref_grads, grads, strict=True
+    ):
+        assert len(want_list) == len(have_list)
+        for want, have in zip(want_list, have_list, strict=True):
+            assert want is not None and have is not None, group
+            scale = float(np.max(np.abs(want.numpy()))) + 1e-8
+            np.testing.assert_allclose(
+                have.numpy(), want.numpy(), rtol=1e-4, atol=1e-5 * scale, err_msg=group
+            )
+    # The batch exercises what the rule special-cases.
+    assert 0.0 < loss.importance_weight.numpy() < 1.0
+    assert float(tf.reduce_max(tf.abs(grads[1][0]))) > 0.0
+
+
+def test_learner_update_uses_the_same_losses(learner, batch):
+    """One compiled update reports the losses the reference gives for its parameters."""
+    noise = _noise(batch)
+    ref, _ = _reference_gradients(learner, batch, noise)
+    loss, _ = tf.function(learner._gradients, jit_compile=True)(batch, noise)
+    np.testing.assert_allclose(loss.critic.numpy(), ref["critic"].numpy(), rtol=2e-5)
+    metrics = learner.learn_from_batch(batch)  # random noise: only finite and applied
+    assert metrics["update_applied"] and np.isfinite(metrics["critic_loss"])

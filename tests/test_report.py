@@ -1,0 +1,116 @@
+"""`bprl report` on a sweep directory of real TensorBoard event files with known values."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from experiments import report
+from launch import progress
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# variant -> seed -> evaluator curve [(actor steps, policy_return)]; prior = policy / 2
+CURVES = {
+    "prior_info=proprioception": {
+        0: [(0, 1.0), (1000, 3.0), (2000, 5.0)],
+        1: [(0, 2.0), (1100, 4.0), (2100, 9.0)],
+        2: [(0, 0.0), (900, 2.0), (1900, 7.0)],
+    },
+    "prior_info=velocity": {
+        0: [(0, 10.0), (1000, 20.0)],
+        1: [(0, 30.0), (1000, 50.0)],
+    },
+}
+
+
+def _write(logdir: str, points, tag: str, scale: float = 1.0) -> None:
+    writer = tf.summary.create_file_writer(logdir)
+    with writer.as_default():
+        for step, value in points:
+            tf.summary.scalar(tag, value * scale, step=step)
+    writer.close()
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    for variant, seeds in CURVES.items():
+        for seed, points in seeds.items():
+            run = root / variant / f"seed_{seed}"
+            _write(str(run / "evaluator_0"), points, "policy_return")
+            _write(str(run / "evaluator_0"), points, "prior_return", scale=0.5)
+            _write(str(run / "actors" / "0"), points, "episode_return", scale=2.0)
+            (run / "DONE").write_text("{}")
+    # an unfinished seed (no DONE marker) is left out of the report
+    _write(
+        str(root / "prior_info=velocity" / "seed_2" / "evaluator_0"), [(0, 1e6)], "policy_return"
+    )
+    return str(root)
+
+
+def test_report_writes_figures_and_tables(sweep_dir):
+    result = subprocess.run(
+        [sys.executable, "-m", "launch.cli", "report", sweep_dir],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    out = os.path.join(sweep_dir, "report")
+    for name in ("policy_return.png", "prior_return.png", "episode_return.png"):
+        with open(os.path.join(out, name), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    with open(os.path.join(out, "summary.csv")) as f:
+        rows = {(r["variant"], r["metric"]): r for r in csv.DictReader(f)}
+    assert len(rows) == 6
+    for variant, seeds in CURVES.items():
+        for metric, scale in (("policy_return", 1.0), ("prior_return", 0.5)):
+            row = rows[(variant, metric)]
+            finals = [points[-1][1] * scale for points in seeds.values()]
+            aucs = [
+                np.trapz([v * scale for _, v in p], [s for s, _ in p]) / (p[-1][0] - p[0][0])
+                for p in seeds.values()
+            ]
+            assert int(row["seeds"]) == len(seeds)
+            assert float(row["final_mean"]) == pytest.approx(np.mean(finals))
+            assert float(row["auc_mean"]) == pytest.approx(np.mean(aucs))
+            if variant.endswith("velocity"):  # two seeds: t(0.975, 1) * std / sqrt(2)
+                assert float(row["final_ci95"]) == pytest.approx(12.706 * 30 * scale / 2, 1e-3)
+    with open(os.path.join(out, "summary.md")) as f:
+        markdown = f.read()
+    assert "| prior_info=velocity | policy_return | 2 | 35.00 |" in markdown
+
+
+def test_mean_curve_interpolates_seeds_on_common_steps():
+    curves = [
+        (np.array([0.0, 1000.0, 2000.0]), np.array([0.0, 10.0, 20.0])),
+        (np.array([0.0, 1500.0]), np.array([0.0, 30.0])),
+    ]
+    steps, mean, half = report.mean_curve(curves)
+    assert list(steps) == [0.0, 1000.0, 1500.0]  # up to where every seed has data
+    assert mean == pytest.approx([0.0, (10.0 + 20.0) / 2, (15.0 + 30.0) / 2])
+    assert half[0] == 0.0 and half[1] > 0
+
+
+def test_report_of_an_empty_directory_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no runs"):
+        report.write_report(str(tmp_path))
+
+
+def test_progress_line_reads_the_event_files(sweep_dir):
+    run = os.path.join(sweep_dir, "prior_info=proprioception", "seed_1")
+    _write(os.path.join(run, "learner"), [(50, 0.1), (70, 0.2)], "critic_loss")
+    state = progress.RunProgress(run, max_actor_steps=4200).poll()
+    assert (state.actor_steps, state.learner_steps) == (2100, 70)
+    assert state.policy_return == 9.0 and state.prior_return == 4.5
+    line = state.line()
+    assert "actor 2,100/4,200 (50%)" in line and "learner 70" in line
+    assert "eval policy 9.0 prior 4.5" in line
