@@ -201,9 +201,7 @@ def bench_actors(task: str, args: argparse.Namespace) -> dict:
     )
     theirs = acme_acting.SVG0Actor(acme_nets["policy"], adder=acme_adder)
     our_counter, acme_counter = counting.Counter(), counting.Counter()
-    our_loop = acme.EnvironmentLoop(
-        our_env, ours, counter=our_counter, logger=loggers.NoOpLogger()
-    )
+    our_loop = acme.EnvironmentLoop(our_env, ours, counter=our_counter, logger=loggers.NoOpLogger())
     acme_loop = acme.EnvironmentLoop(
         acme_env, theirs, counter=acme_counter, logger=loggers.NoOpLogger()
     )

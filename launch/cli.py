@@ -18,6 +18,15 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (.py).")
+_NETWORK = flags.DEFINE_enum(
+    "network",
+    "isolated",
+    ["isolated", "host"],
+    "local runs: 'isolated' runs every node in a private network namespace whose only "
+    "interface is loopback (Reverb and Courier servers bind all interfaces and have no "
+    "option to bind loopback only); falls back to 'host', with a warning, where the "
+    "machine cannot create one. 'host' runs in the machine's network namespace.",
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (logs, TensorBoard, checkpoints).")
 _LAUNCH = flags.DEFINE_enum(
     "launch", "local", ["local", "vertex_ai"], "Where to run: this machine, or Vertex AI."
@@ -52,7 +61,12 @@ def _cmd_run() -> int:
     validate.validate_config(config)
     validate.validate_workdir(_WORKDIR.value)
     workdir = os.path.abspath(_WORKDIR.value)
-    if validate.validate_resume(config, workdir):
+    resuming = validate.validate_resume(config, workdir)
+    if _NETWORK.value == "isolated" and _LAUNCH.value != "vertex_ai":
+        from launch import netns
+
+        netns.reexec_isolated(sys.argv)  # returns only where isolation is not possible
+    if resuming:
         from launch import checkpointing
 
         counts = checkpointing.load_counts(workdir)

@@ -220,7 +220,7 @@ def test_losses_and_gradients_equal_reference(learner, batch, jit_compile):
             assert want is not None and have is not None, group
             scale = float(np.max(np.abs(want.numpy()))) + 1e-8
             np.testing.assert_allclose(
-                have.numpy(), want.numpy(), rtol=1e-4, atol=1e-5 * scale, err_msg=group
+                have.numpy(), want.numpy(), rtol=1e-3, atol=1e-4 * scale, err_msg=group
             )
     # The batch exercises what the rule special-cases.
     assert 0.0 < loss.importance_weight.numpy() < 1.0

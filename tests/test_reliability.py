@@ -23,6 +23,7 @@ from tests_support import (
 
 from agents.config import LearnerHyperparams
 from agents.learner import Learner, NonFiniteUpdatesError
+from launch import netns
 
 
 def _start(workdir: str, *overrides: str) -> subprocess.Popen:
@@ -133,6 +134,7 @@ def test_sigterm_writes_a_final_checkpoint_and_leaves_nothing(tmp_path):
     proc = _start(workdir, "--config.stop.max_actor_steps=1000000")
     try:
         wait_for(lambda: _learner_has_checkpointed(workdir), 180, "a first checkpoint")
+        _assert_loopback_only(workdir)
         sent = time.time()
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)  # every process of the run exits within 30 s
@@ -144,6 +146,19 @@ def test_sigterm_writes_a_final_checkpoint_and_leaves_nothing(tmp_path):
     assert record["time"] >= sent, "no checkpoint was written after SIGTERM"
     assert exited - sent <= 30
     wait_for(lambda: not run_processes(workdir), 5, "no process of the run left")
+
+
+def _assert_loopback_only(workdir: str) -> None:
+    """Every process of the run lives in a network namespace whose only interface is lo."""
+    assert netns.can_isolate(), "this machine kind is expected to support unshare --net"
+    ours = os.readlink("/proc/self/ns/net")
+    processes = run_processes(workdir)
+    assert processes
+    for proc in processes:
+        assert os.readlink(f"/proc/{proc.pid}/ns/net") != ours
+        with open(f"/proc/{proc.pid}/net/dev") as f:
+            interfaces = [line.split(":")[0].strip() for line in f.readlines()[2:]]
+        assert interfaces == ["lo"], interfaces
 
 
 def test_injected_actor_exceptions_are_survived(tmp_path):
