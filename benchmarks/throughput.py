@@ -96,6 +96,11 @@ def make_config(task: str, args: argparse.Namespace):
     config.replay.sequence_length = args.sequence_length
     config.replay.batch_size = args.batch_size
     config.replay.adder = args.adder
+    if args.episode_steps:  # shorter episodes (the tiny-size test); the control step stays
+        if task == "walker_walk":
+            config.task_kwargs.time_limit = args.episode_steps * 0.025
+        else:
+            config.task_kwargs.episode_length = args.episode_steps
     return config
 
 
@@ -176,13 +181,12 @@ def bench_actors(task: str, args: argparse.Namespace) -> dict:
     from acme.utils import counting, loggers
 
     from agents.actor import GaussianActor
-    from environments import registry
     from launch import builders
 
     config = make_config(task, args)
-    raw_env = registry.make_environment(task, 1)
-    our_env = registry.make_environment(task, 2)
-    acme_env = registry.make_environment(task, 3)
+    raw_env = builders.make_environment(config, 1)
+    our_env = builders.make_environment(config, 2)
+    acme_env = builders.make_environment(config, 3)
     env_spec = acme.make_environment_spec(our_env)
     server = reverb.Server([never_blocking_table(config, env_spec, args.actor_table_size)])
     client = reverb.Client(f"localhost:{server.port}")
@@ -250,10 +254,9 @@ def fill_table(task: str, config, client, num_steps: int) -> None:
     from acme.utils import loggers
 
     from agents.actor import GaussianActor
-    from environments import registry
     from launch import builders
 
-    env = registry.make_environment(task, 4)
+    env = builders.make_environment(config, 4)
     networks = builders.build_networks(config, acme.make_environment_spec(env))
     actor = GaussianActor(
         networks.policy, stochastic=True, adder=builders.make_adder(config, client), seed=4
@@ -270,11 +273,10 @@ def bench_learners(task: str, args: argparse.Namespace) -> dict:
     from acme.utils import counting, loggers
 
     from agents.learner import Learner
-    from environments import registry
     from launch import builders
 
     config = make_config(task, args)
-    env = registry.make_environment(task, 5)
+    env = builders.make_environment(config, 5)
     env_spec = acme.make_environment_spec(env)
     server = reverb.Server([never_blocking_table(config, env_spec, 1_000_000)])
     address = f"localhost:{server.port}"
@@ -525,6 +527,9 @@ def parse_args(argv):
     parser.add_argument("--learner-updates", type=int, default=5, help="per side per round")
     parser.add_argument("--warmup-updates", type=int, default=2)
     parser.add_argument("--matmul-repeats", type=int, default=10)
+    parser.add_argument(
+        "--episode-steps", type=int, default=0, help="episode length override (0: the task's)"
+    )
     parser.add_argument("--skip-system", action="store_true", help="skip section 4 (slow)")
     parser.add_argument("--system-actors", type=ints, default=(1, 2, 4, 32))
     parser.add_argument("--system-steps", type=int, default=40_000, help="max_actor_steps")

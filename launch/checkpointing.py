@@ -117,34 +117,47 @@ class RunCheckpointer:
         )
         self.last_save_time = time.time()
         self._last_counts: dict = {}
+        self._last_replay: tuple[str | None, dict] = (None, {})
 
     def restore(self) -> bool:
         """Restores the latest complete checkpoint; False when there is none."""
         if not os.path.exists(counts_path(self._workdir)) or not self._manager.latest_checkpoint:
             return False
         with open(counts_path(self._workdir)) as f:
-            learner_path = json.load(f)["learner"]
+            record = json.load(f)
+        learner_path = record["learner"]
+        self._last_replay = (record.get("replay"), record.get("replay_items", {}))
         self._checkpoint.restore(learner_path).assert_existing_objects_matched()
         logging.info("learner restored from %s", learner_path)
         return True
 
-    def save(self) -> dict:
-        """Writes a checkpoint; returns what was written and how long each part took."""
+    def save(self, include_replay: bool = True) -> dict:
+        """Writes a checkpoint; returns what was written and how long each part took.
+
+        A replay checkpoint that fails (the server is shutting down) is logged and the
+        rest is still written; the record then keeps the previous replay checkpoint.
+        """
         started = time.time()
         counts = self._read_counts()
         if self._learner_steps is not None:  # the shared count lags by up to a second
             counts["learner_steps"] = self._learner_steps()
-        replay_path, replay_secs, replay_items = None, 0.0, {}
-        if self._replay is not None:
-            # Items present before the checkpoint call are all in it (none expire: FIFO
-            # removal only runs on insert past max_size).
-            replay_items = {
-                name: info.current_size for name, info in self._replay.server_info().items()
-            }
-            replay_started = time.time()
-            replay_path = self._replay.checkpoint()
-            replay_secs = time.time() - replay_started
-            self._prune_replay(replay_path)
+        replay_secs = 0.0
+        replay_path, replay_items = self._last_replay
+        if self._replay is not None and include_replay:
+            try:
+                # Items present before the checkpoint call are all in it (none expire:
+                # FIFO removal only runs on an insert past max_size).
+                replay_items = {
+                    name: info.current_size
+                    for name, info in self._replay.server_info(timeout=10).items()
+                }
+                replay_started = time.time()
+                replay_path = self._replay.checkpoint()
+                replay_secs = time.time() - replay_started
+                self._prune_replay(replay_path)
+                self._last_replay = (replay_path, replay_items)
+            except Exception:  # noqa: BLE001 - keep the learner's checkpoint regardless
+                logging.exception("replay checkpoint failed; keeping the previous one")
         learner_started = time.time()
         learner_path = self._manager.save()
         learner_secs = time.time() - learner_started

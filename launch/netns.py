@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 
 from absl import logging
 
@@ -51,7 +52,10 @@ def reexec_isolated(argv: list[str]) -> None:
         return
     os.environ[_MARKER] = "1"
     command = 'ip link set lo up && exec "$0" "$@"'
+    # Same interpreter, same arguments, whether started as `bprl` or `python -m launch.cli`.
+    # exec keeps the process id, so signals sent to the original pid still reach it.
+    python = [sys.executable, "-m", "launch.cli", *argv[1:]]
     os.execvp(
         "unshare",
-        ["unshare", "--net", "--map-root-user", "--", "sh", "-c", command, *argv],
+        ["unshare", "--net", "--map-root-user", "--", "sh", "-c", command, *python],
     )

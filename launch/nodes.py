@@ -84,12 +84,14 @@ class LearnerNode:
         try:
             run_until_stopped(self._train, "learner")
         finally:
-            self.checkpoint()  # final checkpoint: at the budget, on SIGTERM, and on errors
+            # Final checkpoint at the budget, on SIGTERM and on errors. The replay server
+            # is stopping too and writes its own final checkpoint (CheckpointingReverbNode).
+            self.checkpoint(include_replay=False)
 
-    def checkpoint(self) -> dict:
+    def checkpoint(self, include_replay: bool = True) -> dict:
         """Writes a checkpoint now, between two updates, and returns its record."""
         with self._lock:
-            return self._checkpointer.save()
+            return self._checkpointer.save(include_replay=include_replay)
 
     def get_variables(self, names):
         return self._learner.get_variables(names)

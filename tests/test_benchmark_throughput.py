@@ -25,6 +25,7 @@ TINY = [
     "--warmup-updates=1",
     "--matmul-repeats=1",
     "--skip-system",
+    "--episode-steps=30",
 ]
 
 

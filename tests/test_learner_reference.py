@@ -180,7 +180,9 @@ def reference_losses(nets, targets, batch, noise, hyper):
         masks.append(transition(t))
         critic_terms.append(transition(t) * 0.5 * tf.square(target - q_online_taken[t]))
     critic = tf.reduce_sum(tf.add_n(critic_terms)) / tf.maximum(tf.reduce_sum(tf.add_n(masks)), 1.0)
-    policy = tf.reduce_mean(tf.stack([-q + hyper.alpha * k for q, k in zip(q_policy, kls)]))
+    policy = tf.reduce_mean(
+        tf.stack([-q + hyper.alpha * k for q, k in zip(q_policy, kls, strict=True)])
+    )
     prior = tf.reduce_mean(tf.stack(prior_kls))
     return {
         "critic": critic,

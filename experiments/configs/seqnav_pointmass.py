@@ -14,7 +14,7 @@ predictable from the history of visits (a memoryless prior cannot use it).
 Variants (after a colon): `bprl run --config=experiments/configs/seqnav_pointmass.py:local_short`
   (none)       the full setting: 32 actors, 10M actor steps.
   local_short  the measured 2-core run of docs/results.md: 3 actors, 128-unit networks,
-               1.5M actor steps (about 40 minutes on 2 cores).
+               1.5M actor steps (about 35 minutes on 2 cores).
   tiny         smoke tests: 2 actors, tiny networks, 100-step episodes, 1,500 actor steps.
 """
 
