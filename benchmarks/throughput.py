@@ -25,11 +25,19 @@ imported from the installed package.
 
 from __future__ import annotations
 
+import os
+
+# The actor nodes of a run get single-threaded BLAS (launch/local.py): measure the actor
+# the same way. Multithreaded OpenBLAS on a 1x256 matmul costs several times more, and far
+# more when the other core is busy. Set before NumPy is imported. TensorFlow's learner
+# threads are not affected.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 import argparse
 import contextlib
 import copy
 import json
-import os
 import platform
 import shutil
 import subprocess

@@ -32,6 +32,7 @@ class LayerNormMLP(snt.Module):
             h = tf.nn.elu(linear(h))
         return h
 
+    @snt.no_name_scope
     def numpy_params(self) -> list[np.ndarray]:
         """Parameters in the order `numpy_forward` reads them."""
         params = [self._linears[0].w, self._linears[0].b, self._norm.scale, self._norm.offset]
