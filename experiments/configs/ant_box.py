@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments.configs.base import base_config
+from experiments.configs.base import apply_local_short, apply_tiny, base_config, unknown_variant
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -32,28 +32,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.task = "ant_box"
     config.prior_info = ("proprioception", "box")
     if variant == "local_short":
-        config.actors.num_actors = 3
-        config.network.policy_hidden = (128, 128)
-        config.network.prior_hidden = (128, 128)
-        config.network.critic_hidden = (128, 128)
-        config.replay.batch_size = 64
-        config.replay.min_size = 200
-        config.replay.samples_per_insert = 16.0
-        config.evaluators.every_actor_steps = 10_000
-        config.stop.max_actor_steps = 60_000
+        apply_local_short(config)
     elif variant == "tiny":
         config.task_kwargs.episode_length = 100  # short episodes, so every actor logs soon
-        config.actors.num_actors = 2
-        config.network.policy_hidden = (32,)
-        config.network.prior_hidden = (32,)
-        config.network.critic_hidden = (32,)
-        config.agent.num_action_samples = 2
-        config.replay.batch_size = 16
-        config.replay.min_size = 20
-        config.replay.samples_per_insert = 8.0
-        config.evaluators.every_actor_steps = 500
-        config.stop.max_actor_steps = 1_500
-        config.logging.learner_every_steps = 10
+        apply_tiny(config, every_actor_steps=500, max_actor_steps=1_500)
     elif variant:
-        raise ValueError(f"unknown variant {variant!r}; use '', 'local_short' or 'tiny'")
+        raise unknown_variant(variant)
     return config

@@ -93,3 +93,35 @@ def base_config() -> ml_collections.ConfigDict:
     config.cluster.learner.accelerator = "T4"
     config.cluster.learner.accelerator_count = 1  # GPUs of that type (1, 2, 4 or 8)
     return config
+
+
+def apply_tiny(config: ml_collections.ConfigDict, every_actor_steps: int, max_actor_steps: int):
+    """The `tiny` variant's sizes: smoke tests that start, learn a little and stop fast."""
+    config.actors.num_actors = 2
+    config.network.policy_hidden = (32,)
+    config.network.prior_hidden = (32,)
+    config.network.critic_hidden = (32,)
+    config.agent.num_action_samples = 2
+    config.replay.batch_size = 16
+    config.replay.min_size = 20
+    config.replay.samples_per_insert = 8.0
+    config.evaluators.every_actor_steps = every_actor_steps
+    config.stop.max_actor_steps = max_actor_steps
+    config.logging.learner_every_steps = 10
+
+
+def apply_local_short(config: ml_collections.ConfigDict) -> None:
+    """The `local_short` variant's sizes: a few minutes on 2 cores."""
+    config.actors.num_actors = 3
+    config.network.policy_hidden = (128, 128)
+    config.network.prior_hidden = (128, 128)
+    config.network.critic_hidden = (128, 128)
+    config.replay.batch_size = 64
+    config.replay.min_size = 200
+    config.replay.samples_per_insert = 16.0
+    config.evaluators.every_actor_steps = 10_000
+    config.stop.max_actor_steps = 60_000
+
+
+def unknown_variant(variant: str) -> ValueError:
+    return ValueError(f"unknown variant {variant!r}; use '', 'local_short' or 'tiny'")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments.configs.base import base_config
+from experiments.configs.base import apply_tiny, base_config, unknown_variant
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -53,17 +53,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.stop.max_actor_steps = 1_500_000
     elif variant == "tiny":
         config.task_kwargs.episode_length = 100  # short episodes, so every actor logs soon
-        config.actors.num_actors = 2
-        config.network.policy_hidden = (32,)
-        config.network.prior_hidden = (32,)
-        config.network.critic_hidden = (32,)
-        config.agent.num_action_samples = 2
-        config.replay.batch_size = 16
-        config.replay.min_size = 20
-        config.replay.samples_per_insert = 8.0
-        config.evaluators.every_actor_steps = 500
-        config.stop.max_actor_steps = 1_500
-        config.logging.learner_every_steps = 10
+        apply_tiny(config, every_actor_steps=500, max_actor_steps=1_500)
     elif variant:
-        raise ValueError(f"unknown variant {variant!r}; use '', 'local_short' or 'tiny'")
+        raise unknown_variant(variant)
     return config
