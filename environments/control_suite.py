@@ -77,16 +77,21 @@ class _DenseReach(point_mass.PointMass):
         )
 
 
-def _dense_reach(seed: int, time_limit: float = 5.0) -> control.Environment:
-    physics = point_mass.Physics.from_xml_string(*point_mass.get_model_and_assets())
-    task = _DenseReach(randomize_gains=False, random=seed)
-    return control.Environment(physics, task, time_limit=time_limit)
+def _point_mass_factory(task_class: type, default_time_limit: float):
+    """Factory for a point_mass task class of ours (the suite's model and physics)."""
+
+    def factory(seed: int, time_limit: float = default_time_limit) -> control.Environment:
+        physics = point_mass.Physics.from_xml_string(*point_mass.get_model_and_assets())
+        task = task_class(randomize_gains=False, random=seed)
+        return control.Environment(physics, task, time_limit=time_limit)
+
+    return factory
 
 
 register(
     TaskSpec(
         name="point_mass_reach",
-        factory=_dense_reach,
+        factory=_point_mass_factory(_DenseReach, default_time_limit=5.0),
         information_sets={"position": ("position",), "velocity": ("velocity",)},
         description="point mass reaching a target with a dense reward, 5 s episodes (small task)",
     )
@@ -105,16 +110,10 @@ class _PushRight(point_mass.PointMass):
         return float(np.clip((x + 0.3) / 0.6, 0.0, 1.0))
 
 
-def _push_right(seed: int, time_limit: float = 8.0) -> control.Environment:
-    physics = point_mass.Physics.from_xml_string(*point_mass.get_model_and_assets())
-    task = _PushRight(randomize_gains=False, random=seed)
-    return control.Environment(physics, task, time_limit=time_limit)
-
-
 register(
     TaskSpec(
         name="point_mass_right",
-        factory=_push_right,
+        factory=_point_mass_factory(_PushRight, default_time_limit=8.0),
         information_sets={"position": ("position",), "velocity": ("velocity",)},
         description="point mass rewarded for being far right, 8 s episodes (smoke-test task)",
     )
