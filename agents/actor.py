@@ -15,8 +15,6 @@ import numpy as np
 from acme import adders, core
 from acme.tf import variable_utils
 
-from networks.gaussian import GaussianHead, gaussian_log_prob
-
 
 class VersionedVariableClient(variable_utils.VariableClient):
     """Acme's variable client that counts how often it copied new values in."""
@@ -29,51 +27,78 @@ class VersionedVariableClient(variable_utils.VariableClient):
 
 
 class GaussianActor(core.Actor):
-    """Acts with a Gaussian head: samples (`stochastic=True`) or takes the mean.
+    """Acts with a head (policy or prior): samples (`stochastic=True`) or takes the mean.
 
-    With an adder, stores each step's behaviour log-probability log mu(a|x) in the
-    extras under "log_prob", as the learner's importance weights need it.
+    Any head of networks/ works: feed-forward, recurrent (its state is carried from step to
+    step and reset at episode starts) or hierarchical (z, then a). With an adder, each
+    step's extras hold the behaviour log-probability log mu (of (z, a) for a hierarchical
+    head) under "log_prob", the latent under "latent", and, when `recurrent_prior` is
+    given, that prior's LSTM state *before* the step ("prior_hidden", "prior_cell"): the
+    learner unrolls the prior from the state stored at a sequence's first step.
     """
 
     def __init__(
         self,
-        head: GaussianHead,
+        head,
         stochastic: bool,
         adder: adders.Adder | None = None,
         variable_client: VersionedVariableClient | None = None,
         seed: int = 0,
+        recurrent_prior=None,
     ):
         self._head = head
-        self._stochastic = stochastic
         self._adder = adder
         self._client = variable_client
-        self._rng = np.random.default_rng(seed)
+        self._rng = np.random.default_rng(seed) if stochastic else None
         self._params = head.numpy_params()
+        self._state = head.numpy_initial_state()
+        self._prior = recurrent_prior
+        if recurrent_prior is not None:
+            self._prior_params = recurrent_prior.numpy_params()
+            self._prior_state = recurrent_prior.numpy_initial_state()
         self._version = variable_client.version if variable_client else 0
-        self._log_prob = np.float32(0.0)
+        self._extras: dict = {}
 
     def _refresh(self) -> None:
         if self._client is not None and self._client.version != self._version:
             self._params = self._head.numpy_params()
+            if self._prior is not None:
+                self._prior_params = self._prior.numpy_params()
             self._version = self._client.version
 
+    def reset(self) -> None:
+        """Starts a new episode: recurrent states back to zeros."""
+        self._state = self._head.numpy_initial_state()
+        if self._prior is not None:
+            self._prior_state = self._prior.numpy_initial_state()
+
     def select_action(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
-        mean, scale = self._head.numpy_moments(self._params, observation)
-        if not self._stochastic:
-            return mean.astype(np.float32)
-        action = (mean + scale * self._rng.standard_normal(mean.shape)).astype(np.float32)
+        action, log_prob, extras, self._state = self._head.numpy_act(
+            self._params, observation, self._state, self._rng
+        )
         if self._adder is not None:
-            # log mu of the float32 action actually sent to the environment and stored.
-            self._log_prob = np.float32(gaussian_log_prob(mean, scale, action))
+            extras["log_prob"] = log_prob
+            if self._prior is not None:
+                extras["prior_hidden"], extras["prior_cell"] = self._prior_state
+                *_, self._prior_state = self._prior.numpy_step(
+                    self._prior_params, observation, self._prior_state
+                )
+        self._extras = extras
         return action
 
+    @property
+    def last_extras(self) -> dict:
+        """What the last `select_action` produced besides the action (e.g. the latent z)."""
+        return self._extras
+
     def observe_first(self, timestep: dm_env.TimeStep) -> None:
+        self.reset()
         if self._adder is not None:
             self._adder.add_first(timestep)
 
     def observe(self, action: np.ndarray, next_timestep: dm_env.TimeStep) -> None:
         if self._adder is not None:
-            self._adder.add(action, next_timestep, extras={"log_prob": self._log_prob})
+            self._adder.add(action, next_timestep, extras=self._extras)
 
     def update(self, wait: bool = False) -> None:
         if self._client is not None:

@@ -17,17 +17,15 @@ from acme import core
 from acme.utils import counting, loggers
 
 from agents import losses as losses_lib
+from agents import policy_terms
 from agents.config import LearnerHyperparams
+from agents.policy_terms import merge_time_batch, tile_obs
 from networks.factory import Networks
+from networks.recurrent import LSTMState
 
 
 class NonFiniteUpdatesError(RuntimeError):
     """Raised after too many consecutive updates with a non-finite loss or gradient."""
-
-
-def _merge_time_batch(tensor: tf.Tensor) -> tf.Tensor:
-    shape = tf.shape(tensor)
-    return tf.reshape(tensor, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))
 
 
 def compute_losses(
@@ -39,53 +37,33 @@ def compute_losses(
 ) -> losses_lib.Losses:
     """All three losses on one time-major batch (see DESIGN.md, "The learning rule").
 
-    Networks run once on the flattened [(T+1) * B] rows (no loop over time); the target
-    critic runs once on the taken actions and S target-policy samples together, the online
-    critic once on the taken actions and once on the S reparameterised policy samples.
-    `noise` = (eps for the target-policy samples, eps for the policy samples), each
-    [S, (T+1) * B, action size] standard normal; drawn here when None (tests fix it).
+    Networks run once on the flattened [(T+1) * B] rows (no loop over time; an LSTM prior
+    unrolls over the T+1 steps); the target critic runs once on the taken actions and S
+    target-policy samples together, the online critic once on the taken actions and once
+    on the S reparameterised policy samples. What the policy and prior contribute comes
+    from `agents.policy_terms` for the prior's architecture. `noise` = (eps for the
+    target-policy samples, eps for the policy samples), each [S, (T+1) * B, action size]
+    standard normal; drawn when None (tests fix it; Gaussian policies only).
     """
     time_steps, batch_size = batch.reward.shape[0], batch.reward.shape[1]
     rows = time_steps * batch_size
     num_samples = hyper.num_action_samples
-    obs = {key: _merge_time_batch(value) for key, value in batch.observation.items()}
-    action = _merge_time_batch(batch.action)
+    obs = {key: merge_time_batch(value) for key, value in batch.observation.items()}
+    action = merge_time_batch(batch.action)
+    if networks.kind == "hierarchical":
+        terms = policy_terms.hierarchical_terms(networks, target_networks, batch, obs, num_samples)
+    else:
+        terms = policy_terms.flat_terms(networks, target_networks, batch, obs, num_samples, noise)
 
-    pi_mean, pi_scale = networks.policy.moments(obs)
-    pi0_mean, pi0_scale = networks.prior.moments(obs)
-    target_pi_mean, target_pi_scale = target_networks.policy.moments(obs)
-    target_pi0_mean, target_pi0_scale = target_networks.prior.moments(obs)
-
-    # KL(pi_theta || pi0_phi'), used both in the soft value (no gradient) and the policy loss.
-    kl_to_target_prior = losses_lib.gaussian_kl(
-        pi_mean, pi_scale, target_pi0_mean, target_pi0_scale
-    )
-
-    def tile(tensor: tf.Tensor, times: int) -> tf.Tensor:
-        return tf.tile(tensor, [times] + [1] * (len(tensor.shape) - 1))
-
-    # Critic inputs: taken actions followed by S samples (target policy for the value).
-    action_size = action.shape[-1]
-    if noise is None:
-        noise = (
-            tf.random.normal([num_samples, rows, action_size]),
-            tf.random.normal([num_samples, rows, action_size]),
-        )
-    eps, policy_eps = noise
     # The critic always sees actions as the environment executes them: clipped to the unit
     # box. Otherwise the policy could exploit the critic's extrapolation far outside it.
-    target_samples = target_pi_mean + target_pi_scale * eps
-    target_actions = clip_action(
-        tf.concat([action, tf.reshape(target_samples, [-1, action_size])], 0)
-    )
+    target_actions = clip_action(tf.concat([action, terms.target_samples], 0))
     target_q = target_networks.critic(tile_obs(obs, num_samples + 1), target_actions)
     target_q_taken = target_q[:rows]
     sampled_q = tf.reduce_mean(tf.reshape(target_q[rows:], [num_samples, rows]), axis=0)
-    values = tf.stop_gradient(sampled_q - hyper.alpha * kl_to_target_prior)
+    values = tf.stop_gradient(sampled_q - hyper.alpha * terms.kl_to_target_prior)
 
-    log_ratio = losses_lib.gaussian_log_prob(
-        target_pi_mean, target_pi_scale, action
-    ) - _merge_time_batch(batch.behaviour_log_prob)
+    log_ratio = terms.target_log_prob - merge_time_batch(batch.behaviour_log_prob)
     ratio = tf.minimum(1.0, tf.exp(tf.minimum(log_ratio, 0.0)))
     traces = hyper.retrace_lambda * ratio
 
@@ -106,9 +84,10 @@ def compute_losses(
     # Online critic on the taken actions (critic loss) and, in a separate call, on S
     # reparameterised policy samples (SVG(0)): the critic's weight gradients then run over
     # the taken actions only, the policy's input gradients over the samples only.
-    policy_samples = clip_action(tf.reshape(pi_mean + pi_scale * policy_eps, [-1, action_size]))
     q_taken = time_major(networks.critic(obs, clip_action(action)))[:-1]
-    online_q_samples = networks.critic(tile_obs(obs, num_samples), policy_samples)
+    online_q_samples = networks.critic(
+        tile_obs(obs, num_samples), clip_action(terms.policy_samples)
+    )
     q_policy = tf.reduce_mean(tf.reshape(online_q_samples, [num_samples, rows]), axis=0)
 
     td = targets - q_taken
@@ -117,16 +96,13 @@ def compute_losses(
         * tf.reduce_sum(is_transition * tf.square(td))
         / tf.maximum(tf.reduce_sum(is_transition), 1.0)
     )
-    policy_loss = tf.reduce_mean(-q_policy + hyper.alpha * kl_to_target_prior)
-    prior_kl = losses_lib.gaussian_kl(
-        tf.stop_gradient(pi_mean), tf.stop_gradient(pi_scale), pi0_mean, pi0_scale
-    )
-    prior_loss = tf.reduce_mean(prior_kl)
+    policy_loss = tf.reduce_mean(-q_policy + hyper.alpha * terms.kl_to_target_prior)
+    prior_loss = tf.reduce_mean(terms.prior_loss)
     return losses_lib.Losses(
         critic=critic_loss,
         policy=policy_loss,
         prior=prior_loss,
-        kl=tf.reduce_mean(prior_kl),
+        kl=prior_loss,
         q=tf.reduce_mean(q_taken),
         retrace_target=tf.reduce_mean(targets),
         importance_weight=tf.reduce_mean(ratio),
@@ -136,11 +112,6 @@ def compute_losses(
 def clip_action(action: tf.Tensor) -> tf.Tensor:
     """Actions as executed: the environment wrapper clips to [-1, 1] the same way."""
     return tf.clip_by_value(action, -1.0, 1.0)
-
-
-def tile_obs(observation: dict, times: int) -> dict:
-    """Repeats every observation row `times` times along the leading axis (block-wise)."""
-    return {k: tf.tile(v, [times] + [1] * (len(v.shape) - 1)) for k, v in observation.items()}
 
 
 def batch_from_replay(sample: reverb.ReplaySample) -> losses_lib.SequenceBatch:
@@ -158,6 +129,13 @@ def batch_from_replay(sample: reverb.ReplaySample) -> losses_lib.SequenceBatch:
         discount=time_major(data.discount),
         start_of_episode=time_major(data.start_of_episode),
         behaviour_log_prob=time_major(data.extras["log_prob"]),
+        # LSTM prior: its state at each sequence's first step, as the actor stored it.
+        prior_state=(
+            LSTMState(data.extras["prior_hidden"][:, 0], data.extras["prior_cell"][:, 0])
+            if "prior_hidden" in data.extras
+            else None
+        ),
+        latent=time_major(data.extras["latent"]) if "latent" in data.extras else None,
     )
 
 

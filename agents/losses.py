@@ -24,6 +24,8 @@ class SequenceBatch(NamedTuple):
     discount: tf.Tensor
     start_of_episode: tf.Tensor
     behaviour_log_prob: tf.Tensor
+    prior_state: tuple | None = None  # LSTM prior: (hidden, cell) [B, H] at the first step
+    latent: tf.Tensor | None = None  # hierarchical: the behaviour's z, [T+1, B, Z]
 
 
 class Losses(NamedTuple):

@@ -42,7 +42,7 @@ def _table(config, spec) -> reverb.Table:
         max_size=config.replay.max_size,
         rate_limiter=reverb.rate_limiters.MinSize(1),
         signature=reverb_adders.SequenceAdder.signature(
-            spec, builders.EXTRAS_SPEC, sequence_length=config.replay.sequence_length + 1
+            spec, builders.extras_spec(config), sequence_length=config.replay.sequence_length + 1
         ),
     )
 

@@ -126,7 +126,9 @@ def never_blocking_table(config, env_spec, max_size: int):
         max_size=max_size,
         rate_limiter=reverb.rate_limiters.MinSize(1),
         signature=reverb_adders.SequenceAdder.signature(
-            env_spec, builders.EXTRAS_SPEC, sequence_length=config.replay.sequence_length + 1
+            env_spec,
+            builders.extras_spec(config),
+            sequence_length=config.replay.sequence_length + 1,
         ),
     )
 
@@ -454,6 +456,43 @@ def _learner_events(workdir: str):
     return sorted(points)
 
 
+def _cpu_cores(run_dir: str) -> float | None:
+    """Cores a node used: process CPU seconds over wall seconds between its first and last
+    TensorBoard writes (`process_cpu_seconds`, written by `launch/tensorboard.py`)."""
+    from tensorboard.backend.event_processing import event_accumulator
+
+    acc = event_accumulator.EventAccumulator(run_dir, size_guidance={event_accumulator.TENSORS: 0})
+    acc.Reload()
+    if "process_cpu_seconds" not in acc.Tags()["tensors"]:
+        return None
+    points = sorted((e.wall_time, float(tf_value(e))) for e in acc.Tensors("process_cpu_seconds"))
+    if len(points) < 2 or points[-1][0] - points[0][0] < 1.0:
+        return None
+    return (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
+
+
+def tf_value(event) -> float:
+    import tensorflow as tf
+
+    return tf.make_ndarray(event.tensor_proto).item()
+
+
+def cpu_split(workdir: str) -> dict:
+    """Cores used by the learner and by all actor processes together, during the run."""
+    learner = _cpu_cores(os.path.join(workdir, "learner"))
+    actor_root = os.path.join(workdir, "actors")
+    actors = [
+        _cpu_cores(os.path.join(actor_root, name))
+        for name in (os.listdir(actor_root) if os.path.isdir(actor_root) else [])
+    ]
+    actors = [a for a in actors if a is not None]
+    return {
+        "learner_cores": learner,
+        "actor_cores": sum(actors) if actors else None,
+        "actors_with_cpu_data": len(actors),
+    }
+
+
 def bench_system(num_actors: int, args: argparse.Namespace) -> dict:
     """One `bprl run` with `num_actors` actors; rates between the learner's log points."""
     from launch import builders  # noqa: F401  (checks the project imports)
@@ -500,6 +539,7 @@ def bench_system(num_actors: int, args: argparse.Namespace) -> dict:
                 "target_samples_per_insert": cfg["replay"]["samples_per_insert"],
                 "final_actor_steps": a1,
                 "final_learner_steps": l1,
+                **cpu_split(workdir),
             }
         )
     else:
@@ -622,8 +662,13 @@ def print_system(r: dict) -> None:
         f"system {r['num_actors']:>2} actors: actor steps/s {r['actor_steps_per_s']:8.1f}  "
         f"learner updates/s {r['learner_updates_per_s']:6.2f}  "
         f"samples/insert {r['samples_per_insert']:5.1f} (target "
-        f"{r['target_samples_per_insert']})  wall {r['wall_s']:.0f}s"
+        f"{r['target_samples_per_insert']})  cores: learner {_fmt(r.get('learner_cores'))} "
+        f"actors {_fmt(r.get('actor_cores'))}  wall {r['wall_s']:.0f}s"
     )
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 if __name__ == "__main__":

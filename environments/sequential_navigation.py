@@ -443,6 +443,7 @@ def make_pointmass_navigation(
     random_targets: bool = False,
     control_timestep: float = 0.025,
     physics_timestep: float = 0.0125,
+    reach_radius: float = 0.1,
 ) -> composer.Environment:
     """Sequential navigation with the point mass in a 2 x 2 m room."""
     arena = WalledArena(half_size=POINTMASS_ROOM_HALF_SIZE)
@@ -455,7 +456,7 @@ def make_pointmass_navigation(
         num_targets=num_targets,
         p=p,
         episode_length=episode_length,
-        reach_radius=0.1,
+        reach_radius=reach_radius,
         random_targets=random_targets,
         physics_timestep=physics_timestep,
         control_timestep=control_timestep,

@@ -18,6 +18,21 @@ REPLAY_TABLE = "replay"
 EXTRAS_SPEC = {"log_prob": specs.Array(shape=(), dtype=np.float32, name="log_prob")}
 
 
+def extras_spec(config: ml_collections.ConfigDict) -> dict:
+    """What each replay step carries besides the transition, for the prior's architecture.
+
+    Always the behaviour log-probability; an LSTM prior adds its state before the step
+    (the learner unrolls it from a sequence's first step), a hierarchical policy its z.
+    """
+    spec = dict(EXTRAS_SPEC)
+    if config.prior.kind == "lstm":
+        for name in ("prior_hidden", "prior_cell"):
+            spec[name] = specs.Array((config.prior.lstm_size,), np.float32, name=name)
+    elif config.prior.kind == "hierarchical":
+        spec["latent"] = specs.Array((config.prior.latent_size,), np.float32, name="latent")
+    return spec
+
+
 def make_environment(config: ml_collections.ConfigDict, seed: int) -> dm_env.Environment:
     return registry.make_environment(config.task, seed, **config.task_kwargs.to_dict())
 
@@ -45,6 +60,12 @@ def build_networks(config: ml_collections.ConfigDict, env_spec: specs.Environmen
         critic_hidden=tuple(net.critic_hidden),
         min_scale=net.min_scale,
         init_scale=net.init_scale,
+        max_scale=net.max_scale,
+        prior_kind=config.prior.kind,
+        lstm_size=config.prior.lstm_size,
+        latent_size=config.prior.latent_size,
+        low_hidden=tuple(config.prior.low_hidden),
+        share_low_level=config.prior.share_low_level,
     )
 
 
@@ -73,7 +94,7 @@ def replay_table(
         max_size=rep.max_size,
         rate_limiter=limiter,
         signature=reverb_adders.SequenceAdder.signature(
-            env_spec, EXTRAS_SPEC, sequence_length=rep.sequence_length + 1
+            env_spec, extras_spec(config), sequence_length=rep.sequence_length + 1
         ),
     )
 

@@ -30,6 +30,7 @@ STRUCTURAL_FIELDS = (
     "seed",
     "prior_info",
     "network",
+    "prior",
     "replay.sequence_length",
 )
 

@@ -6,6 +6,7 @@ bprl sweep --config=... --seeds=5 --workdir=DIR [--parallel=1]
            [--sweep_field=prior_info --sweep_values='proprioception;velocity']
            [--config.key=value ...] [--launch=local|vertex_ai]
 bprl report DIR
+bprl rollout --workdir=RUN [--prior] [--episodes=20] [--out=FILE.npz]
 bprl tasks
 """
 
@@ -34,6 +35,9 @@ _LAUNCH = flags.DEFINE_enum(
 _SEEDS = flags.DEFINE_integer("seeds", 5, "sweep: seeds per variant (config.seed, +1, ...).")
 _PARALLEL = flags.DEFINE_integer("parallel", 1, "sweep: local runs at a time.")
 _SWEEP_FIELD = flags.DEFINE_string("sweep_field", "", "sweep: a config field to vary.")
+_PRIOR = flags.DEFINE_bool("prior", False, "rollout: play the prior alone (default: the policy).")
+_EPISODES = flags.DEFINE_integer("episodes", 20, "rollout: episodes to record.")
+_OUT = flags.DEFINE_string("out", "", "rollout: output .npz (default RUN/rollouts/HEAD.npz).")
 _SWEEP_VALUES = flags.DEFINE_string("sweep_values", "", "sweep: its values, separated by ';'.")
 
 _USAGE = __doc__
@@ -130,6 +134,16 @@ def _cmd_sweep() -> int:
     return code
 
 
+def _cmd_rollout() -> int:
+    from launch import rollout
+    from launch.validate import ConfigError
+
+    if not _WORKDIR.value:
+        raise ConfigError("--workdir (the run to load) is required")
+    print(rollout.rollout_command(_WORKDIR.value, _PRIOR.value, _EPISODES.value, _OUT.value))
+    return 0
+
+
 def _cmd_report(path: str) -> int:
     from experiments import report
 
@@ -140,7 +154,12 @@ def _cmd_report(path: str) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    commands = {"run": _cmd_run, "tasks": _cmd_tasks, "sweep": _cmd_sweep}
+    commands = {
+        "run": _cmd_run,
+        "tasks": _cmd_tasks,
+        "sweep": _cmd_sweep,
+        "rollout": _cmd_rollout,
+    }
     if len(argv) == 3 and argv[1] == "report":
         from launch.validate import ConfigError
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -14,7 +15,9 @@ class TensorBoardLogger(loggers.Logger):
     """Writes every numeric scalar it is given as a TensorBoard summary.
 
     The x-axis is `data[step_key]` when present (e.g. the shared `actor_steps`, so curves
-    of different nodes line up), else the number of writes so far.
+    of different nodes line up), else the number of writes so far. Every write also
+    records `process_cpu_seconds` (CPU time of the writing process so far), from which the
+    CPU split between learner and actors is read (benchmarks/throughput.py).
     """
 
     def __init__(self, logdir: str, step_key: str | None = None, flush_secs: float = 5.0):
@@ -32,6 +35,7 @@ class TensorBoardLogger(loggers.Logger):
         if self._step_key is not None and self._step_key in data:
             step = int(data[self._step_key])
         with self._writer.as_default():
+            tf.summary.scalar("process_cpu_seconds", time.process_time(), step=step)
             for key, value in data.items():
                 value = np.asarray(value)
                 if value.ndim == 0 and isinstance(value.item(), numbers.Number):

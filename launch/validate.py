@@ -34,7 +34,20 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     except (ValueError, TypeError) as error:
         raise ConfigError(f"prior_info {tuple(config.prior_info)}: {error}") from None
 
+    from networks.factory import PRIOR_KINDS
+
     checks = [
+        (
+            config.prior.kind in PRIOR_KINDS,
+            f"prior.kind must be one of {PRIOR_KINDS}, got {config.prior.kind!r}",
+        ),
+        (config.prior.lstm_size >= 1, "prior.lstm_size must be >= 1"),
+        (
+            config.network.max_scale <= 0
+            or config.network.min_scale < config.network.init_scale < config.network.max_scale,
+            "network.max_scale > 0 needs network.min_scale < network.init_scale < max_scale",
+        ),
+        (config.prior.latent_size >= 1, "prior.latent_size must be >= 1"),
         (
             config.actors.num_actors >= 1,
             f"actors.num_actors must be >= 1, got {config.actors.num_actors}",

@@ -18,8 +18,45 @@ from networks import information, mlp
 tfd = tfp.distributions
 
 
+class ScaleTransform:
+    """Maps a pre-activation z to a standard deviation.
+
+    Unbounded (max_scale <= 0): min_scale + c * softplus(z), min_scale + init_scale at
+    z = 0. Bounded (max_scale > 0): min_scale + (max_scale - min_scale) * sigmoid(z + b),
+    init_scale at z = 0. A bound keeps a policy from
+    growing its noise when the critic, which sees actions clipped to the unit box, values
+    the box's corners: without it the scale can drift to where most samples are clipped.
+    """
+
+    def __init__(self, min_scale: float, init_scale: float, max_scale: float = 0.0):
+        self.min_scale, self.max_scale = float(min_scale), float(max_scale)
+        if self.max_scale > 0.0:
+            if not self.min_scale < init_scale < self.max_scale:
+                raise ValueError(
+                    f"need min_scale < init_scale < max_scale, got {min_scale}, "
+                    f"{init_scale}, {max_scale}"
+                )
+            fraction = (init_scale - self.min_scale) / (self.max_scale - self.min_scale)
+            self._offset = float(np.log(fraction / (1.0 - fraction)))
+        else:
+            self._factor = float(init_scale) / float(np.log(2.0))  # softplus(0) = log 2
+
+    def __call__(self, z: tf.Tensor) -> tf.Tensor:
+        if self.max_scale > 0.0:
+            return self.min_scale + (self.max_scale - self.min_scale) * tf.sigmoid(z + self._offset)
+        return self.min_scale + self._factor * tf.nn.softplus(z)
+
+    def numpy(self, z: np.ndarray) -> np.ndarray:
+        if self.max_scale > 0.0:
+            sigmoid = 0.5 * (np.tanh(0.5 * (z + self._offset)) + 1.0)
+            return self.min_scale + (self.max_scale - self.min_scale) * sigmoid
+        return self.min_scale + self._factor * softplus_numpy(z)
+
+
 class GaussianHead(snt.Module):
     """observation dict -> MultivariateNormalDiag over actions, from the keys it may see."""
+
+    is_recurrent = False
 
     def __init__(
         self,
@@ -29,13 +66,12 @@ class GaussianHead(snt.Module):
         min_scale: float = 1e-3,
         init_scale: float = 0.7,
         name: str = "gaussian_head",
+        max_scale: float = 0.0,
     ):
         super().__init__(name=name)
         self.keys = tuple(keys)
         self.action_size = int(action_size)
-        self._min_scale = float(min_scale)
-        # softplus(0) * factor == init_scale at initialisation.
-        self._scale_factor = float(init_scale) / float(np.log(2.0))
+        self._to_scale = ScaleTransform(min_scale, init_scale, max_scale)
         self._torso = mlp.LayerNormMLP(hidden_sizes)
         small = snt.initializers.VarianceScaling(1e-4, "fan_in", "uniform")
         self._mean = snt.Linear(action_size, w_init=small, name="mean")
@@ -44,12 +80,14 @@ class GaussianHead(snt.Module):
     def moments(self, observation: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
         h = self._torso(information.select(observation, self.keys))
         mean = tf.tanh(self._mean(h))
-        scale = self._min_scale + self._scale_factor * tf.nn.softplus(self._scale(h))
-        return mean, scale
+        return mean, self._to_scale(self._scale(h))
 
     def __call__(self, observation: Mapping[str, tf.Tensor]) -> tfd.MultivariateNormalDiag:
         mean, scale = self.moments(observation)
         return tfd.MultivariateNormalDiag(loc=mean, scale_diag=scale)
+
+    def create_variables(self, observation: Mapping[str, tf.Tensor]) -> None:
+        self.moments(observation)
 
     @snt.no_name_scope  # NumPy only: skip Sonnet's per-call TensorFlow name scope
     def numpy_params(self) -> list[np.ndarray]:
@@ -69,9 +107,37 @@ class GaussianHead(snt.Module):
         h = mlp.numpy_forward(params[:-4], information.select_numpy(observation, self.keys))
         mean_w, mean_b, scale_w, scale_b = params[-4:]
         mean = np.tanh(h @ mean_w + mean_b)
-        z = h @ scale_w + scale_b
-        softplus = np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))
-        return mean, self._min_scale + self._scale_factor * softplus
+        return mean, self._to_scale.numpy(h @ scale_w + scale_b)
+
+    @snt.no_name_scope
+    def numpy_initial_state(self) -> None:
+        """Feed-forward: no state (the recurrent head's twin returns its LSTM state)."""
+        return None
+
+    @snt.no_name_scope
+    def numpy_step(self, params, observation, state: None = None):
+        """`numpy_moments` with the recurrent heads' signature: (mean, scale, state)."""
+        return (*self.numpy_moments(params, observation), state)
+
+    @snt.no_name_scope
+    def numpy_act(self, params, observation, state, rng: np.random.Generator | None):
+        """(action, log-probability, extras, state); `rng` None takes the mean."""
+        mean, scale = self.numpy_moments(params, observation)
+        return (*act_from_moments(mean, scale, rng), {}, state)
+
+
+def act_from_moments(mean: np.ndarray, scale: np.ndarray, rng: np.random.Generator | None):
+    """(float32 action, its float32 log-probability); the mean (log-prob 0) when `rng` is None."""
+    if rng is None:
+        return mean.astype(np.float32), np.float32(0.0)
+    action = (mean + scale * rng.standard_normal(mean.shape)).astype(np.float32)
+    # log mu of the float32 action actually sent to the environment and stored.
+    return action, np.float32(gaussian_log_prob(mean, scale, action))
+
+
+def softplus_numpy(z: np.ndarray) -> np.ndarray:
+    """log(1 + exp(z)) without overflow."""
+    return np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))
 
 
 def gaussian_log_prob(mean: np.ndarray, scale: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -33,7 +33,9 @@ def train(
         max_size=config.replay.max_size,
         rate_limiter=reverb.rate_limiters.MinSize(config.replay.min_size),
         signature=reverb_adders.SequenceAdder.signature(
-            env_spec, builders.EXTRAS_SPEC, sequence_length=config.replay.sequence_length + 1
+            env_spec,
+            builders.extras_spec(config),
+            sequence_length=config.replay.sequence_length + 1,
         ),
     )
     server = reverb.Server([table], port=None)

@@ -12,12 +12,21 @@ def base_config() -> ml_collections.ConfigDict:
     config.seed = 0  # seeds networks, actors (seed * 1000 + actor id) and evaluators
     config.prior_info = ("proprioception",)  # information sets the prior sees
 
+    # The prior's architecture (docs/priors.md); the policy is Gaussian unless hierarchical.
+    config.prior = ml_collections.ConfigDict()
+    config.prior.kind = "mlp"  # "mlp" | "lstm" (memory) | "hierarchical" (latent z)
+    config.prior.lstm_size = 128  # lstm: units of the prior's LSTM core
+    config.prior.latent_size = 4  # hierarchical: dimension of z
+    config.prior.low_hidden = (128, 128)  # hierarchical: low-level MLP widths
+    config.prior.share_low_level = True  # hierarchical: prior uses the policy's low level
+
     config.network = ml_collections.ConfigDict()
     config.network.policy_hidden = (256, 256)  # policy MLP widths
     config.network.prior_hidden = (256, 256)  # prior MLP widths
     config.network.critic_hidden = (256, 256)  # critic MLP widths
     config.network.min_scale = 1e-3  # lower bound on the Gaussian heads' standard deviation
     config.network.init_scale = 0.7  # standard deviation of the heads at initialisation
+    config.network.max_scale = 0.0  # upper bound on that standard deviation (0: unbounded)
 
     config.agent = ml_collections.ConfigDict()
     config.agent.alpha = 0.01  # weight of KL(pi || pi0)

@@ -1,0 +1,361 @@
+"""The prior architectures: LSTM memory, the hierarchical KL bound, and where gradients go."""
+
+import dm_env
+import numpy as np
+import pytest
+import reverb
+import tensorflow as tf
+from acme import specs
+from acme.adders import reverb as reverb_adders
+
+from agents.actor import GaussianActor
+from agents.config import LearnerHyperparams
+from agents.fast_adder import FastSequenceAdder
+from agents.learner import Learner, batch_from_replay, compute_losses
+from agents.losses import SequenceBatch, gaussian_log_prob
+from agents.policy_terms import hierarchical_kl_bound
+from environments import registry
+from networks.factory import make_networks
+from networks.gaussian import GaussianHead
+from networks.hierarchical import make_hierarchical_pair
+from networks.recurrent import LSTMState, RecurrentGaussianHead
+
+T, B = 10, 6
+KINDS = ("mlp", "lstm", "hierarchical", "hierarchical_own_low")
+
+
+def _networks(kind: str, spec, prior_keys, seed: int = 0):
+    tf.random.set_seed(seed)
+    return make_networks(
+        spec,
+        6,
+        prior_keys,
+        (32, 32),
+        (32, 32),
+        (32, 32),
+        prior_kind=kind.replace("_own_low", ""),
+        lstm_size=16,
+        latent_size=3,
+        low_hidden=(32,),
+        share_low_level=not kind.endswith("own_low"),
+    )
+
+
+def _batch_and_networks(kind: str, seed: int = 0):
+    env = registry.make_environment("walker_walk", 0)
+    spec = env.observation_spec()
+    prior_keys = registry.get_task("walker_walk").keys_for(["proprioception"])
+    nets, targets = _networks(kind, spec, prior_keys), _networks(kind, spec, prior_keys, 1)
+    rng = np.random.default_rng(seed)
+
+    def normal(*shape):
+        return tf.constant(rng.normal(size=shape).astype(np.float32))
+
+    batch = SequenceBatch(
+        observation={k: normal(T + 1, B, *s.shape) for k, s in spec.items()},
+        action=tf.constant(rng.uniform(-1, 1, size=(T + 1, B, 6)).astype(np.float32)),
+        reward=tf.constant(rng.uniform(size=(T + 1, B)).astype(np.float32)),
+        discount=tf.ones((T + 1, B)),
+        start_of_episode=tf.constant(rng.uniform(size=(T + 1, B)) < 0.1),
+        behaviour_log_prob=normal(T + 1, B),
+        prior_state=LSTMState(normal(B, 16), normal(B, 16)) if kind == "lstm" else None,
+        latent=normal(T + 1, B, 3) if kind.startswith("hierarchical") else None,
+    )
+    return nets, targets, batch
+
+
+def _modules(nets, kind: str) -> dict:
+    if kind.startswith("hierarchical"):
+        modules = {
+            "policy_high": nets.policy.high,
+            "policy_low": nets.policy.low,
+            "prior_high": nets.prior.high,
+            "critic": nets.critic,
+        }
+        if kind.endswith("own_low"):
+            modules["prior_low"] = nets.prior.low
+        return modules
+    return {"policy": nets.policy, "prior": nets.prior, "critic": nets.critic}
+
+
+def _gradient_norms(kind: str, loss_name: str) -> dict[str, float]:
+    nets, targets, batch = _batch_and_networks(kind)
+    modules = _modules(nets, kind)
+    variables = [v for m in modules.values() for v in m.trainable_variables]
+    with tf.GradientTape() as tape:
+        loss = getattr(
+            compute_losses(nets, targets, batch, LearnerHyperparams(num_action_samples=3)),
+            loss_name,
+        )
+    grads = dict(zip([v.ref() for v in variables], tape.gradient(loss, variables), strict=True))
+    return {
+        name: sum(
+            0.0 if grads[v.ref()] is None else float(tf.norm(grads[v.ref()]))
+            for v in module.trainable_variables
+        )
+        for name, module in modules.items()
+    }
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_prior_loss_updates_only_prior_parameters(kind):
+    norms = _gradient_norms(kind, "prior")
+    prior_names = {n for n in norms if n.startswith("prior")}
+    assert all(norms[n] > 0.0 for n in prior_names), norms
+    assert all(norms[n] == 0.0 for n in set(norms) - prior_names), norms
+
+
+@pytest.mark.parametrize("kind", ["hierarchical", "hierarchical_own_low"])
+def test_hierarchical_policy_loss_reaches_both_levels(kind):
+    norms = _gradient_norms(kind, "policy")
+    assert norms["policy_high"] > 0.0 and norms["policy_low"] > 0.0, norms
+    assert all(norms[n] == 0.0 for n in norms if n.startswith("prior")), norms
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_one_learner_update_per_architecture(kind):
+    nets, _, batch = _batch_and_networks(kind)
+    learner = Learner(nets, iter(()), LearnerHyperparams(num_action_samples=3))
+    before = [v.numpy() for v in nets.prior.trainable_variables]
+    assert learner.learn_from_batch(batch)["update_applied"]
+    after = [v.numpy() for v in nets.prior.trainable_variables]
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+# --- the hierarchical KL bound -------------------------------------------------------------
+
+
+def _randomise(module, rng, scale=0.6):
+    for variable in module.trainable_variables:
+        variable.assign(rng.normal(scale=scale, size=variable.shape).astype(np.float32))
+
+
+def _log_marginal(head, obs_row, actions, rng, num_latents=4000):
+    """log of the integral over z of pi^H(z|x) pi^L(a|z,x) by Monte Carlo over z (per action)."""
+    z_mean, z_scale = (m.numpy()[0] for m in head.high_moments(obs_row))
+    z = (z_mean + z_scale * rng.standard_normal((num_latents, z_mean.size))).astype(np.float32)
+    tiled = {k: tf.repeat(v, num_latents, axis=0) for k, v in obs_row.items()}
+    a_mean, a_scale = (m.numpy() for m in head.low_moments(tiled, z))
+    # log pi^L(a_i | z_j) for every action i and latent j, then log-mean-exp over j.
+    log_p = gaussian_log_prob(
+        a_mean[None], a_scale[None], tf.constant(actions[:, None, :], tf.float32)
+    ).numpy()
+    peak = log_p.max(axis=1, keepdims=True)
+    return peak[:, 0] + np.log(np.mean(np.exp(log_p - peak), axis=1))
+
+
+@pytest.mark.parametrize("share_low", [True, False])
+def test_hierarchical_kl_bound_is_never_below_the_marginal_kl(share_low):
+    rng = np.random.default_rng(3)
+    observation = {"x": tf.constant(rng.normal(size=(4, 5)).astype(np.float32))}
+    policy, prior = make_hierarchical_pair(
+        ("x",), ("x",), 2, 2, (16,), (16,), (16,), share_low, 1e-3, 0.7
+    )
+    policy.create_variables(observation)
+    prior.create_variables(observation)
+    for module in (policy, prior.high) + (() if share_low else (prior.low,)):
+        _randomise(module, rng, scale=1.0)
+    for low in {id(policy.low): policy.low, id(prior.low): prior.low}.values():
+        # Narrow low levels: a then depends mostly on z, and the marginals are multi-modal.
+        low._scale.b.assign(tf.fill(low._scale.b.shape, -3.0))
+    latents = tf.constant(rng.standard_normal((2000, 4, 2)).astype(np.float32))
+    z_mean, z_scale = policy.high_moments(observation)
+    bound = hierarchical_kl_bound(policy, prior, observation, z_mean + z_scale * latents)
+    kls = []
+    for row in range(4):
+        obs_row = {"x": observation["x"][row : row + 1]}
+        # Actions from the policy's marginal: z ~ pi^H, a ~ pi^L(.|z).
+        zm, zs = (m.numpy()[0] for m in policy.high_moments(obs_row))
+        z = (zm + zs * rng.standard_normal((1500, zm.size))).astype(np.float32)
+        tiled = {"x": tf.repeat(obs_row["x"], 1500, axis=0)}
+        am, a_s = (m.numpy() for m in policy.low_moments(tiled, z))
+        actions = am + a_s * rng.standard_normal(am.shape)
+        marginal_kl = np.mean(
+            _log_marginal(policy, obs_row, actions, rng)
+            - _log_marginal(prior, obs_row, actions, rng)
+        )
+        # The bound's own Monte Carlo (2,000 latents) has a small error: allow 2% + 0.02.
+        assert float(bound[row]) >= marginal_kl - 0.02 - 0.02 * abs(marginal_kl), (
+            row,
+            float(bound[row]),
+            marginal_kl,
+        )
+        kls.append(marginal_kl)
+    assert min(kls) > 0.05, kls  # random parameters give distributions that differ
+
+
+# --- LSTM memory ---------------------------------------------------------------------------
+
+EPISODE, SEQ = 30, 10  # the cue is shown at step 0 only; sequences are a third of that
+
+
+def _cue_episodes(rng, count):
+    cue = rng.choice([-0.8, 0.8], size=count).astype(np.float32)
+    obs = np.zeros((EPISODE, count, 1), np.float32)
+    obs[0, :, 0] = cue
+    return obs, cue
+
+
+def _train_memory(head, steps=250, seed=0):
+    """Fits head's mean to the cue at every step, on sequences of SEQ steps that start from
+    the state the head itself produced at that step (as actors store it), never from zeros."""
+    rng = np.random.default_rng(seed)
+    optimizer = tf.keras.optimizers.Adam(3e-3)
+    batch = 32
+    starts = np.zeros((SEQ, batch), bool)
+
+    @tf.function
+    def update(obs, cue, state):
+        with tf.GradientTape() as tape:
+            if head.is_recurrent:
+                mean, scale, _ = head.unroll({"cue": obs}, tf.constant(starts), state)
+            else:
+                mean, scale = head.moments({"cue": tf.reshape(obs, [-1, 1])})
+            target = tf.reshape(tf.tile(cue[None, :, None], [SEQ, 1, 1]), [-1, 1])
+            loss = -tf.reduce_mean(gaussian_log_prob(mean, scale, target))
+        grads = tape.gradient(loss, head.trainable_variables)
+        optimizer.apply_gradients(zip(grads, head.trainable_variables, strict=True))
+
+    for _ in range(steps):
+        obs, cue = _cue_episodes(rng, batch)
+        state = head.initial_state(batch) if head.is_recurrent else None
+        for begin in range(0, EPISODE, SEQ):
+            piece = tf.constant(obs[begin : begin + SEQ])
+            update(piece, tf.constant(cue), state)
+            if head.is_recurrent:  # the stored state for the next sequence
+                _, _, state = head.unroll({"cue": piece}, tf.constant(starts), state)
+
+
+def _actor_means_late_in_episode(head, cue: float) -> np.ndarray:
+    """Means the NumPy actor takes at steps 20-29 of an episode whose cue was `cue`."""
+    actor = GaussianActor(head, stochastic=False)
+    actor.reset()
+    means = []
+    for t in range(EPISODE):
+        action = actor.select_action({"cue": np.array([cue if t == 0 else 0.0], np.float32)})
+        means.append(float(action[0]))
+    return np.array(means[2 * SEQ :])
+
+
+def test_lstm_prior_remembers_its_input_across_steps_and_sequences():
+    """Only memory can predict the cue 20 steps after it was shown (two sequences later):
+    the LSTM head learns it, in the learner's unroll and in the actor; an MLP cannot."""
+    lstm = RecurrentGaussianHead(("cue",), 1, (16,), 16, 1e-2, 0.7)
+    lstm.create_variables({"cue": tf.zeros([1, 1])})
+    _train_memory(lstm)
+    for cue in (-0.8, 0.8):
+        late = _actor_means_late_in_episode(lstm, cue)
+        assert np.all(np.abs(late - cue) < 0.3), (cue, late)
+
+    mlp = GaussianHead(("cue",), 1, (16,), 1e-2, 0.7)
+    mlp.create_variables({"cue": tf.zeros([1, 1])})
+    _train_memory(mlp)
+    late_mlp = [_actor_means_late_in_episode(mlp, cue) for cue in (-0.8, 0.8)]
+    np.testing.assert_allclose(late_mlp[0], late_mlp[1], atol=1e-6)  # cannot tell them apart
+
+
+def test_numpy_step_equals_tensorflow_unroll_with_resets():
+    rng = np.random.default_rng(0)
+    head = RecurrentGaussianHead(("x",), 2, (8,), 8, 1e-3, 0.7)
+    head.create_variables({"x": tf.zeros([1, 3])})
+    _randomise(head, rng, 0.5)
+    obs = rng.normal(size=(12, 1, 3)).astype(np.float32)
+    starts = np.zeros((12, 1), bool)
+    starts[5] = True
+    state0 = LSTMState(*(rng.normal(size=(2, 1, 8)).astype(np.float32)))
+    mean, scale, _ = head.unroll({"x": tf.constant(obs)}, tf.constant(starts), state0)
+    params, state = head.numpy_params(), LSTMState(state0.hidden[0], state0.cell[0])
+    for t in range(12):
+        if starts[t, 0]:
+            state = head.numpy_initial_state()
+        m, s, state = head.numpy_step(params, {"x": obs[t, 0]}, state)
+        np.testing.assert_allclose(m, mean.numpy()[t], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(s, scale.numpy()[t], rtol=1e-4, atol=1e-5)
+
+
+def test_actor_stores_the_prior_state_the_learner_unrolls_from():
+    """Through a real Reverb table: each item's first-step prior state equals the state the
+    prior reaches by running over the episode so far from zeros (reset at the start)."""
+    rng = np.random.default_rng(1)
+    prior = RecurrentGaussianHead(("x",), 2, (8,), 8, 1e-3, 0.7)
+    policy = GaussianHead(("x",), 2, (8,), 1e-3, 0.7)
+    for head in (prior, policy):
+        head.create_variables({"x": tf.zeros([1, 3])})
+        _randomise(head, rng, 0.5)
+    obs_spec = {"x": specs.Array((3,), np.float32, "x")}
+    env_spec = specs.EnvironmentSpec(
+        obs_spec,
+        specs.BoundedArray((2,), np.float32, -1.0, 1.0),
+        specs.Array((), np.float32),
+        specs.BoundedArray((), np.float32, 0.0, 1.0),
+    )
+    extras = {
+        "log_prob": specs.Array((), np.float32),
+        "prior_hidden": specs.Array((8,), np.float32),
+        "prior_cell": specs.Array((8,), np.float32),
+    }
+    table = reverb.Table(
+        "replay",
+        reverb.selectors.Fifo(),
+        reverb.selectors.Fifo(),
+        1000,
+        reverb.rate_limiters.MinSize(1),
+        signature=reverb_adders.SequenceAdder.signature(env_spec, extras, sequence_length=T + 1),
+    )
+    server = reverb.Server([table])
+    client = reverb.Client(f"localhost:{server.port}")
+    adder = FastSequenceAdder(client, sequence_length=T, table="replay")
+    actor = GaussianActor(policy, stochastic=True, adder=adder, seed=0, recurrent_prior=prior)
+
+    observations = rng.normal(size=(35, 3)).astype(np.float32)
+    timestep = dm_env.restart({"x": observations[0]})
+    actor.observe_first(timestep)
+    for t in range(1, 35):
+        action = actor.select_action(timestep.observation)
+        timestep = dm_env.transition(np.float32(0.0), {"x": observations[t]})
+        actor.observe(action, timestep)
+    del actor, adder
+    # Reference: the TF unroll over the whole episode from zeros.
+    states = [prior.initial_state(1)]
+    for t in range(35):
+        _, _, state = prior.unroll(
+            {"x": tf.constant(observations[t : t + 1, None])},
+            tf.zeros([1, 1], tf.bool),
+            states[-1],
+        )
+        states.append(state)
+    items = list(
+        client.sample("replay", num_samples=3, emit_timesteps=False, unpack_as_table_signature=True)
+    )
+    checked = set()
+    for sample in items:
+        batch = batch_from_replay(
+            reverb.ReplaySample(
+                info=sample.info,
+                data=tf.nest.map_structure(lambda x: tf.constant(x[None]), sample.data),
+            )
+        )
+        first_obs = batch.observation["x"].numpy()[0, 0]
+        step = int(np.argmin(np.abs(observations - first_obs).sum(axis=1)))
+        np.testing.assert_allclose(
+            batch.prior_state.hidden.numpy()[0], states[step].hidden.numpy()[0], atol=1e-5
+        )
+        checked.add(step)
+    assert checked and checked != {0}, checked  # a sequence that starts mid-episode
+    server.stop()
+
+
+def test_bounded_scale_transform_starts_at_init_and_stays_in_bounds():
+    from networks.gaussian import ScaleTransform
+
+    bounded = ScaleTransform(min_scale=0.1, init_scale=0.5, max_scale=0.6)
+    z = np.linspace(-30.0, 30.0, 101).astype(np.float32)
+    scale = bounded(tf.constant(z)).numpy()
+    assert np.all((scale >= 0.1) & (scale <= 0.6)) and scale[0] < 0.11 and scale[-1] > 0.59
+    np.testing.assert_allclose(bounded(tf.zeros([1])).numpy(), [0.5], rtol=1e-5)
+    np.testing.assert_allclose(bounded.numpy(z), scale, rtol=1e-5)
+    unbounded = ScaleTransform(min_scale=0.1, init_scale=0.5)
+    np.testing.assert_allclose(unbounded(tf.zeros([1])).numpy(), [0.6], rtol=1e-5)
+    assert unbounded(tf.constant([30.0])).numpy()[0] > 10.0
+    with pytest.raises(ValueError, match="min_scale < init_scale < max_scale"):
+        ScaleTransform(min_scale=0.1, init_scale=0.7, max_scale=0.6)
