@@ -85,7 +85,12 @@ def test_unwritable_workdir_fails_before_launch(tmp_path):
     assert "is not writable" in result.stderr
 
 
-@pytest.mark.parametrize("kind", ["lstm", "hierarchical"])
+@pytest.mark.parametrize(
+    "kind",
+    # The LSTM prior's replay path is also covered, through a real Reverb table, by
+    # tests/test_priors.py; its whole-program run is in `make test-slow` (CI time budget).
+    [pytest.param("lstm", marks=pytest.mark.slow), "hierarchical"],
+)
 def test_prior_architectures_train_and_roll_out(tmp_path, kind):
     """Each prior kind runs as a real program (its extras go through Reverb to the learner),
     and `bprl rollout --prior` plays the checkpointed prior alone and records trajectories."""

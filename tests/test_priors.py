@@ -204,7 +204,7 @@ def _train_memory(head, steps=250, seed=0):
     batch = 32
     starts = np.zeros((SEQ, batch), bool)
 
-    @tf.function
+    @tf.function(autograph=False)
     def update(obs, cue, state):
         with tf.GradientTape() as tape:
             if head.is_recurrent:
@@ -296,7 +296,7 @@ def test_actor_stores_the_prior_state_the_learner_unrolls_from():
     }
     table = reverb.Table(
         "replay",
-        reverb.selectors.Fifo(),
+        reverb.selectors.Uniform(),
         reverb.selectors.Fifo(),
         1000,
         reverb.rate_limiters.MinSize(1),
@@ -312,7 +312,7 @@ def test_actor_stores_the_prior_state_the_learner_unrolls_from():
     actor.observe_first(timestep)
     for t in range(1, 35):
         action = actor.select_action(timestep.observation)
-        timestep = dm_env.transition(np.float32(0.0), {"x": observations[t]})
+        timestep = dm_env.transition(np.float32(0.0), {"x": observations[t]}, np.float32(1.0))
         actor.observe(action, timestep)
     del actor, adder
     # Reference: the TF unroll over the whole episode from zeros.
