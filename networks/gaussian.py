@@ -48,9 +48,38 @@ class ScaleTransform:
 
     def numpy(self, z: np.ndarray) -> np.ndarray:
         if self.max_scale > 0.0:
-            sigmoid = 0.5 * (np.tanh(0.5 * (z + self._offset)) + 1.0)
+            sigmoid = sigmoid_numpy(z + self._offset)
             return self.min_scale + (self.max_scale - self.min_scale) * sigmoid
         return self.min_scale + self._factor * softplus_numpy(z)
+
+
+def output_layers(action_size: int) -> tuple[snt.Linear, snt.Linear]:
+    """The mean and scale layers of a head, initialised near zero (created in its scope)."""
+    small = snt.initializers.VarianceScaling(1e-4, "fan_in", "uniform")
+    return (
+        snt.Linear(action_size, w_init=small, name="mean"),
+        snt.Linear(action_size, w_init=small, name="scale"),
+    )
+
+
+def output_moments(
+    features: tf.Tensor, mean: snt.Linear, scale: snt.Linear, to_scale: ScaleTransform
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """(tanh-squashed mean, scale) of a head from its last features."""
+    return tf.tanh(mean(features)), to_scale(scale(features))
+
+
+def output_params(mean: snt.Linear, scale: snt.Linear) -> list[np.ndarray]:
+    """The output layers' parameters in the order `numpy_output_moments` reads them."""
+    return [mean.w.numpy(), mean.b.numpy(), scale.w.numpy(), scale.b.numpy()]
+
+
+def numpy_output_moments(
+    features: np.ndarray, params: Sequence[np.ndarray], to_scale: ScaleTransform
+) -> tuple[np.ndarray, np.ndarray]:
+    """NumPy twin of `output_moments`."""
+    mean_w, mean_b, scale_w, scale_b = params
+    return np.tanh(features @ mean_w + mean_b), to_scale.numpy(features @ scale_w + scale_b)
 
 
 class GaussianHead(snt.Module):
@@ -73,14 +102,11 @@ class GaussianHead(snt.Module):
         self.action_size = int(action_size)
         self._to_scale = ScaleTransform(min_scale, init_scale, max_scale)
         self._torso = mlp.LayerNormMLP(hidden_sizes)
-        small = snt.initializers.VarianceScaling(1e-4, "fan_in", "uniform")
-        self._mean = snt.Linear(action_size, w_init=small, name="mean")
-        self._scale = snt.Linear(action_size, w_init=small, name="scale")
+        self._mean, self._scale = output_layers(action_size)
 
     def moments(self, observation: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
         h = self._torso(information.select(observation, self.keys))
-        mean = tf.tanh(self._mean(h))
-        return mean, self._to_scale(self._scale(h))
+        return output_moments(h, self._mean, self._scale, self._to_scale)
 
     def __call__(self, observation: Mapping[str, tf.Tensor]) -> tfd.MultivariateNormalDiag:
         mean, scale = self.moments(observation)
@@ -92,12 +118,7 @@ class GaussianHead(snt.Module):
     @snt.no_name_scope  # NumPy only: skip Sonnet's per-call TensorFlow name scope
     def numpy_params(self) -> list[np.ndarray]:
         """Current parameters as NumPy arrays, in the order `numpy_moments` reads them."""
-        return self._torso.numpy_params() + [
-            self._mean.w.numpy(),
-            self._mean.b.numpy(),
-            self._scale.w.numpy(),
-            self._scale.b.numpy(),
-        ]
+        return self._torso.numpy_params() + output_params(self._mean, self._scale)
 
     @snt.no_name_scope  # called once per actor step: the name scope cost ~15 us a call
     def numpy_moments(
@@ -105,9 +126,7 @@ class GaussianHead(snt.Module):
     ) -> tuple[np.ndarray, np.ndarray]:
         """NumPy twin of `moments` for fast single-step actor inference."""
         h = mlp.numpy_forward(params[:-4], information.select_numpy(observation, self.keys))
-        mean_w, mean_b, scale_w, scale_b = params[-4:]
-        mean = np.tanh(h @ mean_w + mean_b)
-        return mean, self._to_scale.numpy(h @ scale_w + scale_b)
+        return numpy_output_moments(h, params[-4:], self._to_scale)
 
     @snt.no_name_scope
     def numpy_initial_state(self) -> None:
@@ -133,6 +152,11 @@ def act_from_moments(mean: np.ndarray, scale: np.ndarray, rng: np.random.Generat
     action = (mean + scale * rng.standard_normal(mean.shape)).astype(np.float32)
     # log mu of the float32 action actually sent to the environment and stored.
     return action, np.float32(gaussian_log_prob(mean, scale, action))
+
+
+def sigmoid_numpy(z: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-z)) without overflow."""
+    return 0.5 * (np.tanh(0.5 * z) + 1.0)
 
 
 def softplus_numpy(z: np.ndarray) -> np.ndarray:

@@ -16,7 +16,15 @@ import sonnet as snt
 import tensorflow as tf
 
 from networks import information, mlp
-from networks.gaussian import ScaleTransform, act_from_moments
+from networks.gaussian import (
+    ScaleTransform,
+    act_from_moments,
+    numpy_output_moments,
+    output_layers,
+    output_moments,
+    output_params,
+    sigmoid_numpy,
+)
 
 
 class LSTMState(NamedTuple):
@@ -61,9 +69,8 @@ def numpy_lstm_step(
     w, b = params
     gates = np.concatenate([inputs, state.hidden], axis=-1) @ w + b
     i, f, g, o = np.split(gates, 4, axis=-1)
-    sigmoid = lambda x: 0.5 * (np.tanh(0.5 * x) + 1.0)  # noqa: E731 - overflow-free
-    cell = sigmoid(f) * state.cell + sigmoid(i) * np.tanh(g)
-    return LSTMState(sigmoid(o) * np.tanh(cell), cell)
+    cell = sigmoid_numpy(f) * state.cell + sigmoid_numpy(i) * np.tanh(g)
+    return LSTMState(sigmoid_numpy(o) * np.tanh(cell), cell)
 
 
 class RecurrentGaussianHead(snt.Module):
@@ -89,17 +96,14 @@ class RecurrentGaussianHead(snt.Module):
         self._to_scale = ScaleTransform(min_scale, init_scale, max_scale)
         self._torso = mlp.LayerNormMLP(hidden_sizes)
         self._core = LSTMCore(lstm_size)
-        small = snt.initializers.VarianceScaling(1e-4, "fan_in", "uniform")
-        self._mean = snt.Linear(action_size, w_init=small, name="mean")
-        self._scale = snt.Linear(action_size, w_init=small, name="scale")
+        self._mean, self._scale = output_layers(action_size)
 
     def initial_state(self, batch_size: int) -> LSTMState:
         zeros = tf.zeros([batch_size, self.state_size], tf.float32)
         return LSTMState(zeros, zeros)
 
     def _moments(self, features: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        mean = tf.tanh(self._mean(features))
-        return mean, self._to_scale(self._scale(features))
+        return output_moments(features, self._mean, self._scale, self._to_scale)
 
     def step(
         self, observation: Mapping[str, tf.Tensor], state: LSTMState
@@ -140,8 +144,7 @@ class RecurrentGaussianHead(snt.Module):
         return (
             self._torso.numpy_params()
             + self._core.numpy_params()
-            + [self._mean.w.numpy(), self._mean.b.numpy()]
-            + [self._scale.w.numpy(), self._scale.b.numpy()]
+            + output_params(self._mean, self._scale)
         )
 
     @snt.no_name_scope
@@ -157,9 +160,7 @@ class RecurrentGaussianHead(snt.Module):
         torso, core, heads = params[:-6], params[-6:-4], params[-4:]
         features = mlp.numpy_forward(torso, information.select_numpy(observation, self.keys))
         state = numpy_lstm_step(core, features, state)
-        mean_w, mean_b, scale_w, scale_b = heads
-        mean = np.tanh(state.hidden @ mean_w + mean_b)
-        return mean, self._to_scale.numpy(state.hidden @ scale_w + scale_b), state
+        return (*numpy_output_moments(state.hidden, heads, self._to_scale), state)
 
     @snt.no_name_scope
     def numpy_act(self, params, observation, state, rng: np.random.Generator | None):
