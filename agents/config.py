@@ -17,6 +17,9 @@ class LearnerHyperparams:
       policy_learning_rate, critic_learning_rate, prior_learning_rate: three Adam optimisers.
       target_update_period: learner steps between hard copies to the target networks.
       max_bad_updates: consecutive non-finite updates tolerated before the learner raises.
+      action_squash: how a Gaussian sample u becomes the executed action: "clip" (clip to
+        [-1, 1], as Acme's agent) or "tanh" (tanh(u): the SVG(0) gradient never vanishes
+        outside the box). Replay stores u; the critic always sees the executed action.
     """
 
     alpha: float = 0.01
@@ -28,3 +31,4 @@ class LearnerHyperparams:
     prior_learning_rate: float = 1e-4
     target_update_period: int = 100
     max_bad_updates: int = 100
+    action_squash: str = "clip"

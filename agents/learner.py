@@ -55,9 +55,13 @@ def compute_losses(
     else:
         terms = policy_terms.flat_terms(networks, target_networks, batch, obs, num_samples, noise)
 
-    # The critic always sees actions as the environment executes them: clipped to the unit
-    # box. Otherwise the policy could exploit the critic's extrapolation far outside it.
-    target_actions = clip_action(tf.concat([action, terms.target_samples], 0))
+    # The critic always sees actions as the environment executes them (clipped to the unit
+    # box, or squashed by tanh). Otherwise the policy could exploit the critic's
+    # extrapolation far outside the box.
+    def executed(raw: tf.Tensor) -> tf.Tensor:
+        return squash_action(raw, hyper.action_squash)
+
+    target_actions = executed(tf.concat([action, terms.target_samples], 0))
     target_q = target_networks.critic(tile_obs(obs, num_samples + 1), target_actions)
     target_q_taken = target_q[:rows]
     sampled_q = tf.reduce_mean(tf.reshape(target_q[rows:], [num_samples, rows]), axis=0)
@@ -84,10 +88,8 @@ def compute_losses(
     # Online critic on the taken actions (critic loss) and, in a separate call, on S
     # reparameterised policy samples (SVG(0)): the critic's weight gradients then run over
     # the taken actions only, the policy's input gradients over the samples only.
-    q_taken = time_major(networks.critic(obs, clip_action(action)))[:-1]
-    online_q_samples = networks.critic(
-        tile_obs(obs, num_samples), clip_action(terms.policy_samples)
-    )
+    q_taken = time_major(networks.critic(obs, executed(action)))[:-1]
+    online_q_samples = networks.critic(tile_obs(obs, num_samples), executed(terms.policy_samples))
     q_policy = tf.reduce_mean(tf.reshape(online_q_samples, [num_samples, rows]), axis=0)
 
     td = targets - q_taken
@@ -109,9 +111,20 @@ def compute_losses(
     )
 
 
-def clip_action(action: tf.Tensor) -> tf.Tensor:
-    """Actions as executed: the environment wrapper clips to [-1, 1] the same way."""
-    return tf.clip_by_value(action, -1.0, 1.0)
+ACTION_SQUASHES = ("clip", "tanh")
+
+
+def squash_action(action: tf.Tensor, squash: str = "clip") -> tf.Tensor:
+    """Actions as the environment executes them, from the Gaussian samples replay stores.
+
+    "clip": the canonical wrapper clips to [-1, 1] the same way; "tanh": the actors'
+    environments apply tanh first (`environments.wrappers.TanhActions`).
+    """
+    if squash == "clip":
+        return tf.clip_by_value(action, -1.0, 1.0)
+    if squash == "tanh":
+        return tf.tanh(action)
+    raise ValueError(f"unknown action_squash {squash!r}; use one of {ACTION_SQUASHES}")
 
 
 def batch_from_replay(sample: reverb.ReplaySample) -> losses_lib.SequenceBatch:

@@ -78,3 +78,40 @@ class CanonicalObservationWrapper(dm_env.Environment):
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._env, name)
+
+
+class TanhActions(dm_env.Environment):
+    """Takes actions on the whole real line and executes tanh(action) in the unit box.
+
+    For agents whose Gaussian lives before a tanh squash: they store and score the
+    unsquashed sample, and the environment sees a smooth map of it instead of a clip.
+    """
+
+    def __init__(self, environment: dm_env.Environment):
+        self._env = environment
+        inner = environment.action_spec()
+        self._action_spec = specs.Array(shape=inner.shape, dtype=inner.dtype, name="action")
+
+    def reset(self) -> dm_env.TimeStep:
+        return self._env.reset()
+
+    def step(self, action: np.ndarray) -> dm_env.TimeStep:
+        return self._env.step(np.tanh(np.asarray(action, dtype=np.float64)))
+
+    def observation_spec(self):
+        return self._env.observation_spec()
+
+    def action_spec(self) -> specs.Array:
+        return self._action_spec
+
+    def reward_spec(self):
+        return self._env.reward_spec()
+
+    def discount_spec(self):
+        return self._env.discount_spec()
+
+    def close(self) -> None:
+        self._env.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._env, name)

@@ -12,6 +12,7 @@ from acme.adders import reverb as reverb_adders
 
 from agents.config import LearnerHyperparams
 from environments import registry
+from environments.wrappers import TanhActions
 from networks.factory import Networks, make_networks
 
 REPLAY_TABLE = "replay"
@@ -34,7 +35,15 @@ def extras_spec(config: ml_collections.ConfigDict) -> dict:
 
 
 def make_environment(config: ml_collections.ConfigDict, seed: int) -> dm_env.Environment:
-    return registry.make_environment(config.task, seed, **config.task_kwargs.to_dict())
+    """The task, taking the policy's samples as they are stored in replay.
+
+    With `agent.action_squash = "tanh"` it executes tanh(sample); otherwise the canonical
+    wrapper clips the sample to the unit box.
+    """
+    env = registry.make_environment(config.task, seed, **config.task_kwargs.to_dict())
+    if config.agent.get("action_squash", "clip") == "tanh":
+        env = TanhActions(env)
+    return env
 
 
 def environment_spec(config: ml_collections.ConfigDict) -> specs.EnvironmentSpec:
@@ -61,6 +70,7 @@ def build_networks(config: ml_collections.ConfigDict, env_spec: specs.Environmen
         min_scale=net.min_scale,
         init_scale=net.init_scale,
         max_scale=net.max_scale,
+        mean_bound=net.get("mean_bound", 1.0),
         prior_kind=config.prior.kind,
         lstm_size=config.prior.lstm_size,
         latent_size=config.prior.latent_size,

@@ -23,14 +23,6 @@ from launch import builders, checkpointing
 from launch.validate import ConfigError
 
 
-def _merged(defaults: dict, saved: dict) -> dict:
-    out = dict(defaults)
-    for key, value in saved.items():
-        both = isinstance(value, dict) and isinstance(out.get(key), dict)
-        out[key] = _merged(out[key], value) if both else value
-    return out
-
-
 def load_run(workdir: str) -> tuple[ml_collections.ConfigDict, object, dict]:
     """(config, networks with the checkpointed weights, checkpoint record) of a run."""
     config_path = os.path.join(workdir, "config.json")
@@ -38,7 +30,9 @@ def load_run(workdir: str) -> tuple[ml_collections.ConfigDict, object, dict]:
         raise ConfigError(f"{workdir} is not a run directory (no config.json)")
     with open(config_path) as f:
         # Fields added since the run was launched take their defaults.
-        config = ml_collections.ConfigDict(_merged(base_config().to_dict(), json.load(f)))
+        config = ml_collections.ConfigDict(
+            checkpointing.merge_dicts(base_config().to_dict(), json.load(f))
+        )
     record_path = checkpointing.counts_path(workdir)
     if not os.path.exists(record_path):
         raise ConfigError(f"{workdir} has no complete checkpoint yet ({record_path} is missing)")

@@ -34,6 +34,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     except (ValueError, TypeError) as error:
         raise ConfigError(f"prior_info {tuple(config.prior_info)}: {error}") from None
 
+    from agents.learner import ACTION_SQUASHES
     from networks.factory import PRIOR_KINDS
 
     checks = [
@@ -48,6 +49,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             "network.max_scale > 0 needs network.min_scale < network.init_scale < max_scale",
         ),
         (config.prior.latent_size >= 1, "prior.latent_size must be >= 1"),
+        (config.network.mean_bound > 0, "network.mean_bound must be > 0"),
+        (
+            config.agent.action_squash in ACTION_SQUASHES,
+            f"agent.action_squash must be one of {ACTION_SQUASHES}, "
+            f"got {config.agent.action_squash!r}",
+        ),
         (
             config.actors.num_actors >= 1,
             f"actors.num_actors must be >= 1, got {config.actors.num_actors}",
@@ -91,13 +98,14 @@ def validate_resume(config: ml_collections.ConfigDict, workdir: str) -> bool:
     """True when `workdir` holds an earlier run to resume; raises if `config` cannot."""
     import json
 
+    from experiments.configs.base import base_config
     from launch import checkpointing
 
     saved_path = os.path.join(workdir, "config.json")
     if not os.path.exists(saved_path):
         return False
     with open(saved_path) as f:
-        saved = json.load(f)
+        saved = checkpointing.merge_dicts(base_config().to_dict(), json.load(f))
     try:
         checkpointing.check_resume_compatible(saved, config.to_dict())
     except ValueError as error:

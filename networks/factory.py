@@ -51,6 +51,7 @@ def make_networks(
     min_scale: float = 1e-3,
     init_scale: float = 0.7,
     max_scale: float = 0.0,
+    mean_bound: float = 1.0,
     prior_kind: str = "mlp",
     lstm_size: int = 128,
     latent_size: int = 4,
@@ -59,15 +60,17 @@ def make_networks(
 ) -> Networks:
     """Policy and critic see every observation key; the prior sees only `prior_keys`.
 
-    `prior_kind` picks the prior's architecture (`PRIOR_KINDS`); `lstm_size` is the LSTM
-    prior's memory, `latent_size`, `low_hidden` and `share_low_level` shape the hierarchical
-    policy and prior (the low level sees the prior's keys and z).
+    `mean_bound` bounds the action heads' means (1: the unit box; larger for policies
+    squashed by tanh after sampling). `prior_kind` picks the prior's architecture
+    (`PRIOR_KINDS`); `lstm_size` is the LSTM prior's memory, `latent_size`, `low_hidden`
+    and `share_low_level` shape the hierarchical policy and prior (the low level sees the
+    prior's keys and z).
     """
     all_keys = tuple(sorted(observation_spec))
     information.input_size(observation_spec, prior_keys)  # validates the keys
 
     def scales(name: str) -> tuple:
-        return (min_scale, init_scale, name, max_scale)
+        return (min_scale, init_scale, name, max_scale, mean_bound)
 
     if prior_kind == "mlp":
         policy = GaussianHead(all_keys, action_size, policy_hidden, *scales("policy"))
@@ -90,6 +93,7 @@ def make_networks(
             min_scale,
             init_scale,
             max_scale,
+            mean_bound,
         )
     else:
         raise ValueError(f"unknown prior kind {prior_kind!r}; use one of {PRIOR_KINDS}")

@@ -1,7 +1,9 @@
 """Gaussian action heads for the policy and the prior.
 
-Both heads are diagonal Gaussians on the unit action box (means squashed by tanh, scales
-bounded below), so KL(policy || prior) is analytic and cheap.
+Both heads are diagonal Gaussians with means squashed by tanh into [-mean_bound, mean_bound]
+(1 by default: the unit action box) and scales bounded below, so KL(policy || prior) is
+analytic and cheap. With `agent.action_squash = "tanh"` the Gaussian lives before a tanh
+(docs/priors.md) and a larger `mean_bound` lets the mean reach the box's edges.
 """
 
 from __future__ import annotations
@@ -63,10 +65,14 @@ def output_layers(action_size: int) -> tuple[snt.Linear, snt.Linear]:
 
 
 def output_moments(
-    features: tf.Tensor, mean: snt.Linear, scale: snt.Linear, to_scale: ScaleTransform
+    features: tf.Tensor,
+    mean: snt.Linear,
+    scale: snt.Linear,
+    to_scale: ScaleTransform,
+    mean_bound: float = 1.0,
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """(tanh-squashed mean, scale) of a head from its last features."""
-    return tf.tanh(mean(features)), to_scale(scale(features))
+    """(mean squashed into [-mean_bound, mean_bound], scale) of a head from its features."""
+    return mean_bound * tf.tanh(mean(features)), to_scale(scale(features))
 
 
 def output_params(mean: snt.Linear, scale: snt.Linear) -> list[np.ndarray]:
@@ -75,11 +81,15 @@ def output_params(mean: snt.Linear, scale: snt.Linear) -> list[np.ndarray]:
 
 
 def numpy_output_moments(
-    features: np.ndarray, params: Sequence[np.ndarray], to_scale: ScaleTransform
+    features: np.ndarray,
+    params: Sequence[np.ndarray],
+    to_scale: ScaleTransform,
+    mean_bound: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """NumPy twin of `output_moments`."""
     mean_w, mean_b, scale_w, scale_b = params
-    return np.tanh(features @ mean_w + mean_b), to_scale.numpy(features @ scale_w + scale_b)
+    mean = mean_bound * np.tanh(features @ mean_w + mean_b)
+    return mean, to_scale.numpy(features @ scale_w + scale_b)
 
 
 class GaussianHead(snt.Module):
@@ -96,17 +106,19 @@ class GaussianHead(snt.Module):
         init_scale: float = 0.7,
         name: str = "gaussian_head",
         max_scale: float = 0.0,
+        mean_bound: float = 1.0,
     ):
         super().__init__(name=name)
         self.keys = tuple(keys)
         self.action_size = int(action_size)
         self._to_scale = ScaleTransform(min_scale, init_scale, max_scale)
+        self._mean_bound = float(mean_bound)
         self._torso = mlp.LayerNormMLP(hidden_sizes)
         self._mean, self._scale = output_layers(action_size)
 
     def moments(self, observation: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
         h = self._torso(information.select(observation, self.keys))
-        return output_moments(h, self._mean, self._scale, self._to_scale)
+        return output_moments(h, self._mean, self._scale, self._to_scale, self._mean_bound)
 
     def __call__(self, observation: Mapping[str, tf.Tensor]) -> tfd.MultivariateNormalDiag:
         mean, scale = self.moments(observation)
@@ -126,7 +138,7 @@ class GaussianHead(snt.Module):
     ) -> tuple[np.ndarray, np.ndarray]:
         """NumPy twin of `moments` for fast single-step actor inference."""
         h = mlp.numpy_forward(params[:-4], information.select_numpy(observation, self.keys))
-        return numpy_output_moments(h, params[-4:], self._to_scale)
+        return numpy_output_moments(h, params[-4:], self._to_scale, self._mean_bound)
 
     @snt.no_name_scope
     def numpy_initial_state(self) -> None:

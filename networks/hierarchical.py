@@ -112,13 +112,14 @@ def make_hierarchical_pair(
     min_scale: float,
     init_scale: float,
     max_scale: float = 0.0,
+    mean_bound: float = 1.0,
 ) -> tuple[HierarchicalHead, HierarchicalHead]:
     """(policy, prior): pi^H(z|x), pi0^H(z|x^D), and pi^L(a|z, x^D) (shared or not)."""
     low_keys = tuple(prior_keys) + (LATENT_KEY,)
 
     def low(name: str) -> GaussianHead:
         return GaussianHead(
-            low_keys, action_size, low_hidden, min_scale, init_scale, name, max_scale
+            low_keys, action_size, low_hidden, min_scale, init_scale, name, max_scale, mean_bound
         )
 
     def high(keys, hidden, name: str) -> GaussianHead:

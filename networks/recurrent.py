@@ -88,12 +88,14 @@ class RecurrentGaussianHead(snt.Module):
         init_scale: float = 0.7,
         name: str = "recurrent_gaussian_head",
         max_scale: float = 0.0,
+        mean_bound: float = 1.0,
     ):
         super().__init__(name=name)
         self.keys = tuple(keys)
         self.action_size = int(action_size)
         self.state_size = int(lstm_size)
         self._to_scale = ScaleTransform(min_scale, init_scale, max_scale)
+        self._mean_bound = float(mean_bound)
         self._torso = mlp.LayerNormMLP(hidden_sizes)
         self._core = LSTMCore(lstm_size)
         self._mean, self._scale = output_layers(action_size)
@@ -103,7 +105,7 @@ class RecurrentGaussianHead(snt.Module):
         return LSTMState(zeros, zeros)
 
     def _moments(self, features: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return output_moments(features, self._mean, self._scale, self._to_scale)
+        return output_moments(features, self._mean, self._scale, self._to_scale, self._mean_bound)
 
     def step(
         self, observation: Mapping[str, tf.Tensor], state: LSTMState
@@ -160,7 +162,8 @@ class RecurrentGaussianHead(snt.Module):
         torso, core, heads = params[:-6], params[-6:-4], params[-4:]
         features = mlp.numpy_forward(torso, information.select_numpy(observation, self.keys))
         state = numpy_lstm_step(core, features, state)
-        return (*numpy_output_moments(state.hidden, heads, self._to_scale), state)
+        moments = numpy_output_moments(state.hidden, heads, self._to_scale, self._mean_bound)
+        return (*moments, state)
 
     @snt.no_name_scope
     def numpy_act(self, params, observation, state, rng: np.random.Generator | None):

@@ -10,6 +10,8 @@ the same fixed standard-normal noise.
 
 from __future__ import annotations
 
+import dataclasses
+
 import acme
 import numpy as np
 import pytest
@@ -21,7 +23,7 @@ from acme.utils import loggers
 
 from agents.actor import GaussianActor
 from agents.config import LearnerHyperparams
-from agents.learner import Learner, batch_from_replay
+from agents.learner import Learner, batch_from_replay, compute_losses
 from environments import registry
 from launch import builders
 from networks.factory import make_networks
@@ -125,10 +127,13 @@ def _noise(batch):
 def reference_losses(nets, targets, batch, noise, hyper):
     """DESIGN.md's learning rule, one time step at a time.
 
-    The critics see actions clipped to the unit box, as the environment executes them.
+    The critics see actions as the environment executes them: clipped to the unit box, or
+    squashed by tanh (`hyper.action_squash`).
     """
 
     def clip(a):
+        if hyper.action_squash == "tanh":
+            return tf.tanh(a)
         return tf.clip_by_value(a, -1.0, 1.0)
 
     time_steps, batch_size = batch.reward.shape
@@ -227,6 +232,29 @@ def test_losses_and_gradients_equal_reference(learner, batch, jit_compile):
     # The batch exercises what the rule special-cases.
     assert 0.0 < loss.importance_weight.numpy() < 1.0
     assert float(tf.reduce_max(tf.abs(grads[1][0]))) > 0.0
+
+
+def test_tanh_squash_equals_reference(learner, batch):
+    """With tanh-squashed actions the losses and policy gradients still match the reference."""
+    hyper = dataclasses.replace(HYPER, action_squash="tanh")
+    noise = _noise(batch)
+    nets, targets = learner.networks, learner.target_networks
+    with tf.GradientTape(persistent=True) as tape:
+        ref = reference_losses(nets, targets, batch, noise, hyper)
+        fast = compute_losses(nets, targets, batch, hyper, noise)
+        clipped = compute_losses(nets, targets, batch, HYPER, noise)
+    for name in ("critic", "policy", "prior", "retrace_target"):
+        np.testing.assert_allclose(
+            getattr(fast, name).numpy(), ref[name].numpy(), rtol=2e-5, atol=1e-6, err_msg=name
+        )
+    # Not vacuous: the squash changes the losses, and the policy gradients still match.
+    assert abs(float(fast.policy) - float(clipped.policy)) > 1e-4
+    variables = nets.policy.trainable_variables
+    for want, have in zip(
+        tape.gradient(ref["policy"], variables), tape.gradient(fast.policy, variables), strict=True
+    ):
+        scale = float(np.max(np.abs(want.numpy()))) + 1e-8
+        np.testing.assert_allclose(have.numpy(), want.numpy(), rtol=1e-3, atol=1e-4 * scale)
 
 
 def test_learner_update_uses_the_same_losses(learner, batch):

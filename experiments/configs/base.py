@@ -27,6 +27,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.network.min_scale = 1e-3  # lower bound on the Gaussian heads' standard deviation
     config.network.init_scale = 0.7  # standard deviation of the heads at initialisation
     config.network.max_scale = 0.0  # upper bound on that standard deviation (0: unbounded)
+    config.network.mean_bound = 1.0  # heads' means lie in [-mean_bound, mean_bound]
 
     config.agent = ml_collections.ConfigDict()
     config.agent.alpha = 0.01  # weight of KL(pi || pi0)
@@ -38,6 +39,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.agent.prior_learning_rate = 1e-4  # Adam, prior
     config.agent.target_update_period = 100  # learner steps between target-network copies
     config.agent.max_bad_updates = 100  # consecutive non-finite updates before stopping
+    # How a Gaussian sample u is executed: "clip" (to [-1, 1], as Acme's agent) or "tanh"
+    # (tanh(u), whose gradient never vanishes; pair it with network.mean_bound ~3).
+    config.agent.action_squash = "clip"
 
     config.replay = ml_collections.ConfigDict()
     config.replay.sequence_length = 10  # T: transitions per replay item (T+1 steps stored)

@@ -36,6 +36,11 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # What made the small point-mass tasks learn (tests/test_agent_learning.py): a floor on
     # the heads' standard deviation and larger learning rates than the Ant-sized defaults.
     config.network.min_scale = 0.1
+    # Gaussian samples squashed by tanh instead of clipped: with the clip, most samples of
+    # a wide policy fell outside the box and gave the SVG(0) gradient nothing, and the
+    # runs plateaued (docs/results.md). A mean bound of 3 lets tanh(mean) reach 0.995.
+    config.agent.action_squash = "tanh"
+    config.network.mean_bound = 3.0
     config.agent.policy_learning_rate = 1e-3
     config.agent.critic_learning_rate = 1e-3
     config.agent.prior_learning_rate = 3e-4
@@ -47,8 +52,6 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.network.critic_hidden = (128, 128)
         # Wide exploration noise that never falls below 0.3: bounded at 0.6 or 1.0
         # (`network.max_scale`), the policy found almost no targets (docs/results.md).
-        # Unbounded, the scale grows to ~1.4 and most samples are clipped, which is the
-        # suspected cause of the plateau; a better fix is still open.
         config.network.min_scale = 0.3
         config.network.init_scale = 1.0
         config.agent.num_action_samples = 4
