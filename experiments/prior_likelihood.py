@@ -22,17 +22,12 @@ import tensorflow as tf
 from absl import app, flags
 
 from launch.rollout import load_run
+from networks.gaussian import gaussian_log_prob
 
 _RUN = flags.DEFINE_string("run", "", "Run directory (config.json and a checkpoint).")
 _ROLLOUTS = flags.DEFINE_string(
     "rollouts", "", "Policy rollouts (.npz); default RUN/rollouts/policy.npz."
 )
-
-
-def gaussian_log_prob(mean: np.ndarray, scale: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """Sum over action dimensions of log N(value; mean, scale)."""
-    z = (value - mean) / scale
-    return np.sum(-0.5 * z**2 - np.log(scale) - 0.5 * np.log(2 * np.pi), axis=-1)
 
 
 def head_log_probs(head, observation: dict[str, np.ndarray], action: np.ndarray) -> np.ndarray:
