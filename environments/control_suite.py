@@ -80,10 +80,13 @@ class _DenseReach(point_mass.PointMass):
 def _point_mass_factory(task_class: type, default_time_limit: float):
     """Factory for a point_mass task class of ours (the suite's model and physics)."""
 
-    def factory(seed: int, time_limit: float = default_time_limit) -> control.Environment:
+    def factory(
+        seed: int, time_limit: float = default_time_limit, n_sub_steps: int = 1
+    ) -> control.Environment:
+        """`n_sub_steps` physics steps (0.02 s each) per action: coarser control."""
         physics = point_mass.Physics.from_xml_string(*point_mass.get_model_and_assets())
         task = task_class(randomize_gains=False, random=seed)
-        return control.Environment(physics, task, time_limit=time_limit)
+        return control.Environment(physics, task, time_limit=time_limit, n_sub_steps=n_sub_steps)
 
     return factory
 

@@ -178,7 +178,9 @@ def test_learner_applies_each_loss_to_its_own_network(trained):
     nets, _, batch = _batch_and_networks()
     rates = {f"{name}_learning_rate": 0.0 for name in ("policy", "prior", "critic")}
     rates[f"{trained}_learning_rate"] = 1e-2
-    learner = Learner(nets, iter(()), LearnerHyperparams(num_action_samples=3, **rates))
+    learner = Learner(
+        nets, iter(()), LearnerHyperparams(num_action_samples=3, **rates), jit_compile=False
+    )
     before = {n: [v.numpy() for v in getattr(nets, n).variables] for n in rates_names()}
     metrics = learner.learn_from_batch(batch)
     assert metrics["update_applied"]

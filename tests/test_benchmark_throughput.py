@@ -1,4 +1,8 @@
-"""benchmarks/throughput.py runs end to end at a tiny size (no timing assertions)."""
+"""benchmarks/throughput.py runs end to end at a tiny size (no timing assertions).
+
+Slow (about 3 minutes: it compiles our and Acme's learners for two tasks): run it with
+`make test-slow`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import json
 import os
 import subprocess
 import sys
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,6 +35,7 @@ TINY = [
 ]
 
 
+@pytest.mark.slow
 def test_throughput_runs_and_writes_json(tmp_path):
     out = tmp_path / "throughput.json"
     proc = subprocess.run(

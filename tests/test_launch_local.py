@@ -16,12 +16,15 @@ def bprl(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 def test_two_actor_program_runs_logs_and_leaves_nothing(tmp_path):
+    """The tiny sequential-navigation config as a real 2-actor program, then a rollout of
+    its checkpointed prior. (The tiny walker program runs in tests/test_sweep.py.)"""
+    import numpy as np
+
     workdir = str(tmp_path / "run")
     result = bprl(
         "run",
-        f"--config={CONFIG}:tiny",
+        "--config=experiments/configs/seqnav_pointmass.py:tiny",
         "--config.actors.num_actors=2",
-        "--config.stop.max_actor_steps=3000",
         f"--workdir={workdir}",
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -37,20 +40,33 @@ def test_two_actor_program_runs_logs_and_leaves_nothing(tmp_path):
     ):
         assert tag in learner, tag
     assert max(step for step, _ in learner["critic_loss"]) > 0  # the learner stepped
-
-    for actor_id in range(2):  # every actor wrote episodes (so inserted data into Reverb)
-        actor = events.read_scalars(os.path.join(workdir, "actors", str(actor_id)))
-        assert "episode_return" in actor and "steps_per_second" in actor
-        assert max(v for _, v in actor["actor_steps"]) >= 1000
-
-    evaluator = events.read_scalars(os.path.join(workdir, "evaluator_0"))
-    assert "policy_return" in evaluator and "prior_return" in evaluator
-
     # Data reached Reverb: the learner's dataset blocks until replay holds min_size items,
     # so a learner step is proof that actors inserted and the learner sampled.
     assert learner["learner_steps"][-1][1] >= 1
 
+    total_steps = 0
+    for actor_id in range(2):  # every actor wrote episodes (so inserted data into Reverb)
+        actor = events.read_scalars(os.path.join(workdir, "actors", str(actor_id)))
+        assert "episode_return" in actor and "steps_per_second" in actor
+        returns = [value for _, value in actor["episode_return"]]
+        # A return is a number of targets reached: a whole number, at most one per step.
+        assert all(value == int(value) and 0 <= value <= 100 for value in returns)
+        total_steps = max(total_steps, max(value for _, value in actor["actor_steps"]))
+    assert total_steps >= 1_500  # the run went to its budget
+
+    evaluator = events.read_scalars(os.path.join(workdir, "evaluator_0"))
+    assert evaluator["policy_return"] and evaluator["prior_return"]
     assert run_processes(workdir) == []  # no process of the run is left
+
+    # `bprl rollout --prior` plays the checkpointed (MLP) prior alone and records it.
+    out = str(tmp_path / "prior.npz")
+    result = bprl("rollout", f"--workdir={workdir}", "--prior", "--episodes=2", f"--out={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with np.load(out) as data:
+        assert str(data["prior_kind"]) == "mlp" and str(data["head"]) == "prior"
+        assert data["action"].shape == (200, 2)  # 2 episodes of the tiny variant's 100 steps
+        assert set(np.unique(data["episode"])) == {0, 1}
+        assert "latent" not in data.files
 
 
 @pytest.mark.parametrize(
@@ -87,9 +103,13 @@ def test_unwritable_workdir_fails_before_launch(tmp_path):
 
 @pytest.mark.parametrize(
     "kind",
-    # The LSTM prior's replay path is also covered, through a real Reverb table, by
-    # tests/test_priors.py; its whole-program run is in `make test-slow` (CI time budget).
-    [pytest.param("lstm", marks=pytest.mark.slow), "hierarchical"],
+    # Both kinds' replay paths are also covered, through a real Reverb table, by
+    # tests/test_priors.py, and the MLP prior's whole program and rollout by the test
+    # above; these runs are in `make test-slow` (CI time budget).
+    [
+        pytest.param("lstm", marks=pytest.mark.slow),
+        pytest.param("hierarchical", marks=pytest.mark.slow),
+    ],
 )
 def test_prior_architectures_train_and_roll_out(tmp_path, kind):
     """Each prior kind runs as a real program (its extras go through Reverb to the learner),
