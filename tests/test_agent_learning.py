@@ -4,8 +4,8 @@ Task `point_mass_right` with 5 physics steps (0.1 s) per action: 8 s episodes of
 steps, reward in [0, 1] per step for being far right, so at most 80 per episode. Single
 process, real Reverb server, Acme-compatible sequences; 4,000 actor steps and one learner
 update per step once replay holds 100 items (about 3,000 updates), for each of 3 seeds
-(about 5 minutes on 2 cores). The untrained policy's
-deterministic return is about 56; pushing right to the wall earns about 75. Seen in
+(about 5 minutes on 2 cores). The untrained policy's deterministic return is about 56;
+pushing right to the wall earns about 75. Seen in
 development: with 5,000 steps, seeds 0-6 rose +6, +19, +19, +19, +19, +18, +19; with
 these 4,000 steps, seeds 0-2 rose +12, +19, +12.
 The test asks for a mean rise, over the 3 seeds, of at least 8 (10% of the maximum, 40%

@@ -5,25 +5,39 @@ from __future__ import annotations
 import os
 import subprocess
 
+import numpy as np
 import pytest
 from tests_support import BPRL, CONFIG, REPO, run_processes
 
 from launch import events
+
+SEQNAV_TINY = "--config=experiments/configs/seqnav_pointmass.py:tiny"
 
 
 def bprl(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([BPRL, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
+def _assert_prior_rollout(tmp_path, workdir: str, kind: str) -> None:
+    """`bprl rollout --prior` plays the run's checkpointed prior alone and records it."""
+    out = str(tmp_path / "prior.npz")
+    result = bprl("rollout", f"--workdir={workdir}", "--prior", "--episodes=2", f"--out={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with np.load(out) as data:
+        assert str(data["prior_kind"]) == kind and str(data["head"]) == "prior"
+        assert data["action"].shape == (200, 2)  # 2 episodes of the tiny variant's 100 steps
+        assert set(np.unique(data["episode"])) == {0, 1}
+        assert data["target_history"].size >= 2
+        assert ("latent" in data.files) == (kind == "hierarchical")
+
+
 def test_two_actor_program_runs_logs_and_leaves_nothing(tmp_path):
     """The tiny sequential-navigation config as a real 2-actor program, then a rollout of
     its checkpointed prior. (The tiny walker program runs in tests/test_sweep.py.)"""
-    import numpy as np
-
     workdir = str(tmp_path / "run")
     result = bprl(
         "run",
-        "--config=experiments/configs/seqnav_pointmass.py:tiny",
+        SEQNAV_TINY,
         "--config.actors.num_actors=2",
         f"--workdir={workdir}",
     )
@@ -57,16 +71,7 @@ def test_two_actor_program_runs_logs_and_leaves_nothing(tmp_path):
     evaluator = events.read_scalars(os.path.join(workdir, "evaluator_0"))
     assert evaluator["policy_return"] and evaluator["prior_return"]
     assert run_processes(workdir) == []  # no process of the run is left
-
-    # `bprl rollout --prior` plays the checkpointed (MLP) prior alone and records it.
-    out = str(tmp_path / "prior.npz")
-    result = bprl("rollout", f"--workdir={workdir}", "--prior", "--episodes=2", f"--out={out}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    with np.load(out) as data:
-        assert str(data["prior_kind"]) == "mlp" and str(data["head"]) == "prior"
-        assert data["action"].shape == (200, 2)  # 2 episodes of the tiny variant's 100 steps
-        assert set(np.unique(data["episode"])) == {0, 1}
-        assert "latent" not in data.files
+    _assert_prior_rollout(tmp_path, workdir, "mlp")
 
 
 @pytest.mark.parametrize(
@@ -114,12 +119,10 @@ def test_unwritable_workdir_fails_before_launch(tmp_path):
 def test_prior_architectures_train_and_roll_out(tmp_path, kind):
     """Each prior kind runs as a real program (its extras go through Reverb to the learner),
     and `bprl rollout --prior` plays the checkpointed prior alone and records trajectories."""
-    import numpy as np
-
     workdir = str(tmp_path / "run")
     result = bprl(
         "run",
-        "--config=experiments/configs/seqnav_pointmass.py:tiny",
+        SEQNAV_TINY,
         f"--config.prior.kind={kind}",
         "--config.stop.max_actor_steps=0",  # stop on learner updates: there are always some
         "--config.stop.max_learner_steps=30",
@@ -129,13 +132,4 @@ def test_prior_architectures_train_and_roll_out(tmp_path, kind):
     learner = events.read_scalars(os.path.join(workdir, "learner"))
     assert learner["learner_steps"][-1][1] >= 1
     assert "prior_return" in events.read_scalars(os.path.join(workdir, "evaluator_0"))
-
-    out = str(tmp_path / "prior.npz")
-    result = bprl("rollout", f"--workdir={workdir}", "--prior", "--episodes=2", f"--out={out}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    with np.load(out) as data:
-        assert str(data["prior_kind"]) == kind and str(data["head"]) == "prior"
-        assert data["action"].shape == (200, 2)  # 2 episodes of the tiny variant's 100 steps
-        assert set(np.unique(data["episode"])) == {0, 1}
-        assert data["target_history"].size >= 2
-        assert ("latent" in data.files) == (kind == "hierarchical")
+    _assert_prior_rollout(tmp_path, workdir, kind)
