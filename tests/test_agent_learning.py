@@ -1,28 +1,29 @@
 """Learning: the evaluation return rises on a small MuJoCo task within a CI-sized budget.
 
 Task `point_mass_right` with 5 physics steps (0.1 s) per action: 8 s episodes of 80
-steps, reward in [0, 1] per step for being far right, so at most 80 per episode. Single
-process, real Reverb server, Acme-compatible sequences; 4,000 actor steps and one learner
-update per step once replay holds 100 items (about 3,000 updates), for each of 3 seeds
-(about 5 minutes on 2 cores). The untrained policy's deterministic return is about 56;
-pushing right to the wall earns about 75. Seen in
-development: with 5,000 steps, seeds 0-6 rose +6, +19, +19, +19, +19, +18, +19; with
-these 4,000 steps, seeds 0-2 rose +12, +19, +12.
-The test asks for a mean rise, over the 3 seeds, of at least 8 (10% of the maximum, 40%
-of the way to the wall) in the deterministic policy's mean return over 5 fixed episodes.
+steps that start at the left wall, reward in [0, 1] per step for being far right, so at
+most 80 per episode (about 75 for pushing right at once). Single process, real Reverb
+server, Acme-compatible sequences; 3,000 actor steps and one learner update per step once
+replay holds 100 items (about 2,000 updates), discount 0.95, for each of 2 seeds (about
+80 s each on 2 cores). The untrained policy's deterministic return is about 9 (it stays
+near the left wall). Seen in development (this config): seeds 0-10 rose +32, +31, +40,
++38, +25, +28, +33, +39, +45, +39, +34, including two runs squeezed onto one core.
+The test asks for a mean rise, over the 2 seeds, of at least 15 (20% of the maximum) in
+the deterministic policy's mean return over 5 fixed episodes.
 
-(With one physics step per action, 400-step episodes, the same budget is too short: the
-effect of one action on the return is tiny next to the critic's error, and single seeds
-drifted down as often as up.)
+History: with the mass started anywhere (untrained return ~56) the headroom was ~19 and the
+learner's sampling, which depends on thread timing, made single seeds land anywhere from
+-1 to +19 on different machines; with one physics step per action (400-step episodes) the
+same budget was too short.
 """
 
 from learning_harness import train
 
 from experiments.configs.base import base_config
 
-MARGIN = 8.0
-SEEDS = (0, 1, 2)
-ENV_STEPS = 4000
+MARGIN = 15.0
+SEEDS = (0, 1)
+ENV_STEPS = 3000
 
 
 def _config():
@@ -41,11 +42,12 @@ def _config():
     config.agent.critic_learning_rate = 1e-3
     config.agent.prior_learning_rate = 3e-4
     config.agent.target_update_period = 100
+    config.agent.discount = 0.95
     return config
 
 
 def test_evaluation_return_rises_on_a_small_task():
-    """Mean over 3 seeds: a single short run sometimes stalls (seen once in 7: +6)."""
+    """Mean over 2 seeds, so one slow seed does not fail the test on its own."""
     rises = []
     for seed in SEEDS:
         config = _config()
@@ -53,7 +55,7 @@ def test_evaluation_return_rises_on_a_small_task():
         before, after, learner = train(
             config, env_steps=ENV_STEPS, updates_per_step=1.0, eval_episodes=5
         )
-        assert learner.num_steps > 0.7 * ENV_STEPS  # the learner really trained (~3,000)
+        assert learner.num_steps > 0.7 * ENV_STEPS  # the learner really trained (~2,000)
         print(f"seed {seed}: return {before:.1f} -> {after:.1f}")
         rises.append(after - before)
     assert sum(rises) / len(rises) >= MARGIN, f"rises per seed: {rises}"
