@@ -42,8 +42,10 @@ class MultiTaskNavigation(composer.Task):
         reach_radius: float = 0.1,
         physics_timestep: float = 0.0125,
         control_timestep: float = 0.025,
+        fixed_start: bool = False,
     ):
         self._arena = arena
+        self._fixed_start = fixed_start
         self._body = Body(PointMass())
         self._body.attach_to(arena)
         self._num_tasks = num_tasks
@@ -86,6 +88,11 @@ class MultiTaskNavigation(composer.Task):
 
     def initialize_episode(self, physics, random_state) -> None:
         self.task_id = int(random_state.randint(self._num_tasks))
+        if self._fixed_start:
+            self._body.place(physics, np.zeros(2))
+            self._reward = 0.0
+            self._steps = 0
+            return
         half = self._arena.half_size
         start = random_positions(
             random_state,
@@ -119,11 +126,26 @@ class MultiTaskNavigation(composer.Task):
 
 
 def make_multitask_pointmass(
-    seed: int | None = None, num_tasks: int = 4, episode_length: int = 200
+    seed: int | None = None,
+    num_tasks: int = 4,
+    episode_length: int = 200,
+    fixed_start: bool = False,
+    control_timestep: float = 0.025,
 ) -> composer.Environment:
-    """Point mass, K fixed targets, one drawn per episode as the goal (`task_id`)."""
+    """Point mass, K fixed targets, one drawn per episode as the goal (`task_id`).
+
+    `fixed_start`: every episode starts at the room's centre, so the configuration (body,
+    targets) is fixed and only the goal changes: the setting where a prior that does not see
+    the goal should be multi-modal (one mode per target).
+    """
     arena = WalledArena(half_size=POINTMASS_ROOM_HALF_SIZE)
     arena.mjcf_model.option.noslip_iterations = 0
     arena.mjcf_model.option.cone = "pyramidal"
-    task = MultiTaskNavigation(arena, num_tasks=num_tasks, episode_length=episode_length)
+    task = MultiTaskNavigation(
+        arena,
+        num_tasks=num_tasks,
+        episode_length=episode_length,
+        fixed_start=fixed_start,
+        control_timestep=control_timestep,
+    )
     return make_composer_env(task, seed)

@@ -3,11 +3,12 @@
 Task `point_mass_right` with 5 physics steps (0.1 s) per action: 8 s episodes of 80
 steps that start at the left wall, reward in [0, 1] per step for being far right, so at
 most 80 per episode (about 75 for pushing right at once). Single process, real Reverb
-server, Acme-compatible sequences; 3,000 actor steps and one learner update per step once
-replay holds 100 items (about 2,000 updates), discount 0.95, for each of 2 seeds (about
-80 s each on 2 cores). The untrained policy's deterministic return is about 9 (it stays
-near the left wall). Seen in development (this config): seeds 0-10 rose +32, +31, +40,
-+38, +25, +28, +33, +39, +45, +39, +34, including two runs squeezed onto one core.
+server, Acme-compatible sequences; 4,000 actor steps and one learner update per step once
+replay holds 100 items (about 3,000 updates), discount 0.95, for each of 2 seeds (about
+110 s each on 2 cores). The untrained policy's deterministic return is about 9 (it stays
+near the left wall). Seen in development: with 3,000 steps, seeds 0-10 rose +32, +31,
++40, +38, +25, +28, +33, +39, +45, +39, +34 (two of them squeezed onto one core), and
++24, +21 for seeds 0-1 inside pytest; with these 4,000 steps, seeds 0-1 rose +41, +29.
 The test asks for a mean rise, over the 2 seeds, of at least 15 (20% of the maximum) in
 the deterministic policy's mean return over 5 fixed episodes.
 
@@ -23,7 +24,7 @@ from experiments.configs.base import base_config
 
 MARGIN = 15.0
 SEEDS = (0, 1)
-ENV_STEPS = 3000
+ENV_STEPS = 4000
 
 
 def _config():
@@ -55,7 +56,7 @@ def test_evaluation_return_rises_on_a_small_task():
         before, after, learner = train(
             config, env_steps=ENV_STEPS, updates_per_step=1.0, eval_episodes=5
         )
-        assert learner.num_steps > 0.7 * ENV_STEPS  # the learner really trained (~2,000)
+        assert learner.num_steps > 0.6 * ENV_STEPS  # the learner really trained (~3,000)
         print(f"seed {seed}: return {before:.1f} -> {after:.1f}")
         rises.append(after - before)
     assert sum(rises) / len(rises) >= MARGIN, f"rises per seed: {rises}"

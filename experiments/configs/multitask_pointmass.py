@@ -14,6 +14,11 @@ average over which one, so the policy alone carries the task-specific part.
 Variants (after a colon): `bprl run --config=experiments/configs/multitask_pointmass.py:local_short`
   (none)       the full setting: 32 actors, 10M actor steps.
   local_short  a short run on 2 cores: 3 actors, small networks, 200k actor steps.
+  fixed_config the talk's "fixed configuration" question on the point mass: every episode
+               starts at the centre (only the goal changes), 50 ms control steps, 100-step
+               episodes, tanh actions, 3 actors, 400k actor steps. Run it once with the
+               flat prior and once with `--config.prior.kind=hierarchical`, then compare
+               the priors' action distributions at the start (experiments/prior_modes.py).
   tiny         smoke tests: 2 actors, tiny networks, 100-step episodes, 1,500 actor steps.
 """
 
@@ -47,6 +52,29 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.evaluators.episodes = 3
         config.evaluators.every_actor_steps = 10_000
         config.stop.max_actor_steps = 200_000
+    elif variant == "fixed_config":
+        config.task_kwargs.fixed_start = True
+        config.task_kwargs.control_timestep = 0.05
+        config.task_kwargs.episode_length = 100
+        # As seqnav_pointmass's local_short (what made the point-mass room learn).
+        config.agent.action_squash = "tanh"
+        config.network.mean_bound = 3.0
+        config.actors.num_actors = 3
+        config.actors.variable_update_period = 500
+        config.network.policy_hidden = (128, 128)
+        config.network.prior_hidden = (128, 128)
+        config.network.critic_hidden = (128, 128)
+        config.network.min_scale = 0.3
+        config.network.init_scale = 1.0
+        config.agent.num_action_samples = 4
+        config.agent.target_update_period = 100
+        config.replay.batch_size = 64
+        config.replay.min_size = 500
+        config.replay.max_size = 100_000
+        config.replay.samples_per_insert = 32.0
+        config.evaluators.episodes = 4
+        config.evaluators.every_actor_steps = 20_000
+        config.stop.max_actor_steps = 400_000
     elif variant == "tiny":
         config.task_kwargs.episode_length = 100  # short episodes, so every actor logs soon
         apply_tiny(config, every_actor_steps=500, max_actor_steps=1_500)

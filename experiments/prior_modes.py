@@ -1,0 +1,170 @@
+"""The talk's "fixed configuration" analysis: is a prior that does not see the goal multi-modal?
+
+For trained runs of `multitask_pointmass:fixed_config` (every episode starts at the room's
+centre; only the goal `task_id`, which the prior never sees, changes), this script:
+- samples the prior's action at the start state many times, and the policy's for each goal;
+- plays the prior alone (and the policy) from the start and records which target each
+  episode reaches first (within the task's reach radius), or none;
+- writes a Markdown table (distribution of the first target reached, mean return, number
+  of targets reached first in at least 10% of the prior's episodes = its modes) and a PNG
+  (per run: executed action samples at the start; prior-only trajectories).
+
+    python experiments/prior_modes.py --run flat=RUN_A --run hierarchical=RUN_B \\
+        --out_table docs/figures/prior_modes_pointmass.md \\
+        --out_figure docs/figures/prior_modes_pointmass.png
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from absl import app, flags
+
+from agents.actor import GaussianActor
+from experiments.next_target_table import visits
+from launch import builders
+from launch.rollout import load_run, record_rollouts
+
+_RUNS = flags.DEFINE_multi_string("run", [], "NAME=RUN_DIR of a multitask_pointmass run.")
+_SAMPLES = flags.DEFINE_integer("samples", 2000, "action samples at the start state per head.")
+_EPISODES = flags.DEFINE_integer("episodes", 100, "prior-only (and policy) episodes per run.")
+_OUT_TABLE = flags.DEFINE_string("out_table", "", "Markdown table to write.")
+_OUT_FIGURE = flags.DEFINE_string("out_figure", "", "PNG figure to write.")
+
+POSITION_KEY = "observation/point_mass/position"
+REACH_RADIUS = 0.1
+MODE_SHARE = 0.1  # a target reached first in >= 10% of the episodes counts as a mode
+
+
+def executed(config, u: np.ndarray) -> np.ndarray:
+    """The action the environment executes for a head's sample u (tanh or clip)."""
+    return np.tanh(u) if config.agent.action_squash == "tanh" else np.clip(u, -1.0, 1.0)
+
+
+def start_action_samples(config, networks, samples: int, seed: int) -> dict[str, np.ndarray]:
+    """Executed actions sampled at the start state: the prior's, and the policy's per goal."""
+    env = builders.make_environment(config, seed)
+    observation = dict(env.reset().observation)
+    env.close()
+    out = {}
+    prior = GaussianActor(networks.prior, stochastic=True, seed=seed)
+    out["prior"] = np.stack([prior.select_action(observation) for _ in range(samples)])
+    num_goals = observation["task_id"].shape[-1]
+    policy = GaussianActor(networks.policy, stochastic=True, seed=seed + 1)
+    for goal in range(num_goals):
+        goal_observation = {**observation, "task_id": np.eye(num_goals, dtype=np.float32)[goal]}
+        out[f"policy_goal_{goal}"] = np.stack(
+            [policy.select_action(goal_observation) for _ in range(samples // num_goals)]
+        )
+    return {key: executed(config, value) for key, value in out.items()}
+
+
+def first_targets(data: dict[str, np.ndarray]) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """Per episode: the first target reached (-1: none), its xy path, and the targets."""
+    positions = data[POSITION_KEY][:, :2]
+    targets = data["observation/target_positions"][0].reshape(-1, 2)
+    firsts, paths = [], []
+    for episode in np.unique(data["episode"]):
+        path = positions[data["episode"] == episode]
+        order = visits(path, targets, REACH_RADIUS)
+        firsts.append(order[0] if order else -1)
+        paths.append(path)
+    return np.asarray(firsts), paths, targets
+
+
+def analyse(name: str, workdir: str, samples: int, episodes: int) -> dict:
+    config, networks, record = load_run(workdir)
+    if config.task != "multitask_pointmass" or not config.task_kwargs.get("fixed_start", False):
+        raise ValueError(f"{workdir}: needs a multitask_pointmass run with fixed_start=True")
+    result = {
+        "name": name,
+        "kind": config.prior.kind,
+        "actor_steps": record["counts"].get("actor_steps", -1),
+        "learner_steps": record["counts"].get("learner_steps", -1),
+        "actions": start_action_samples(config, networks, samples, seed=7),
+    }
+    for head in ("prior", "policy"):
+        data = record_rollouts(config, networks, head == "prior", episodes, seed=12345)
+        firsts, paths, targets = first_targets(data)
+        returns = np.bincount(data["episode"], weights=data["reward"])
+        result[head] = {"firsts": firsts, "paths": paths, "return": float(returns.mean())}
+        result["targets"] = targets
+    return result
+
+
+def first_target_shares(firsts: np.ndarray, num_targets: int) -> np.ndarray:
+    """Shares of episodes whose first target was 0..K-1, then none (last entry)."""
+    counts = np.bincount(np.where(firsts < 0, num_targets, firsts), minlength=num_targets + 1)
+    return counts / max(len(firsts), 1)
+
+
+def table(results: list[dict]) -> str:
+    num_targets = len(results[0]["targets"])
+    header = " | ".join(f"target {k}" for k in range(num_targets))
+    lines = [
+        f"| run (prior kind) | head | mean return | first target reached: {header} | none "
+        "| modes (targets >= 10%) |",
+        "|---|---|---:|" + "---:|" * (num_targets + 2),
+    ]
+    for r in results:
+        for head in ("prior", "policy"):
+            shares = first_target_shares(r[head]["firsts"], num_targets)
+            modes = int(np.sum(shares[:num_targets] >= MODE_SHARE))
+            cells = " | ".join(f"{s:.2f}" for s in shares)
+            lines.append(
+                f"| {r['name']} ({r['kind']}) | {head} | {r[head]['return']:.1f} | {cells} "
+                f"| {modes} |"
+            )
+    return "\n".join(lines)
+
+
+def figure(results: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = ["tab:red", "tab:blue", "tab:green", "tab:orange"]
+    fig, axes = plt.subplots(len(results), 2, figsize=(10, 5 * len(results)), squeeze=False)
+    for row, r in zip(axes, results, strict=True):
+        ax = row[0]
+        prior = r["actions"]["prior"]
+        ax.scatter(prior[:, 0], prior[:, 1], s=3, c="black", alpha=0.3, label="prior")
+        for goal, colour in enumerate(colours[: len(r["targets"])]):
+            a = r["actions"][f"policy_goal_{goal}"]
+            ax.scatter(a[:, 0], a[:, 1], s=3, c=colour, alpha=0.3, label=f"policy, goal {goal}")
+        ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), aspect="equal", xlabel="a_x", ylabel="a_y")
+        ax.set_title(f"{r['name']} ({r['kind']}): executed actions at the start")
+        ax.legend(loc="lower left", fontsize=7, markerscale=3)
+        ax = row[1]
+        firsts = r["prior"]["firsts"]
+        for path, first in zip(r["prior"]["paths"], firsts, strict=True):
+            colour = colours[first] if first >= 0 else "grey"
+            ax.plot(path[:, 0], path[:, 1], c=colour, alpha=0.4, lw=0.8)
+        for k, (x, y) in enumerate(r["targets"]):
+            ax.add_patch(plt.Circle((x, y), REACH_RADIUS, color=colours[k], fill=False, lw=2))
+        half = float(np.max(np.abs(r["targets"]))) / 0.6
+        ax.set(xlim=(-half, half), ylim=(-half, half), aspect="equal", xlabel="x", ylabel="y")
+        ax.set_title(f"prior alone: {len(firsts)} episodes, coloured by first target")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    if not _RUNS.value:
+        raise app.UsageError("give at least one --run NAME=RUN_DIR")
+    results = []
+    for spec in _RUNS.value:
+        name, _, workdir = spec.partition("=")
+        results.append(analyse(name, workdir, _SAMPLES.value, _EPISODES.value))
+    text = table(results)
+    print(text)
+    if _OUT_TABLE.value:
+        with open(_OUT_TABLE.value, "w") as f:
+            f.write(text + "\n")
+    if _OUT_FIGURE.value:
+        figure(results, _OUT_FIGURE.value)
+
+
+if __name__ == "__main__":
+    app.run(main)
