@@ -18,6 +18,7 @@ import numpy as np
 from absl import app, flags
 
 from environments import markov
+from experiments.trajectories import visits
 
 _ROLLOUTS = flags.DEFINE_multi_string("rollouts", [], "NAME=FILE.npz from `bprl rollout`.")
 _OUT_TABLE = flags.DEFINE_string("out_table", "", "Markdown table to write.")
@@ -26,17 +27,6 @@ _P = flags.DEFINE_float("p", 0.9, "the task's p (probability of the favoured suc
 
 POSITION_KEYS = {"seqnav_pointmass": "point_mass/position", "seqnav_ant": "walker_position"}
 REACH_RADIUS = {"seqnav_pointmass": 0.1, "seqnav_ant": 0.5}
-
-
-def visits(positions: np.ndarray, targets: np.ndarray, radius: float) -> list[int]:
-    """Targets entered along one trajectory ([L, 2] positions, [K, 2] targets), in order."""
-    distance = np.linalg.norm(positions[:, None, :] - targets[None], axis=-1)  # [L, K]
-    order: list[int] = []
-    for inside in distance < radius:
-        hits = np.flatnonzero(inside)
-        if hits.size and (not order or hits[0] != order[-1]):
-            order.append(int(hits[0]))
-    return order
 
 
 def episode_visits(data: dict) -> list[list[int]]:

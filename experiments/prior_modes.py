@@ -20,7 +20,7 @@ import numpy as np
 from absl import app, flags
 
 from agents.actor import GaussianActor
-from experiments.next_target_table import visits
+from experiments.trajectories import visits
 from launch import builders
 from launch.rollout import load_run, record_rollouts
 

@@ -64,6 +64,16 @@ def test_config_variant_validates(path, variant):
         assert not prior_keys & set(task.information_sets[hidden])
 
 
+@pytest.mark.parametrize("kind", ("mlp", "hierarchical"))
+def test_fixed_configuration_variant_validates(kind):
+    """multitask_pointmass:fixed_config, flat and hierarchical (experiments/prior_modes.py)."""
+    config = load(os.path.join(CONFIG_DIR, "multitask_pointmass.py"), "fixed_config")
+    config.prior.kind = kind
+    validate.validate_config(config)
+    assert config.task_kwargs.fixed_start
+    assert "task_id" not in config.prior_info
+
+
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=os.path.basename)
 def test_unknown_variant_is_refused(path):
     with pytest.raises(ValueError, match="unknown variant"):

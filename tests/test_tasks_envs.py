@@ -125,6 +125,20 @@ def test_multitask_draws_task_ids_per_episode():
     assert ids == {0, 1, 2, 3}
 
 
+def test_multitask_fixed_start_keeps_the_configuration_and_varies_the_goal():
+    """fixed_start: the body starts at the centre, at rest, every episode; the goal varies."""
+    env = registry.make_environment("multitask_pointmass", seed=0, fixed_start=True)
+    ids = set()
+    for _ in range(20):
+        observation = env.reset().observation
+        ids.add(int(np.argmax(observation["task_id"])))
+        np.testing.assert_allclose(observation["point_mass/position"][:2], 0.0, atol=1e-6)
+        np.testing.assert_allclose(observation["point_mass/velocity"], 0.0, atol=1e-6)
+    assert ids == {0, 1, 2, 3}
+    moved = env.step(np.ones(2)).observation["point_mass/position"][:2]
+    assert np.all(moved > 0.0)  # and the body is free to move from there
+
+
 def test_factories_take_kwargs():
     env = registry.make_environment("seqnav_pointmass", seed=0, episode_length=7, p=0.6)
     timestep, steps = env.reset(), 0
