@@ -2,12 +2,13 @@
 
 For trained runs of `multitask_pointmass:fixed_config` (every episode starts at the room's
 centre; only the goal `task_id`, which the prior never sees, changes), this script:
-- samples the prior's action at the start state many times, and the policy's for each goal;
+- samples the prior's action at the start state many times, and the policy's for each goal
+  (the Gaussian sample u, before the tanh squash);
 - plays the prior alone (and the policy) from the start and records which target each
   episode reaches first (within the task's reach radius), or none;
 - writes a Markdown table (distribution of the first target reached, mean return, number
   of targets reached first in at least 10% of the prior's episodes = its modes) and a PNG
-  (per run: executed action samples at the start; prior-only trajectories).
+  (per run: action samples at the start; prior-only trajectories).
 
     python experiments/prior_modes.py --run flat=RUN_A --run hierarchical=RUN_B \\
         --out_table docs/figures/prior_modes_pointmass.md \\
@@ -35,13 +36,12 @@ REACH_RADIUS = 0.1
 MODE_SHARE = 0.1  # a target reached first in >= 10% of the episodes counts as a mode
 
 
-def executed(config, u: np.ndarray) -> np.ndarray:
-    """The action the environment executes for a head's sample u (tanh or clip)."""
-    return np.tanh(u) if config.agent.action_squash == "tanh" else np.clip(u, -1.0, 1.0)
-
-
 def start_action_samples(config, networks, samples: int, seed: int) -> dict[str, np.ndarray]:
-    """Executed actions sampled at the start state: the prior's, and the policy's per goal."""
+    """Samples u at the start state (before the tanh/clip): the prior's, the policy's per goal.
+
+    Shown before the squash because a wide Gaussian squashed by tanh piles its mass in the
+    corners of the action box, which would look like modes that the head does not have.
+    """
     env = builders.make_environment(config, seed)
     observation = dict(env.reset().observation)
     env.close()
@@ -55,7 +55,7 @@ def start_action_samples(config, networks, samples: int, seed: int) -> dict[str,
         out[f"policy_goal_{goal}"] = np.stack(
             [policy.select_action(goal_observation) for _ in range(samples // num_goals)]
         )
-    return {key: executed(config, value) for key, value in out.items()}
+    return out
 
 
 def first_targets(data: dict[str, np.ndarray]) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
@@ -128,18 +128,18 @@ def figure(results: list[dict], path: str) -> None:
     for row, r in zip(axes, results, strict=True):
         ax = row[0]
         prior = r["actions"]["prior"]
-        ax.scatter(prior[:, 0], prior[:, 1], s=3, c="black", alpha=0.3, label="prior")
+        ax.scatter(prior[:, 0], prior[:, 1], s=3, c="black", alpha=0.25, label="prior")
         for goal, colour in enumerate(colours[: len(r["targets"])]):
-            a = r["actions"][f"policy_goal_{goal}"]
-            ax.scatter(a[:, 0], a[:, 1], s=3, c=colour, alpha=0.3, label=f"policy, goal {goal}")
-        ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), aspect="equal", xlabel="a_x", ylabel="a_y")
-        ax.set_title(f"{r['name']} ({r['kind']}): executed actions at the start")
+            u = r["actions"][f"policy_goal_{goal}"]
+            ax.scatter(u[:, 0], u[:, 1], s=3, c=colour, alpha=0.3, label=f"policy, goal {goal}")
+        ax.set(aspect="equal", xlabel="u_x", ylabel="u_y")
+        ax.set_title(f"{r['name']} ({r['kind']}): action samples u at the start (pre-tanh)")
         ax.legend(loc="lower left", fontsize=7, markerscale=3)
         ax = row[1]
         firsts = r["prior"]["firsts"]
-        for path, first in zip(r["prior"]["paths"], firsts, strict=True):
+        for xy, first in zip(r["prior"]["paths"], firsts, strict=True):
             colour = colours[first] if first >= 0 else "grey"
-            ax.plot(path[:, 0], path[:, 1], c=colour, alpha=0.4, lw=0.8)
+            ax.plot(xy[:, 0], xy[:, 1], c=colour, alpha=0.4, lw=0.8)
         for k, (x, y) in enumerate(r["targets"]):
             ax.add_patch(plt.Circle((x, y), REACH_RADIUS, color=colours[k], fill=False, lw=2))
         half = float(np.max(np.abs(r["targets"]))) / 0.6

@@ -44,16 +44,3 @@ def test_table_counts_modes_at_ten_percent():
     prior_row, policy_row = rows[2], rows[3]
     assert prior_row.endswith("| 0.25 | 0.20 | 0.05 | 0.00 | 0.50 | 2 |")  # 5% is no mode
     assert policy_row.endswith("| 0.00 | 0.00 | 0.00 | 1.00 | 0.00 | 1 |")
-
-
-def test_executed_actions_follow_the_squash():
-    class Agent:
-        action_squash = "tanh"
-
-    class Config:
-        agent = Agent()
-
-    u = np.array([[-3.0, 0.5]])
-    np.testing.assert_allclose(prior_modes.executed(Config(), u), np.tanh(u))
-    Config.agent.action_squash = "clip"
-    np.testing.assert_allclose(prior_modes.executed(Config(), u), [[-1.0, 0.5]])

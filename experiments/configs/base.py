@@ -136,5 +136,9 @@ def apply_local_short(config: ml_collections.ConfigDict) -> None:
     config.stop.max_actor_steps = 60_000
 
 
-def unknown_variant(variant: str) -> ValueError:
-    return ValueError(f"unknown variant {variant!r}; use '', 'local_short' or 'tiny'")
+def unknown_variant(
+    variant: str, known: tuple[str, ...] = ("", "local_short", "tiny")
+) -> ValueError:
+    """The error for a variant a config file does not have, listing the ones it has."""
+    names = ", ".join(repr(name) for name in known)
+    return ValueError(f"unknown variant {variant!r}; use one of {names}")

@@ -79,5 +79,5 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.task_kwargs.episode_length = 100  # short episodes, so every actor logs soon
         apply_tiny(config, every_actor_steps=500, max_actor_steps=1_500)
     elif variant:
-        raise unknown_variant(variant)
+        raise unknown_variant(variant, ("", "local_short", "fixed_config", "tiny"))
     return config
