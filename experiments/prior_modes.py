@@ -133,7 +133,8 @@ def figure(results: list[dict], path: str) -> None:
             u = r["actions"][f"policy_goal_{goal}"]
             ax.scatter(u[:, 0], u[:, 1], s=3, c=colour, alpha=0.3, label=f"policy, goal {goal}")
         ax.set(aspect="equal", xlabel="u_x", ylabel="u_y")
-        ax.set_title(f"{r['name']} ({r['kind']}): action samples u at the start (pre-tanh)")
+        label = r["name"] if r["name"] == r["kind"] else f"{r['name']} ({r['kind']})"
+        ax.set_title(f"{label}: action samples u at the start (pre-tanh)", fontsize=10)
         ax.legend(loc="lower left", fontsize=7, markerscale=3)
         ax = row[1]
         firsts = r["prior"]["firsts"]
@@ -144,7 +145,7 @@ def figure(results: list[dict], path: str) -> None:
             ax.add_patch(plt.Circle((x, y), REACH_RADIUS, color=colours[k], fill=False, lw=2))
         half = float(np.max(np.abs(r["targets"]))) / 0.6
         ax.set(xlim=(-half, half), ylim=(-half, half), aspect="equal", xlabel="x", ylabel="y")
-        ax.set_title(f"prior alone: {len(firsts)} episodes, coloured by first target")
+        ax.set_title(f"prior alone: {len(firsts)} episodes, coloured by first target", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
