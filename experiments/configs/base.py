@@ -136,6 +136,29 @@ def apply_local_short(config: ml_collections.ConfigDict) -> None:
     config.stop.max_actor_steps = 60_000
 
 
+def apply_pointmass_room_local(config: ml_collections.ConfigDict) -> None:
+    """2-core sizes that made the point-mass room tasks learn (docs/results.md): 3 actors,
+    128-unit networks, batch 64, 32 samples per insert, and wide exploration noise that
+    never falls below 0.3 (bounded at 0.6 or 1.0, the policy found almost no targets).
+
+    Used by seqnav_pointmass:local_short and multitask_pointmass:fixed_config; the caller
+    sets its own evaluation cadence and budget.
+    """
+    config.actors.num_actors = 3
+    config.actors.variable_update_period = 500
+    config.network.policy_hidden = (128, 128)
+    config.network.prior_hidden = (128, 128)
+    config.network.critic_hidden = (128, 128)
+    config.network.min_scale = 0.3
+    config.network.init_scale = 1.0
+    config.agent.num_action_samples = 4
+    config.agent.target_update_period = 100
+    config.replay.batch_size = 64
+    config.replay.min_size = 500
+    config.replay.max_size = 100_000
+    config.replay.samples_per_insert = 32.0
+
+
 def unknown_variant(
     variant: str, known: tuple[str, ...] = ("", "local_short", "tiny")
 ) -> ValueError:

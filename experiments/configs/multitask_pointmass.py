@@ -26,7 +26,12 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments.configs.base import apply_tiny, base_config, unknown_variant
+from experiments.configs.base import (
+    apply_pointmass_room_local,
+    apply_tiny,
+    base_config,
+    unknown_variant,
+)
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -56,22 +61,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.task_kwargs.fixed_start = True
         config.task_kwargs.control_timestep = 0.05
         config.task_kwargs.episode_length = 100
-        # As seqnav_pointmass's local_short (what made the point-mass room learn).
+        # As seqnav_pointmass (tanh actions) and its local_short sizes.
         config.agent.action_squash = "tanh"
         config.network.mean_bound = 3.0
-        config.actors.num_actors = 3
-        config.actors.variable_update_period = 500
-        config.network.policy_hidden = (128, 128)
-        config.network.prior_hidden = (128, 128)
-        config.network.critic_hidden = (128, 128)
-        config.network.min_scale = 0.3
-        config.network.init_scale = 1.0
-        config.agent.num_action_samples = 4
-        config.agent.target_update_period = 100
-        config.replay.batch_size = 64
-        config.replay.min_size = 500
-        config.replay.max_size = 100_000
-        config.replay.samples_per_insert = 32.0
+        apply_pointmass_room_local(config)
         config.evaluators.episodes = 4
         config.evaluators.every_actor_steps = 20_000
         config.stop.max_actor_steps = 400_000

@@ -22,7 +22,12 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments.configs.base import apply_tiny, base_config, unknown_variant
+from experiments.configs.base import (
+    apply_pointmass_room_local,
+    apply_tiny,
+    base_config,
+    unknown_variant,
+)
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -45,21 +50,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.agent.critic_learning_rate = 1e-3
     config.agent.prior_learning_rate = 3e-4
     if variant == "local_short":
-        config.actors.num_actors = 3
-        config.actors.variable_update_period = 500
-        config.network.policy_hidden = (128, 128)
-        config.network.prior_hidden = (128, 128)
-        config.network.critic_hidden = (128, 128)
-        # Wide exploration noise that never falls below 0.3: bounded at 0.6 or 1.0
-        # (`network.max_scale`), the policy found almost no targets (docs/results.md).
-        config.network.min_scale = 0.3
-        config.network.init_scale = 1.0
-        config.agent.num_action_samples = 4
-        config.agent.target_update_period = 100
-        config.replay.batch_size = 64
-        config.replay.min_size = 500
-        config.replay.max_size = 100_000
-        config.replay.samples_per_insert = 32.0
+        apply_pointmass_room_local(config)
         config.evaluators.episodes = 3
         config.evaluators.every_actor_steps = 20_000
         config.stop.max_actor_steps = 1_000_000
