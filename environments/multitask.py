@@ -89,19 +89,17 @@ class MultiTaskNavigation(composer.Task):
     def initialize_episode(self, physics, random_state) -> None:
         self.task_id = int(random_state.randint(self._num_tasks))
         if self._fixed_start:
-            self._body.place(physics, np.zeros(2))
-            self._reward = 0.0
-            self._steps = 0
-            return
-        half = self._arena.half_size
-        start = random_positions(
-            random_state,
-            1,
-            half,
-            margin=0.1 * half,
-            min_separation=3 * self._reach_radius,
-            avoid=self._target_positions[self.task_id : self.task_id + 1],
-        )[0]
+            start = np.zeros(2)
+        else:
+            half = self._arena.half_size
+            start = random_positions(
+                random_state,
+                1,
+                half,
+                margin=0.1 * half,
+                min_separation=3 * self._reach_radius,
+                avoid=self._target_positions[self.task_id : self.task_id + 1],
+            )[0]
         self._body.place(physics, start)
         self._reward = 0.0
         self._steps = 0
