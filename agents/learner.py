@@ -19,7 +19,7 @@ from acme.utils import counting, loggers
 from agents import losses as losses_lib
 from agents import policy_terms
 from agents.config import LearnerHyperparams
-from agents.policy_terms import merge_time_batch, tile_obs
+from agents.policy_terms import merge_time_batch
 from networks.factory import Networks
 from networks.recurrent import LSTMState
 
@@ -61,10 +61,16 @@ def compute_losses(
     def executed(raw: tf.Tensor) -> tf.Tensor:
         return squash_action(raw, hyper.action_squash)
 
-    target_actions = executed(tf.concat([action, terms.target_samples], 0))
-    target_q = target_networks.critic(tile_obs(obs, num_samples + 1), target_actions)
-    target_q_taken = target_q[:rows]
-    sampled_q = tf.reduce_mean(tf.reshape(target_q[rows:], [num_samples, rows]), axis=0)
+    # Retrace reads Q'(x_t, a_t) and V(x_t) only for t >= 1, so the target critic skips the
+    # first time step's B rows (row 0 of both is left at zero and never read).
+    later = {key: value[batch_size:] for key, value in obs.items()}
+    target_actions = tf.concat(
+        [action[None], tf.reshape(terms.target_samples, [num_samples, rows, -1])], 0
+    )
+    target_q = target_networks.critic.sampled(later, executed(target_actions[:, batch_size:]))
+    unread = tf.zeros([batch_size])
+    target_q_taken = tf.concat([unread, target_q[0]], 0)
+    sampled_q = tf.concat([unread, tf.reduce_mean(target_q[1:], axis=0)], 0)
     values = tf.stop_gradient(sampled_q - hyper.alpha * terms.kl_to_target_prior)
 
     log_ratio = terms.target_log_prob - merge_time_batch(batch.behaviour_log_prob)
@@ -88,9 +94,13 @@ def compute_losses(
     # Online critic on the taken actions (critic loss) and, in a separate call, on S
     # reparameterised policy samples (SVG(0)): the critic's weight gradients then run over
     # the taken actions only, the policy's input gradients over the samples only.
-    q_taken = time_major(networks.critic(obs, executed(action)))[:-1]
-    online_q_samples = networks.critic(tile_obs(obs, num_samples), executed(terms.policy_samples))
-    q_policy = tf.reduce_mean(tf.reshape(online_q_samples, [num_samples, rows]), axis=0)
+    transitions = rows - batch_size  # rows 0..T-1: the last row only bootstraps
+    first_rows = {key: value[:transitions] for key, value in obs.items()}
+    q_taken = tf.reshape(
+        networks.critic(first_rows, executed(action[:transitions])), [-1, batch_size]
+    )
+    policy_actions = tf.reshape(terms.policy_samples, [num_samples, rows, -1])
+    q_policy = tf.reduce_mean(networks.critic.sampled(obs, executed(policy_actions)), axis=0)
 
     td = targets - q_taken
     critic_loss = (

@@ -22,3 +22,13 @@ class Critic(snt.Module):
     def __call__(self, observation: Mapping[str, tf.Tensor], action: tf.Tensor) -> tf.Tensor:
         inputs = tf.concat([information.select(observation, self.keys), action], axis=-1)
         return tf.squeeze(self._out(self._torso(inputs)), axis=-1)
+
+    def sampled(self, observation: Mapping[str, tf.Tensor], actions: tf.Tensor) -> tf.Tensor:
+        """Q(x_n, a_kn) for K actions per observation row: actions [K, N, A] -> [K, N].
+
+        The same values as one call on K tiled copies of the observations, computed one
+        action set at a time: each set's [N, width] activations then stay in the CPU cache,
+        where one [K * N, width] pass streams them through memory (the layer norm and
+        activations are memory-bound at that size; docs/results.md, issue 5).
+        """
+        return tf.stack([self(observation, actions[k]) for k in range(actions.shape[0])])
