@@ -405,13 +405,16 @@ def update_flops(
     """Matrix-multiply FLOPs that one update of our learning rule cannot avoid.
 
     A dense layer on N rows costs 2*N*in*out forward, the same again for the weight
-    gradient and again for the input gradient. Per update ((T+1)*B = `rows` rows):
+    gradient and again for the input gradient. Per update ((T+1)*B = `rows` rows, of which
+    the T*B `transitions` are those Retrace and the critic loss read):
     online policy and prior: forward + weight gradients (+ input gradients past layer 1);
     target policy and prior: forward; target critic: forward on the taken actions and S
-    target-policy samples; online critic: forward on the taken actions (+ weight and input
-    gradients, critic loss) and on S policy samples (+ input gradients, SVG(0)).
+    target-policy samples at time steps 1..T (Retrace reads no value at step 0); online
+    critic: forward on the taken actions at steps 0..T-1 (+ weight and input gradients,
+    critic loss) and on S policy samples at every step (+ input gradients, SVG(0)).
     Elementwise work (LayerNorm, activations, KL, Retrace) is not counted.
     """
+    transitions = rows - args.batch_size
 
     def fwd(layers, n):
         return sum(2.0 * n * i * o for i, o in layers)
@@ -424,8 +427,8 @@ def update_flops(
     cri = _mlp_layers(obs + act, args.critic_hidden, [1])
     cri_first_action = 2.0 * act * cri[0][1]  # gradient to the action columns only
     heads = fwd(pol, rows) * 3 + dx(pol, rows) + fwd(pri, rows) * 3 + dx(pri, rows)
-    target_critic = fwd(cri, (samples + 1) * rows)
-    critic = fwd(cri, rows) * 2 + dx(cri, rows)
+    target_critic = fwd(cri, (samples + 1) * transitions)
+    critic = fwd(cri, transitions) * 2 + dx(cri, transitions)
     svg = fwd(cri, samples * rows) + dx(cri, samples * rows) + cri_first_action * samples * rows
     return heads + target_critic + critic + svg
 

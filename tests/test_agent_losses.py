@@ -1,5 +1,7 @@
 """The learning rule's pieces against independent references (no processes involved)."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -8,7 +10,7 @@ import trfl
 
 from agents import losses
 from agents.config import LearnerHyperparams
-from agents.learner import Learner, compute_losses
+from agents.learner import Learner, compute_losses, request_xla_fast_math
 from environments import registry
 from networks.factory import make_networks
 
@@ -194,3 +196,16 @@ def test_learner_applies_each_loss_to_its_own_network(trained):
 
 def rates_names():
     return ("policy", "prior", "critic")
+
+
+def test_xla_fast_math_is_added_once_and_never_overrides_the_user(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+    assert request_xla_fast_math()
+    assert os.environ["XLA_FLAGS"] == "--xla_dump_to=/tmp/x --xla_cpu_enable_fast_math=true"
+    assert not request_xla_fast_math()
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
+    assert not request_xla_fast_math()
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false"
+    monkeypatch.delenv("XLA_FLAGS")
+    assert request_xla_fast_math()
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=true"

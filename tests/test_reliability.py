@@ -185,14 +185,18 @@ def _walker_batch(reward_value: float):
     return nets, batch._replace(reward=reward)
 
 
-def test_nan_rewards_skip_the_update_and_keep_parameters_finite():
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_nan_rewards_skip_the_update_and_keep_parameters_finite(jit_compile):
+    # With XLA the learner runs with fast math (reassociation); NaN checks must survive it.
     nets, batch = _walker_batch(float("nan"))
     learner = Learner(
         nets,
         iter(()),
         LearnerHyperparams(num_action_samples=2, max_bad_updates=3),
-        jit_compile=False,
+        jit_compile=jit_compile,
     )
+    if jit_compile:
+        assert "xla_cpu_enable_fast_math=true" in os.environ["XLA_FLAGS"]
     before = [v.numpy().copy() for v in nets.critic.variables + nets.policy.variables]
     for _ in range(2):
         metrics = learner.learn_from_batch(batch)
