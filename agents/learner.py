@@ -18,7 +18,6 @@ from acme import core
 from acme.utils import counting, loggers
 
 from agents import losses as losses_lib
-from agents import policy_terms
 from agents.config import LearnerHyperparams
 from agents.policy_terms import merge_time_batch
 from networks.factory import Networks
@@ -44,7 +43,7 @@ def compute_losses(
     online critic on the taken actions of steps 0..T-1 (the critic loss) and on S
     reparameterised policy samples of every step (SVG(0)), one sample set at a time
     (`Critic.sampled`). What the policy and prior contribute comes
-    from `agents.policy_terms` for the prior's architecture. `noise` = (eps for the
+    from the prior's kind (`agents.prior_kinds`, via `agents.policy_terms`). `noise` = (eps for the
     target-policy samples, eps for the policy samples), each [S, (T+1) * B, action size]
     standard normal; drawn when None (tests fix it; Gaussian policies only).
     """
@@ -53,10 +52,7 @@ def compute_losses(
     num_samples = hyper.num_action_samples
     obs = {key: merge_time_batch(value) for key, value in batch.observation.items()}
     action = merge_time_batch(batch.action)
-    if networks.kind == "hierarchical":
-        terms = policy_terms.hierarchical_terms(networks, target_networks, batch, obs, num_samples)
-    else:
-        terms = policy_terms.flat_terms(networks, target_networks, batch, obs, num_samples, noise)
+    terms = networks.kind.terms(networks, target_networks, batch, obs, num_samples, noise)
 
     # The critic always sees actions as the environment executes them (clipped to the unit
     # box, or squashed by tanh). Otherwise the policy could exploit the critic's
@@ -199,8 +195,14 @@ class Learner(core.Learner):
         log_every_steps: int = 100,
         update_lock: threading.Lock | None = None,
         jit_compile: bool = True,
+        frozen_prior: bool = False,
     ):
         """`jit_compile` compiles the update with XLA (same computation, fused kernels).
+
+        `frozen_prior` keeps the prior as it was given (e.g. loaded from a prior artifact):
+        no prior update, so the target prior always equals it, and the policy's KL is
+        against it. Variables the prior shares with the policy (a hierarchical prior's
+        shared low level, `PriorKind.frozen_policy_variables`) stay fixed too.
 
         With XLA, fast math is requested for the process (`request_xla_fast_math`); the
         learner is built before its first update, so the flag is read in time.
@@ -223,6 +225,16 @@ class Learner(core.Learner):
         self._num_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="num_steps")
         self._bad_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_updates")
         self._consecutive_bad = 0
+        self._frozen_prior = frozen_prior
+        fixed = (
+            {v.ref() for v in networks.kind.frozen_policy_variables(networks)}
+            if frozen_prior
+            else set()
+        )
+        self._policy_trainables = tuple(
+            v for v in networks.policy.trainable_variables if v.ref() not in fixed
+        )
+        self._prior_trainables = () if frozen_prior else tuple(networks.prior.trainable_variables)
         self._variables = {
             "policy": networks.policy.variables,
             "prior": networks.prior.variables,
@@ -266,9 +278,9 @@ class Learner(core.Learner):
         with tf.GradientTape(persistent=True) as tape:
             loss = compute_losses(nets, self._target_networks, batch, self._hyper, noise)
         grads = (
-            tape.gradient(loss.policy, nets.policy.trainable_variables),
+            tape.gradient(loss.policy, self._policy_trainables),
             tape.gradient(loss.critic, nets.critic.trainable_variables),
-            tape.gradient(loss.prior, nets.prior.trainable_variables),
+            tape.gradient(loss.prior, self._prior_trainables) if self._prior_trainables else (),
         )
         del tape
         return loss, grads
@@ -286,9 +298,10 @@ class Learner(core.Learner):
         finite = tf.reduce_all(tf.stack(checks))
 
         def apply() -> tf.Tensor:
-            self._policy_optimizer.apply(policy_grads, nets.policy.trainable_variables)
+            self._policy_optimizer.apply(policy_grads, self._policy_trainables)
             self._critic_optimizer.apply(critic_grads, nets.critic.trainable_variables)
-            self._prior_optimizer.apply(prior_grads, nets.prior.trainable_variables)
+            if self._prior_trainables:  # a frozen prior is never updated
+                self._prior_optimizer.apply(prior_grads, self._prior_trainables)
             self._num_steps.assign_add(1)
             update_targets = tf.equal(self._num_steps % self._hyper.target_update_period, 0)
 

@@ -11,7 +11,8 @@ when the low level is shared.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import tensorflow as tf
 
@@ -37,16 +38,6 @@ def tile_obs(observation: dict, times: int) -> dict:
     return {k: tf.tile(v, [times] + [1] * (len(v.shape) - 1)) for k, v in observation.items()}
 
 
-def prior_moments(prior, batch: losses_lib.SequenceBatch, obs: dict):
-    """The prior's moments on the flattened rows; an LSTM prior unrolls from the stored state."""
-    if prior.is_recurrent:
-        if batch.prior_state is None:
-            raise ValueError("an LSTM prior needs the sequences' stored prior state")
-        mean, scale, _ = prior.unroll(batch.observation, batch.start_of_episode, batch.prior_state)
-        return mean, scale
-    return prior.moments(obs)
-
-
 def flat_terms(
     networks: Networks,
     target_networks: Networks,
@@ -54,14 +45,19 @@ def flat_terms(
     obs: dict,
     num_samples: int,
     noise: tuple[tf.Tensor, tf.Tensor] | None,
+    prior_moments: Callable[[Any], tuple[tf.Tensor, tf.Tensor]],
 ) -> PolicyTerms:
-    """Gaussian policy with an MLP or LSTM prior; `noise` = (target eps, policy eps)."""
-    action = merge_time_batch(batch.action)
+    """Gaussian policy with a flat prior; `noise` = (target eps, policy eps).
+
+    `prior_moments(prior)` gives a prior head's [rows, A] mean and scale on the batch (an
+    MLP reads the rows, an LSTM unrolls from the stored state: the prior kind decides).
+    """
+    action = merge_time_batch(batch.action)  # [rows, A], rows = (T+1) * B
     rows, action_size = action.shape[0], action.shape[-1]
-    pi_mean, pi_scale = networks.policy.moments(obs)
-    pi0_mean, pi0_scale = prior_moments(networks.prior, batch, obs)
-    target_pi_mean, target_pi_scale = target_networks.policy.moments(obs)
-    target_pi0_mean, target_pi0_scale = prior_moments(target_networks.prior, batch, obs)
+    pi_mean, pi_scale = networks.policy.moments(obs)  # [rows, A] each
+    pi0_mean, pi0_scale = prior_moments(networks.prior)  # [rows, A] each
+    target_pi_mean, target_pi_scale = target_networks.policy.moments(obs)  # [rows, A]
+    target_pi0_mean, target_pi0_scale = prior_moments(target_networks.prior)  # [rows, A]
     if noise is None:
         noise = (
             tf.random.normal([num_samples, rows, action_size]),

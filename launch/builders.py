@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import dm_env
 import ml_collections
 import numpy as np
@@ -10,10 +12,11 @@ import tensorflow as tf
 from acme import adders, datasets, specs
 from acme.adders import reverb as reverb_adders
 
+from agents import prior_kinds
 from agents.config import LearnerHyperparams
 from environments import registry
 from environments.wrappers import TanhActions
-from networks.factory import Networks, make_networks
+from networks.factory import Networks
 
 REPLAY_TABLE = "replay"
 EXTRAS_SPEC = {"log_prob": specs.Array(shape=(), dtype=np.float32, name="log_prob")}
@@ -22,16 +25,32 @@ EXTRAS_SPEC = {"log_prob": specs.Array(shape=(), dtype=np.float32, name="log_pro
 def extras_spec(config: ml_collections.ConfigDict) -> dict:
     """What each replay step carries besides the transition, for the prior's architecture.
 
-    Always the behaviour log-probability; an LSTM prior adds its state before the step
-    (the learner unrolls it from a sequence's first step), a hierarchical policy its z.
+    Always the behaviour log-probability; the prior's kind adds what it needs (an LSTM
+    prior its state before the step, a hierarchical policy its z).
     """
-    spec = dict(EXTRAS_SPEC)
-    if config.prior.kind == "lstm":
-        for name in ("prior_hidden", "prior_cell"):
-            spec[name] = specs.Array((config.prior.lstm_size,), np.float32, name=name)
-    elif config.prior.kind == "hierarchical":
-        spec["latent"] = specs.Array((config.prior.latent_size,), np.float32, name="latent")
-    return spec
+    return {**EXTRAS_SPEC, **prior_kind(config).replay_extras(head_sizes(config))}
+
+
+def prior_kind(config: ml_collections.ConfigDict) -> prior_kinds.PriorKind:
+    return prior_kinds.get(config.prior.kind)
+
+
+def head_sizes(config: ml_collections.ConfigDict) -> prior_kinds.HeadSizes:
+    """The network sizes of `config` (config.network and config.prior)."""
+    net, prior = config.network, config.prior
+    return prior_kinds.HeadSizes(
+        policy_hidden=tuple(net.policy_hidden),
+        prior_hidden=tuple(net.prior_hidden),
+        critic_hidden=tuple(net.critic_hidden),
+        min_scale=net.min_scale,
+        init_scale=net.init_scale,
+        max_scale=net.max_scale,
+        mean_bound=net.mean_bound,
+        lstm_size=prior.lstm_size,
+        latent_size=prior.latent_size,
+        low_hidden=tuple(prior.low_hidden),
+        share_low_level=prior.share_low_level,
+    )
 
 
 def make_environment(config: ml_collections.ConfigDict, seed: int) -> dm_env.Environment:
@@ -58,25 +77,22 @@ def prior_keys(config: ml_collections.ConfigDict) -> tuple[str, ...]:
 
 
 def build_networks(config: ml_collections.ConfigDict, env_spec: specs.EnvironmentSpec) -> Networks:
+    """The run's networks, seeded by `config.seed`; a configured prior artifact
+    (`prior.artifact`) replaces the prior's initial weights."""
     tf.random.set_seed(config.seed)
-    net = config.network
-    return make_networks(
+    sizes = dataclasses.asdict(head_sizes(config))
+    networks = prior_kinds.make_networks(
         env_spec.observations,
         int(np.prod(env_spec.actions.shape)),
         prior_keys(config),
-        policy_hidden=tuple(net.policy_hidden),
-        prior_hidden=tuple(net.prior_hidden),
-        critic_hidden=tuple(net.critic_hidden),
-        min_scale=net.min_scale,
-        init_scale=net.init_scale,
-        max_scale=net.max_scale,
-        mean_bound=net.get("mean_bound", 1.0),
         prior_kind=config.prior.kind,
-        lstm_size=config.prior.lstm_size,
-        latent_size=config.prior.latent_size,
-        low_hidden=tuple(config.prior.low_hidden),
-        share_low_level=config.prior.share_low_level,
+        **sizes,
     )
+    if config.prior.artifact:
+        from agents import prior_artifact
+
+        prior_artifact.load_into(config.prior.artifact, networks)
+    return networks
 
 
 def hyperparams(config: ml_collections.ConfigDict) -> LearnerHyperparams:

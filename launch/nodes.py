@@ -62,10 +62,8 @@ class LearnerNode:
             logger=TensorBoardLogger(os.path.join(workdir, "learner"), step_key="learner_steps"),
             log_every_steps=config.logging.learner_every_steps,
             update_lock=self._lock,
-            # XLA on CPU runs the LSTM prior's step-by-step unroll slower than the plain
-            # graph (278 vs 171 ms per update at the seqnav local_short sizes, measured
-            # side by side on 2 cores); the feed-forward kinds gain from it.
-            jit_compile=not networks.prior.is_recurrent,
+            jit_compile=networks.kind.jit_compile,
+            frozen_prior=config.prior.frozen,
         )
         self._checkpointer = checkpointing.RunCheckpointer(
             workdir,
@@ -148,8 +146,8 @@ def run_actor_process(config, actor_id, replay, counter, learner, workdir) -> No
         if config.actors.inject_fault_every_steps:
             env = supervision.FaultInjector(env, config.actors.inject_fault_every_steps, seed)
         networks = builders.build_networks(config, acme.make_environment_spec(env))
-        # An LSTM prior's state is stored with every step: the actor runs that prior too.
-        recurrent_prior = networks.prior if networks.prior.is_recurrent else None
+        # A prior whose state is stored with every step (LSTM) runs in the actor too.
+        recurrent_prior = networks.kind.actor_prior(networks)
         fetched = {"policy": networks.policy.variables}
         if recurrent_prior is not None:
             fetched["prior"] = networks.prior.variables

@@ -35,7 +35,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"prior_info {tuple(config.prior_info)}: {error}") from None
 
     from agents.learner import ACTION_SQUASHES
-    from networks.factory import PRIOR_KINDS
+    from agents.prior_kinds import PRIOR_KINDS
 
     checks = [
         (

@@ -11,8 +11,8 @@ import trfl
 from agents import losses
 from agents.config import LearnerHyperparams
 from agents.learner import Learner, compute_losses, request_xla_fast_math
+from agents.prior_kinds import make_networks
 from environments import registry
-from networks.factory import make_networks
 
 T, B = 10, 7  # transitions per sequence, batch
 

@@ -24,9 +24,9 @@ from acme.utils import loggers
 from agents.actor import GaussianActor
 from agents.config import LearnerHyperparams
 from agents.learner import Learner, batch_from_replay, compute_losses
+from agents.prior_kinds import make_networks
 from environments import registry
 from launch import builders
-from networks.factory import make_networks
 
 tfd = tfp.distributions
 T, B, S = 5, 6, 3  # transitions per sequence, batch, action samples

@@ -14,8 +14,8 @@ from agents.fast_adder import FastSequenceAdder
 from agents.learner import Learner, batch_from_replay, compute_losses
 from agents.losses import SequenceBatch, gaussian_log_prob
 from agents.policy_terms import hierarchical_kl_bound
+from agents.prior_kinds import make_networks
 from environments import registry
-from networks.factory import make_networks
 from networks.gaussian import GaussianHead
 from networks.hierarchical import make_hierarchical_pair
 from networks.recurrent import LSTMState, RecurrentGaussianHead

@@ -19,6 +19,13 @@ def base_config() -> ml_collections.ConfigDict:
     config.prior.latent_size = 4  # hierarchical: dimension of z
     config.prior.low_hidden = (128, 128)  # hierarchical: low-level MLP widths
     config.prior.share_low_level = True  # hierarchical: prior uses the policy's low level
+    # Transfer (docs/transfer.md): start the prior from a prior artifact (`bprl
+    # export-prior`); "" starts it from a random initialisation.
+    config.prior.artifact = ""
+    # True: the prior is never updated (the policy's KL is against it as it is; for a
+    # hierarchical prior sharing its low level, that low level is fixed too). False: it
+    # is trained as usual (from the artifact's weights: fine-tuning).
+    config.prior.frozen = False
 
     config.network = ml_collections.ConfigDict()
     config.network.policy_hidden = (256, 256)  # policy MLP widths

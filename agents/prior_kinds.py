@@ -1,0 +1,255 @@
+"""The prior's architectures, each one object: networks, replay extras, acting, learning terms.
+
+A prior kind (`config.prior.kind`) decides:
+  - which heads are built for the policy and the prior (`make_heads`),
+  - what each replay step carries besides the transition (`replay_extras`),
+  - whether an actor must run the prior too, to store its state (`actor_prior`),
+  - what the policy and the prior contribute to the losses (`terms`),
+  - whether the update compiles well with XLA (`jit_compile`),
+  - which modules a prior artifact holds, and which variables stay fixed when a loaded
+    prior is frozen (`transfer_modules`, `frozen_policy_variables`).
+Nothing outside this module branches on the kind: add a kind by adding a class here and
+naming it in `KINDS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import sonnet as snt
+import tensorflow as tf
+from acme import specs
+
+from agents import losses as losses_lib
+from agents import policy_terms
+from networks import information
+from networks.critic import Critic
+from networks.factory import Networks
+from networks.gaussian import GaussianHead
+from networks.hierarchical import make_hierarchical_pair
+from networks.recurrent import RecurrentGaussianHead
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadSizes:
+    """Sizes of the policy, prior and critic (config.network and config.prior)."""
+
+    policy_hidden: tuple[int, ...] = (256, 256)
+    prior_hidden: tuple[int, ...] = (256, 256)
+    critic_hidden: tuple[int, ...] = (256, 256)
+    min_scale: float = 1e-3
+    init_scale: float = 0.7
+    max_scale: float = 0.0
+    mean_bound: float = 1.0
+    lstm_size: int = 128
+    latent_size: int = 4
+    low_hidden: tuple[int, ...] = (128, 128)
+    share_low_level: bool = True
+
+
+class PriorKind:
+    """Base: a Gaussian MLP policy; subclasses say what differs for their prior."""
+
+    name = ""
+    jit_compile = True  # XLA helps the feed-forward kinds (docs/results.md, issue 5)
+    # `HeadSizes` fields that shape the prior (a loaded prior must match them).
+    prior_size_fields: tuple[str, ...] = (
+        "prior_hidden",
+        "min_scale",
+        "init_scale",
+        "max_scale",
+        "mean_bound",
+    )
+
+    def make_heads(
+        self, all_keys: Sequence[str], prior_keys: Sequence[str], action_size: int, sizes: HeadSizes
+    ) -> tuple[snt.Module, snt.Module]:
+        raise NotImplementedError
+
+    def replay_extras(self, sizes: HeadSizes) -> dict[str, specs.Array]:
+        """Extras besides the behaviour log-probability (which every kind stores)."""
+        return {}
+
+    def actor_prior(self, networks: Networks):
+        """The prior an actor must run beside the policy (to store its state), or None."""
+        return None
+
+    def terms(
+        self,
+        networks: Networks,
+        target_networks: Networks,
+        batch: losses_lib.SequenceBatch,
+        obs: dict,
+        num_samples: int,
+        noise: tuple[tf.Tensor, tf.Tensor] | None,
+    ) -> policy_terms.PolicyTerms:
+        raise NotImplementedError
+
+    def transfer_modules(self, networks: Networks) -> dict[str, snt.Module]:
+        """The modules a prior artifact holds (saved and loaded as one checkpoint)."""
+        return {"prior": networks.prior}
+
+    def frozen_policy_variables(self, networks: Networks) -> tuple[tf.Variable, ...]:
+        """Policy variables that a frozen, loaded prior also fixes (none for flat priors)."""
+        return ()
+
+
+class MlpPrior(PriorKind):
+    """pi0(a | x^D): a feed-forward Gaussian, like the policy but on fewer inputs."""
+
+    name = "mlp"
+
+    def make_heads(self, all_keys, prior_keys, action_size, sizes):
+        scales = (sizes.min_scale, sizes.init_scale)
+        bounds = (sizes.max_scale, sizes.mean_bound)
+        policy = GaussianHead(
+            all_keys, action_size, sizes.policy_hidden, *scales, "policy", *bounds
+        )
+        prior = GaussianHead(prior_keys, action_size, sizes.prior_hidden, *scales, "prior", *bounds)
+        return policy, prior
+
+    def terms(self, networks, target_networks, batch, obs, num_samples, noise):
+        def moments(prior):
+            return prior.moments(obs)
+
+        return policy_terms.flat_terms(
+            networks, target_networks, batch, obs, num_samples, noise, moments
+        )
+
+
+class LstmPrior(MlpPrior):
+    """pi0(a_t | x^D_1..t): an LSTM prior; actors store its state, the learner unrolls it."""
+
+    name = "lstm"
+    prior_size_fields = (*MlpPrior.prior_size_fields, "lstm_size")
+    # XLA on CPU runs the step-by-step unroll slower than the plain graph (278 vs 171 ms
+    # per update at the seqnav local_short sizes, measured side by side on 2 cores).
+    jit_compile = False
+
+    def make_heads(self, all_keys, prior_keys, action_size, sizes):
+        scales = (sizes.min_scale, sizes.init_scale)
+        bounds = (sizes.max_scale, sizes.mean_bound)
+        policy = GaussianHead(
+            all_keys, action_size, sizes.policy_hidden, *scales, "policy", *bounds
+        )
+        prior = RecurrentGaussianHead(
+            prior_keys, action_size, sizes.prior_hidden, sizes.lstm_size, *scales, "prior", *bounds
+        )
+        return policy, prior
+
+    def replay_extras(self, sizes):
+        return {
+            name: specs.Array((sizes.lstm_size,), np.float32, name=name)
+            for name in ("prior_hidden", "prior_cell")
+        }
+
+    def actor_prior(self, networks):
+        return networks.prior
+
+    def terms(self, networks, target_networks, batch, obs, num_samples, noise):
+        if batch.prior_state is None:
+            raise ValueError("an LSTM prior needs the sequences' stored prior state")
+
+        def moments(prior):
+            mean, scale, _ = prior.unroll(
+                batch.observation, batch.start_of_episode, batch.prior_state
+            )
+            return mean, scale
+
+        return policy_terms.flat_terms(
+            networks, target_networks, batch, obs, num_samples, noise, moments
+        )
+
+
+class HierarchicalPrior(PriorKind):
+    """pi0^H(z | x^D) over a latent z, then pi^L(a | z, x^D), shared with the policy or own.
+
+    What a prior artifact carries: the prior's high level and the low level it uses (the
+    policy's, when shared). A frozen loaded prior with a shared low level fixes that low
+    level too, so the new policy learns only its high level: it steers the old skills.
+    """
+
+    name = "hierarchical"
+    prior_size_fields = (
+        *PriorKind.prior_size_fields,
+        "latent_size",
+        "low_hidden",
+        "share_low_level",
+    )
+
+    def make_heads(self, all_keys, prior_keys, action_size, sizes):
+        return make_hierarchical_pair(
+            all_keys,
+            prior_keys,
+            action_size,
+            sizes.latent_size,
+            sizes.policy_hidden,
+            sizes.prior_hidden,
+            sizes.low_hidden,
+            sizes.share_low_level,
+            sizes.min_scale,
+            sizes.init_scale,
+            sizes.max_scale,
+            sizes.mean_bound,
+        )
+
+    def replay_extras(self, sizes):
+        return {"latent": specs.Array((sizes.latent_size,), np.float32, name="latent")}
+
+    def terms(self, networks, target_networks, batch, obs, num_samples, noise):
+        del noise  # drawn inside: the hierarchical terms need latent and action noise
+        return policy_terms.hierarchical_terms(networks, target_networks, batch, obs, num_samples)
+
+    def transfer_modules(self, networks):
+        modules = {"prior": networks.prior}
+        if networks.prior.shares_low:
+            modules["shared_low"] = networks.prior.low
+        return modules
+
+    def frozen_policy_variables(self, networks):
+        return tuple(networks.prior.low.variables) if networks.prior.shares_low else ()
+
+
+KINDS: dict[str, PriorKind] = {
+    kind.name: kind for kind in (MlpPrior(), LstmPrior(), HierarchicalPrior())
+}
+PRIOR_KINDS = tuple(KINDS)
+
+
+def get(name: str) -> PriorKind:
+    """The prior kind called `name` (ValueError listing the kinds otherwise)."""
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise ValueError(f"unknown prior kind {name!r}; use one of {PRIOR_KINDS}") from None
+
+
+def make_networks(
+    observation_spec: Mapping,
+    action_size: int,
+    prior_keys: Sequence[str],
+    policy_hidden: Sequence[int] = (256, 256),
+    prior_hidden: Sequence[int] = (256, 256),
+    critic_hidden: Sequence[int] = (256, 256),
+    prior_kind: str = "mlp",
+    **sizes,
+) -> Networks:
+    """Policy and critic see every observation key; the prior sees only `prior_keys`.
+
+    `sizes` are the other `HeadSizes` fields (scales, mean bound, LSTM and latent sizes).
+    """
+    kind = get(prior_kind)
+    head_sizes = HeadSizes(
+        policy_hidden=tuple(policy_hidden),
+        prior_hidden=tuple(prior_hidden),
+        critic_hidden=tuple(critic_hidden),
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in sizes.items()},
+    )
+    all_keys = tuple(sorted(observation_spec))
+    information.input_size(observation_spec, prior_keys)  # validates the keys
+    policy, prior = kind.make_heads(all_keys, tuple(prior_keys), action_size, head_sizes)
+    networks = Networks(policy, prior, Critic(all_keys, head_sizes.critic_hidden, "critic"), kind)
+    networks.create_variables(observation_spec)
+    return networks
