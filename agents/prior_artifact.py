@@ -68,19 +68,36 @@ def describe_observations(observation_spec: Mapping, keys: Sequence[str]) -> lis
     ]
 
 
+def describe_action(action_spec) -> dict:
+    """Shape, dtype and bounds of the actions the prior samples (no bounds: the samples
+    are squashed by tanh before the environment sees them; see `action_squash`)."""
+    described = {
+        "shape": [int(d) for d in action_spec.shape],
+        "dtype": np.dtype(action_spec.dtype).name,
+    }
+    for bound in ("minimum", "maximum"):
+        value = getattr(action_spec, bound, None)
+        described[bound] = (
+            None if value is None else np.broadcast_to(value, action_spec.shape).tolist()
+        )
+    return described
+
+
 def save(
     out_dir: str,
     networks: Networks,
     sizes: prior_kinds.HeadSizes,
     information_sets: Sequence[str],
+    prior_keys: Sequence[str],
     observation_spec: Mapping,
     action_spec,
     action_squash: str,
     source: dict,
 ) -> dict:
     """Writes the artifact of `networks.prior` into `out_dir` (must not exist); returns
-    its metadata. Written into a temporary directory beside it and renamed at the end,
-    so `out_dir` is either complete or absent."""
+    its metadata. `prior_keys` are the observation keys of `information_sets`, in the
+    order the prior reads them. Written into a temporary directory beside it and renamed
+    at the end, so `out_dir` is either complete or absent."""
     out_dir = os.path.abspath(out_dir)
     if os.path.exists(out_dir):
         raise ArtifactError(f"{out_dir} already exists; choose a new --out")
@@ -98,13 +115,8 @@ def save(
             "kind": kind.name,
             "sizes": dataclasses.asdict(sizes),
             "information_sets": list(information_sets),
-            "observations": describe_observations(observation_spec, networks.prior.keys),
-            "action": {
-                "shape": [int(d) for d in action_spec.shape],
-                "dtype": np.dtype(action_spec.dtype).name,
-                "minimum": np.broadcast_to(action_spec.minimum, action_spec.shape).tolist(),
-                "maximum": np.broadcast_to(action_spec.maximum, action_spec.shape).tolist(),
-            },
+            "observations": describe_observations(observation_spec, prior_keys),
+            "action": describe_action(action_spec),
             "action_squash": action_squash,
             "modules": sorted(modules),
             "files": files,

@@ -5,8 +5,9 @@ bprl run --config=experiments/configs/walker_walk.py[:variant] [--config.key=val
 bprl sweep --config=... --seeds=5 --workdir=DIR [--parallel=1]
            [--sweep_field=prior_info --sweep_values='proprioception;velocity']
            [--config.key=value ...] [--launch=local|vertex_ai]
-bprl report DIR
+bprl report DIR [--threshold=RETURN] [--baseline=VARIANT]
 bprl rollout --workdir=RUN [--prior] [--episodes=20] [--out=FILE.npz]
+bprl export-prior --workdir=RUN [--step=N] --out=DIR
 bprl tasks
 """
 
@@ -37,8 +38,25 @@ _PARALLEL = flags.DEFINE_integer("parallel", 1, "sweep: local runs at a time.")
 _SWEEP_FIELD = flags.DEFINE_string("sweep_field", "", "sweep: a config field to vary.")
 _PRIOR = flags.DEFINE_bool("prior", False, "rollout: play the prior alone (default: the policy).")
 _EPISODES = flags.DEFINE_integer("episodes", 20, "rollout: episodes to record.")
-_OUT = flags.DEFINE_string("out", "", "rollout: output .npz (default RUN/rollouts/HEAD.npz).")
+_OUT = flags.DEFINE_string(
+    "out",
+    "",
+    "rollout: output .npz (default RUN/rollouts/HEAD.npz); export-prior: the artifact "
+    "directory to create.",
+)
+_STEP = flags.DEFINE_integer(
+    "step", None, "export-prior: the learner step of the checkpoint (default: the latest)."
+)
 _SWEEP_VALUES = flags.DEFINE_string("sweep_values", "", "sweep: its values, separated by ';'.")
+_THRESHOLD = flags.DEFINE_float(
+    "threshold",
+    None,
+    "report: a return threshold; the table gives actor steps to reach it and the speed-up "
+    "over the baseline (default: the runs' report.threshold).",
+)
+_BASELINE = flags.DEFINE_string(
+    "baseline", None, "report: the variant speed-ups are relative to (default: '*scratch*')."
+)
 
 _USAGE = __doc__
 
@@ -62,6 +80,8 @@ def _cmd_run() -> int:
     config = _CONFIG.value
     if config is None:
         raise validate.ConfigError("--config is required")
+    if config.prior.artifact:  # saved in config.json: resumable from any directory
+        config.prior.artifact = os.path.abspath(config.prior.artifact)
     validate.validate_config(config)
     validate.validate_workdir(_WORKDIR.value)
     workdir = os.path.abspath(_WORKDIR.value)
@@ -144,10 +164,30 @@ def _cmd_rollout() -> int:
     return 0
 
 
+def _cmd_export_prior() -> int:
+    from launch import transfer
+    from launch.validate import ConfigError
+
+    if not _WORKDIR.value:
+        raise ConfigError("--workdir (the run whose prior to export) is required")
+    metadata = transfer.export_prior(_WORKDIR.value, _OUT.value, _STEP.value)
+    keys = ", ".join(o["key"] for o in metadata["observations"])
+    source = metadata["source"]
+    print(
+        f"prior artifact: {os.path.abspath(_OUT.value)} ({metadata['kind']} prior of "
+        f"{source['task']} at learner step {source['learner_step']}; reads {keys})"
+    )
+    print(
+        f"use it: --config.prior.artifact={os.path.abspath(_OUT.value)} "
+        "[--config.prior.frozen=True]"
+    )
+    return 0
+
+
 def _cmd_report(path: str) -> int:
     from experiments import report
 
-    written = report.write_report(path)
+    written = report.write_report(path, _THRESHOLD.value, _BASELINE.value)
     for name in written:
         print(name)
     return 0
@@ -159,6 +199,7 @@ def _main(argv: list[str]) -> int:
         "tasks": _cmd_tasks,
         "sweep": _cmd_sweep,
         "rollout": _cmd_rollout,
+        "export-prior": _cmd_export_prior,
     }
     if len(argv) == 3 and argv[1] == "report":
         from launch.validate import ConfigError

@@ -23,8 +23,14 @@ from launch import builders, checkpointing
 from launch.validate import ConfigError
 
 
-def load_run(workdir: str) -> tuple[ml_collections.ConfigDict, object, dict]:
-    """(config, networks with the checkpointed weights, checkpoint record) of a run."""
+def load_run(
+    workdir: str, learner_checkpoint: str | None = None
+) -> tuple[ml_collections.ConfigDict, object, dict]:
+    """(config, networks with the checkpointed weights, checkpoint record) of a run.
+
+    The weights are those of the latest complete checkpoint, or of `learner_checkpoint`
+    (a path under RUN/checkpoints/learner/) when given.
+    """
     config_path = os.path.join(workdir, "config.json")
     if not os.path.exists(config_path):
         raise ConfigError(f"{workdir} is not a run directory (no config.json)")
@@ -38,12 +44,16 @@ def load_run(workdir: str) -> tuple[ml_collections.ConfigDict, object, dict]:
         raise ConfigError(f"{workdir} has no complete checkpoint yet ({record_path} is missing)")
     with open(record_path) as f:
         record = json.load(f)
-    networks = builders.build_networks(config, builders.environment_spec(config))
+    # The checkpoint holds every weight: a prior artifact the run started from is not read.
+    fresh = ml_collections.ConfigDict(config.to_dict())
+    fresh.prior.artifact = ""
+    networks = builders.build_networks(fresh, builders.environment_spec(config))
     checkpoint = tf.train.Checkpoint(
         policy=networks.policy, prior=networks.prior, critic=networks.critic
     )
     # The learner's checkpoint also holds targets and optimisers: only the heads are read.
-    checkpoint.restore(record["learner"]).expect_partial().assert_existing_objects_matched()
+    path = learner_checkpoint or record["learner"]
+    checkpoint.restore(path).expect_partial().assert_existing_objects_matched()
     return config, networks, record
 
 

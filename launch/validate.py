@@ -29,7 +29,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     try:
         keys = task.keys_for(tuple(config.prior_info))
         env = registry.make_environment(config.task, config.seed, **config.task_kwargs.to_dict())
-        information.input_size(env.observation_spec(), keys)
+        observation_spec, action_shape = env.observation_spec(), env.action_spec().shape
+        information.input_size(observation_spec, keys)
         env.close()
     except (ValueError, TypeError) as error:
         raise ConfigError(f"prior_info {tuple(config.prior_info)}: {error}") from None
@@ -80,6 +81,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    if config.prior.artifact:
+        from launch import transfer
+
+        transfer.check_artifact(config, observation_spec, action_shape)
 
 
 def validate_workdir(workdir: str) -> None:

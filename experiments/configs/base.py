@@ -84,6 +84,11 @@ def base_config() -> ml_collections.ConfigDict:
     )
     config.stop.max_learner_steps = 0  # stop after this many learner updates (0: no limit)
 
+    config.report = ml_collections.ConfigDict()
+    # `bprl report`: a return that counts as "learned"; the report gives actor steps to
+    # reach it per variant and the speed-up over the from-scratch variant (None: off).
+    config.report.threshold = ml_collections.config_dict.placeholder(float)
+
     config.logging = ml_collections.ConfigDict()
     config.logging.learner_every_steps = 100  # learner steps between TensorBoard writes
 

@@ -1,0 +1,62 @@
+"""Prior transfer on the point-mass room: a prior learned on the multi-task room is reused
+for sequential navigation (docs/transfer.md).
+
+Both tasks share the room, the 4 targets' layout, the body and the prior's inputs
+(`proprioception`, `location`, `targets`: velocity, position, the 4 target positions);
+the goal (`task_id` there, `next_target` here) is never shown to the prior.
+  source  `multitask_pointmass`, random starts: go to the episode's goal target and stay
+          there. The prior, blind to the goal, learns "head for a target and stop there".
+  (none)  `seqnav_pointmass`, the new task: visit targets in the order a second-order
+          Markov table draws (+1 per target reached: sparse). A policy learned from
+          scratch finds almost no target for its first few hundred thousand steps.
+
+Arms of the experiment (one sweep each, see docs/transfer.md for the commands):
+  scratch     this config as is: policy and prior learned jointly, as in any run
+  frozen      --config.prior.artifact=ART --config.prior.frozen=True
+  finetune    --config.prior.artifact=ART
+  untrained   --config.prior.frozen=True (a frozen, randomly initialised prior)
+  no_prior    --config.agent.alpha=0
+Variants (after a colon): `source`, (none) and `tiny_source` / `tiny` for tests.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from experiments.configs import multitask_pointmass, seqnav_pointmass
+from experiments.configs.base import apply_pointmass_room_local, apply_tiny, unknown_variant
+
+VARIANTS = ("", "source", "tiny", "tiny_source")
+
+
+def _shared(config: ml_collections.ConfigDict) -> None:
+    """What the two tasks must agree on for the prior to carry over unchanged."""
+    config.prior_info = ("proprioception", "location", "targets")
+    config.task_kwargs.control_timestep = 0.05
+    config.agent.action_squash = "tanh"
+    config.network.mean_bound = 3.0
+    config.network.min_scale = 0.1
+    config.agent.policy_learning_rate = 1e-3
+    config.agent.critic_learning_rate = 1e-3
+    config.agent.prior_learning_rate = 3e-4
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    if variant not in VARIANTS:
+        raise unknown_variant(variant, VARIANTS)
+    source = variant in ("source", "tiny_source")
+    config = (multitask_pointmass if source else seqnav_pointmass).get_config()
+    _shared(config)
+    if source:
+        config.task_kwargs.episode_length = 200  # 10 s at 0.05 s control steps
+    if variant.startswith("tiny"):
+        config.task_kwargs.episode_length = 100
+        apply_tiny(config, every_actor_steps=500, max_actor_steps=1_500)
+        return config
+    apply_pointmass_room_local(config)
+    config.evaluators.episodes = 3
+    config.evaluators.every_actor_steps = 10_000
+    config.stop.max_actor_steps = 300_000
+    if not source:
+        config.report.threshold = 3.0  # targets per episode
+    return config
