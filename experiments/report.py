@@ -133,11 +133,19 @@ def speedup(
     """(mean(baseline) / mean(variant), 95% bootstrap interval low, high): how many times
     fewer actor steps the variant needs. Seeds are resampled within each variant."""
     base, var = np.asarray(baseline, np.float64), np.asarray(variant, np.float64)
-    point = float(base.mean() / var.mean())
+
+    def ratio(numerator, denominator):  # a variant at the threshold from step 0: infinite
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(denominator > 0, numerator / np.maximum(denominator, 1e-300), np.inf)
+
+    point = float(ratio(base.mean(), var.mean()))
     rng = np.random.default_rng(seed)
     base_means = rng.choice(base, (BOOTSTRAP_SAMPLES, len(base))).mean(axis=1)
     var_means = rng.choice(var, (BOOTSTRAP_SAMPLES, len(var))).mean(axis=1)
-    low, high = np.percentile(base_means / var_means, [2.5, 97.5])
+    ratios = ratio(base_means, var_means)
+    # No interpolation between order statistics: an infinite ratio stays an open end.
+    low = np.quantile(ratios, 0.025, method="lower")
+    high = np.quantile(ratios, 0.975, method="higher")
     return point, float(low), float(high)
 
 

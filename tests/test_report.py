@@ -114,3 +114,78 @@ def test_progress_line_reads_the_event_files(sweep_dir):
     line = state.line()
     assert "actor 2,100/4,200 (50%)" in line and "learner 70" in line
     assert "eval policy 9.0 prior 4.5" in line
+
+
+# arm -> seed -> evaluator policy_return curve; threshold 5 is crossed at a known step, or
+# never (seed 2 of scratch: counts with its last step)
+TRANSFER = {
+    "scratch": {
+        0: [(0, 0.0), (1000, 2.0), (2000, 4.0), (3000, 6.0), (4000, 7.0)],
+        1: [(0, 0.0), (1000, 1.0), (2000, 5.0), (3000, 3.0), (4000, 8.0)],
+        2: [(0, 0.0), (1000, 1.0), (2000, 2.0), (3000, 3.0), (4000, 4.0)],
+    },
+    "frozen": {
+        0: [(0, 1.0), (1000, 5.5), (2000, 6.0), (3000, 7.0), (4000, 7.0)],
+        1: [(0, 0.0), (1000, 4.0), (2000, 6.0), (3000, 8.0), (4000, 9.0)],
+        2: [(0, 6.0), (1000, 7.0), (2000, 7.0), (3000, 8.0), (4000, 9.0)],
+    },
+}
+
+
+def _first_crossing(points, threshold):
+    """Independent of the report: the step of the first value >= threshold, else the last."""
+    for step, value in points:
+        if value >= threshold:
+            return step, True
+    return points[-1][0], False
+
+
+def test_report_gives_steps_to_threshold_and_speedup(tmp_path):
+    root = tmp_path / "transfer"
+    for arm, seeds in TRANSFER.items():
+        for seed, points in seeds.items():
+            run = root / arm / f"seed_{seed}"
+            _write(str(run / "evaluator_0"), points, "policy_return")
+            (run / "DONE").write_text("{}")
+            # the threshold comes from the runs' config when not given on the command line
+            (run / "config.json").write_text('{"report": {"threshold": 5.0}}')
+    result = subprocess.run(
+        [sys.executable, "-m", "launch.cli", "report", str(root)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    with open(root / "report" / "summary.csv") as f:
+        rows = {r["variant"]: r for r in csv.DictReader(f) if r["metric"] == "policy_return"}
+    steps = {}
+    for arm, seeds in TRANSFER.items():
+        crossings = [_first_crossing(points, 5.0) for points in seeds.values()]
+        steps[arm] = [s for s, _ in crossings]
+        row = rows[arm]
+        assert float(row["threshold"]) == 5.0
+        assert float(row["steps_to_threshold_mean"]) == pytest.approx(np.mean(steps[arm]))
+        assert row["reached"] == f"{sum(ok for _, ok in crossings)}/3"
+        assert row["baseline"] == "scratch"
+    assert rows["scratch"]["reached"] == "2/3"
+    expected = np.mean(steps["scratch"]) / np.mean(steps["frozen"])  # (3000+2000+4000)/3 / 1000/3
+    assert float(rows["frozen"]["speedup"]) == pytest.approx(expected)
+    assert float(rows["scratch"]["speedup"]) == pytest.approx(1.0)
+    low, high = float(rows["frozen"]["speedup_ci_low"]), float(rows["frozen"]["speedup_ci_high"])
+    assert low <= expected <= high and low > 1.0
+    with open(root / "report" / "policy_return.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    # a threshold on the command line wins over the configs'
+    rows, _ = report.summarize(str(root), threshold=8.0)
+    frozen = next(r for r in rows if r["variant"] == "frozen" and r["metric"] == "policy_return")
+    assert frozen["steps_to_threshold_mean"] == pytest.approx((4000 + 3000 + 3000) / 3)
+
+
+def test_steps_to_threshold_with_a_moving_average():
+    steps = np.array([0.0, 1.0, 2.0, 3.0])
+    values = np.array([0.0, 10.0, 0.0, 10.0])
+    assert report.steps_to_threshold(steps, values, 10.0) == (1.0, True)
+    # averaged over 2 points the curve is 0, 5, 5, 5: never at 10
+    assert report.steps_to_threshold(steps, values, 10.0, window=2) == (3.0, False)
+    assert report.steps_to_threshold(steps, values, 5.0, window=2) == (1.0, True)
