@@ -13,7 +13,7 @@ from dm_control.rl import control
 from dm_control.suite import point_mass
 from dm_control.utils import rewards
 
-from environments.registry import TaskSpec, register
+from environments.task_spec import TaskSpec
 
 
 def _suite_factory(domain: str, task: str):
@@ -26,7 +26,9 @@ def _suite_factory(domain: str, task: str):
     return factory
 
 
-register(
+TASKS: list[TaskSpec] = []  # registered by environments/registry.py
+
+TASKS.append(
     TaskSpec(
         name="walker_walk",
         factory=_suite_factory("walker", "walk"),
@@ -37,7 +39,7 @@ register(
         description="dm_control walker/walk; proprioception = orientations + height",
     )
 )
-register(
+TASKS.append(
     TaskSpec(
         name="point_mass_easy",
         factory=_suite_factory("point_mass", "easy"),
@@ -45,7 +47,7 @@ register(
         description="dm_control point_mass/easy",
     )
 )
-register(
+TASKS.append(
     TaskSpec(
         name="cartpole_balance",
         factory=_suite_factory("cartpole", "balance"),
@@ -53,7 +55,7 @@ register(
         description="dm_control cartpole/balance",
     )
 )
-register(
+TASKS.append(
     TaskSpec(
         name="cheetah_run",
         factory=_suite_factory("cheetah", "run"),
@@ -91,7 +93,7 @@ def _point_mass_factory(task_class: type, default_time_limit: float):
     return factory
 
 
-register(
+TASKS.append(
     TaskSpec(
         name="point_mass_reach",
         factory=_point_mass_factory(_DenseReach, default_time_limit=5.0),
@@ -119,7 +121,7 @@ class _PushRight(point_mass.PointMass):
         return float(np.clip((x + 0.3) / 0.6, 0.0, 1.0))
 
 
-register(
+TASKS.append(
     TaskSpec(
         name="point_mass_right",
         factory=_point_mass_factory(_PushRight, default_time_limit=8.0),

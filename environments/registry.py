@@ -1,54 +1,26 @@
 """The task registry: names, factories and information sets.
 
-A task is registered once with `register`; everything else (configs, `bprl tasks`, the
+Built-in tasks are the `TASKS` of `BUILTIN_TASK_MODULES`, registered here on first use;
+another task is registered once with `register`. Everything else (configs, `bprl tasks`, the
 launcher's validation) looks it up with `get_task`. Factories return raw dm_env
 environments with dict observations; `make_environment` adds the canonical wrapper.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+import importlib
 
 import dm_env
 
+from environments.task_spec import TaskSpec
 from environments.wrappers import CanonicalObservationWrapper
 
-
-@dataclasses.dataclass(frozen=True)
-class TaskSpec:
-    """A registered task.
-
-    Attributes:
-      name: unique name used in configs (e.g. "walker_walk").
-      factory: `factory(seed, **kwargs)` returns a dm_env with dict observations.
-      information_sets: named groups of observation keys, e.g.
-        {"proprioception": ("orientations", "height"), "velocity": ("velocity",)}.
-        Every observation key belongs to at least one set.
-      description: one line shown by `bprl tasks`.
-    """
-
-    name: str
-    factory: Callable[..., dm_env.Environment]
-    information_sets: Mapping[str, tuple[str, ...]]
-    description: str = ""
-
-    def keys_for(self, set_names: Sequence[str]) -> tuple[str, ...]:
-        """Observation keys of the union of `set_names`, in first-seen order."""
-        keys: list[str] = []
-        for set_name in set_names:
-            if set_name not in self.information_sets:
-                raise ValueError(
-                    f"task {self.name!r} has no information set {set_name!r}; "
-                    f"known sets: {sorted(self.information_sets)}"
-                )
-            for key in self.information_sets[set_name]:
-                if key not in keys:
-                    keys.append(key)
-        return tuple(keys)
+# Modules whose `TASKS` are registered on first use (they never import this module).
+BUILTIN_TASK_MODULES = ("environments.control_suite", "environments.talk_tasks")
 
 
 _TASKS: dict[str, TaskSpec] = {}
+_builtin_loaded = False
 
 
 def register(spec: TaskSpec) -> TaskSpec:
@@ -59,13 +31,18 @@ def register(spec: TaskSpec) -> TaskSpec:
 
 
 def _load_builtin_tasks() -> None:
-    # Imported for their side effect of registering tasks.
-    from environments import control_suite, talk_tasks  # noqa: F401
+    """Registers every built-in task once, whichever task module was imported first."""
+    global _builtin_loaded
+    if _builtin_loaded:
+        return
+    _builtin_loaded = True
+    for module_name in BUILTIN_TASK_MODULES:
+        for spec in importlib.import_module(module_name).TASKS:
+            register(spec)
 
 
 def all_tasks() -> dict[str, TaskSpec]:
-    if not _TASKS:
-        _load_builtin_tasks()
+    _load_builtin_tasks()
     return dict(_TASKS)
 
 

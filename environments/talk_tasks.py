@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from environments.box_manipulation import make_ant_box
 from environments.multitask import make_multitask_pointmass
-from environments.registry import TaskSpec, register
 from environments.sequential_navigation import make_ant_navigation, make_pointmass_navigation
+from environments.task_spec import TaskSpec
 
 # The Ant's observation keys enabled by `sequential_navigation.enable_walker_observables`.
 ANT_PROPRIOCEPTION = (
@@ -36,7 +36,9 @@ ANT_PROPRIOCEPTION = (
 )
 WALKER_LOCATION = ("walker_position", "walker_heading")
 
-register(
+TASKS: list[TaskSpec] = []  # registered by environments/registry.py
+
+TASKS.append(
     TaskSpec(
         name="seqnav_pointmass",
         factory=make_pointmass_navigation,
@@ -49,7 +51,7 @@ register(
         description="point mass visits 4 targets drawn by 2nd-order Markov dynamics (p=0.9)",
     )
 )
-register(
+TASKS.append(
     TaskSpec(
         name="seqnav_ant",
         factory=make_ant_navigation,
@@ -62,7 +64,7 @@ register(
         description="Ant visits 4 targets drawn by 2nd-order Markov dynamics (p=0.9)",
     )
 )
-register(
+TASKS.append(
     TaskSpec(
         name="ant_box",
         factory=make_ant_box,
@@ -76,7 +78,7 @@ register(
         description="Ant pushes a box onto its target, then walks to another target; sparse",
     )
 )
-register(
+TASKS.append(
     TaskSpec(
         name="multitask_pointmass",
         factory=make_multitask_pointmass,

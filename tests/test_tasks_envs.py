@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests_support import REPO
 
 import environments  # noqa: F401  (sets MUJOCO_GL before dm_control is imported)
 from environments import markov, registry
@@ -248,3 +249,23 @@ def test_ant_box_episodes_draw_new_configurations():
     rng = np.random.default_rng(0)
     total = sum(float(env.step(rng.uniform(-1, 1, 8)).reward) for _ in range(100))
     assert total == 0.0
+
+
+@pytest.mark.parametrize(
+    "first", ["environments.control_suite", "environments.talk_tasks", "environments.registry"]
+)
+def test_every_task_is_found_whichever_task_module_is_imported_first(first):
+    """A fresh interpreter imports one task module first, then looks up every task."""
+    import subprocess
+    import sys
+
+    code = (
+        f"import {first}\n"
+        "from environments import registry\n"
+        "names = ('walker_walk', 'seqnav_pointmass', 'multitask_pointmass', 'ant_box')\n"
+        "print(all(registry.get_task(n).name == n for n in names))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert result.stdout.strip() == "True", result.stderr[-2000:]
