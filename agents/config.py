@@ -1,4 +1,9 @@
-"""Hyperparameters of the learning rule (the part of an experiment config agents/ reads)."""
+"""Hyperparameters of the learning rule: the one typed source of `config.agent`.
+
+`experiments/configs/base.py` builds the config's `agent` section from these defaults, so
+an experiment config only overrides them, and `LearnerHyperparams(**config.agent)` gives
+the learner exactly the config's values (an unknown field is a TypeError).
+"""
 
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ class LearnerHyperparams:
     alpha: float = 0.01
     discount: float = 0.99
     retrace_lambda: float = 1.0
-    num_action_samples: int = 20
+    num_action_samples: int = 10
     policy_learning_rate: float = 1e-4
     critic_learning_rate: float = 1e-4
     prior_learning_rate: float = 1e-4

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import ml_collections
+
+from agents.config import LearnerHyperparams
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -36,19 +40,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.network.max_scale = 0.0  # upper bound on that standard deviation (0: unbounded)
     config.network.mean_bound = 1.0  # heads' means lie in [-mean_bound, mean_bound]
 
-    config.agent = ml_collections.ConfigDict()
-    config.agent.alpha = 0.01  # weight of KL(pi || pi0)
-    config.agent.discount = 0.99  # gamma
-    config.agent.retrace_lambda = 1.0  # lambda in c = lambda * min(1, pi'/mu)
-    config.agent.num_action_samples = 10  # S: samples for the soft value and SVG(0)
-    config.agent.policy_learning_rate = 1e-4  # Adam, policy
-    config.agent.critic_learning_rate = 1e-4  # Adam, critic
-    config.agent.prior_learning_rate = 1e-4  # Adam, prior
-    config.agent.target_update_period = 100  # learner steps between target-network copies
-    config.agent.max_bad_updates = 100  # consecutive non-finite updates before stopping
-    # How a Gaussian sample u is executed: "clip" (to [-1, 1], as Acme's agent) or "tanh"
-    # (tanh(u), whose gradient never vanishes; pair it with network.mean_bound ~3).
-    config.agent.action_squash = "clip"
+    # The learning rule's hyperparameters (alpha, discount, Retrace lambda, action samples,
+    # learning rates, target period, bad-update budget, action squash): their defaults and
+    # meaning are in agents/config.py (`LearnerHyperparams`), the one place they are set.
+    config.agent = ml_collections.ConfigDict(dataclasses.asdict(LearnerHyperparams()))
 
     config.replay = ml_collections.ConfigDict()
     config.replay.sequence_length = 10  # T: transitions per replay item (T+1 steps stored)
