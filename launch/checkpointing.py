@@ -75,16 +75,6 @@ class RestoringCounter(counting.Counter):
         time.sleep(self._grace_secs)
 
 
-def merge_dicts(defaults: dict, saved: dict) -> dict:
-    """`saved` over `defaults`, recursively: fields added since a run was saved keep their
-    defaults, so older runs still resume and load."""
-    out = dict(defaults)
-    for key, value in saved.items():
-        both = isinstance(value, dict) and isinstance(out.get(key), dict)
-        out[key] = merge_dicts(out[key], value) if both else value
-    return out
-
-
 def _field(config_dict: dict, dotted: str):
     value = config_dict
     for part in dotted.split("."):

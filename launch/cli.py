@@ -185,7 +185,7 @@ def _cmd_export_prior() -> int:
 
 
 def _cmd_report(path: str) -> int:
-    from experiments import report
+    from launch import report
 
     written = report.write_report(path, _THRESHOLD.value, _BASELINE.value)
     for name in written:

@@ -16,7 +16,7 @@ from acme.utils import counting
 
 from agents.actor import GaussianActor, VersionedVariableClient
 from agents.learner import Learner
-from launch import builders, checkpointing, supervision
+from launch import builders, checkpointing, layout, supervision
 from launch.tensorboard import TensorBoardLogger
 
 
@@ -138,7 +138,7 @@ def run_actor_process(config, actor_id, replay, counter, learner, workdir) -> No
     """The actor's worker process: rebuilds and continues after an exception."""
     supervision.exit_with_parent()
     builders.set_tf_threads(config.resources.actor_threads)
-    logdir = os.path.join(workdir, "actors", str(actor_id))
+    logdir = layout.actor_dir(workdir, actor_id)
 
     def build_and_run() -> None:
         seed = config.seed * 1000 + actor_id
@@ -197,7 +197,7 @@ class EvaluatorNode:
         self._id = evaluator_id
         self._counter = counter
         self._learner = learner
-        self._logdir = os.path.join(workdir, f"evaluator_{evaluator_id}")
+        self._logdir = layout.evaluator_dir(workdir, evaluator_id)
 
     def run(self) -> None:
         run_until_stopped(self._run, f"evaluator_{self._id}")

@@ -18,8 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from agents.actor import GaussianActor
-from experiments.configs.base import base_config
-from launch import builders, checkpointing
+from launch import builders, checkpointing, defaults
 from launch.validate import ConfigError
 
 
@@ -34,11 +33,7 @@ def load_run(
     config_path = os.path.join(workdir, "config.json")
     if not os.path.exists(config_path):
         raise ConfigError(f"{workdir} is not a run directory (no config.json)")
-    with open(config_path) as f:
-        # Fields added since the run was launched take their defaults.
-        config = ml_collections.ConfigDict(
-            checkpointing.merge_dicts(base_config().to_dict(), json.load(f))
-        )
+    config = defaults.load_saved(config_path)  # fields added since take their defaults
     record_path = checkpointing.counts_path(workdir)
     if not os.path.exists(record_path):
         raise ConfigError(f"{workdir} has no complete checkpoint yet ({record_path} is missing)")

@@ -28,9 +28,8 @@ import time
 import ml_collections
 from ml_collections.config_flags import tuple_parser
 
-DONE = "DONE"
-RUN_LOG = "bprl_run.log"
-_SEED_DIR = re.compile(r"^seed_(\d+)$")
+from launch import layout
+from launch.layout import DONE, RUN_LOG, seed_dirs  # noqa: F401  (the layout's names)
 
 
 @dataclasses.dataclass
@@ -49,7 +48,7 @@ class SeedRun:
 
     @property
     def done(self) -> bool:
-        return os.path.exists(os.path.join(self.run_dir, DONE))
+        return layout.is_done(self.run_dir)
 
 
 def split_values(text: str) -> list[str]:
@@ -119,10 +118,12 @@ def plan(
             seed = base_seed + k
             seeded = ml_collections.ConfigDict(variant.to_dict())
             seeded.seed = seed
-            run_dir = os.path.join(workdir, name, f"seed_{seed}") if name else None
+            seed_dir = layout.seed_dir_name(seed)
             runs.append(
                 SeedRun(
-                    run_dir=run_dir or os.path.join(workdir, f"seed_{seed}"),
+                    run_dir=os.path.join(workdir, name, seed_dir)
+                    if name
+                    else os.path.join(workdir, seed_dir),
                     seed=seed,
                     overrides=[*overrides, f"--config.seed={seed}"],
                     config=seeded,
@@ -282,14 +283,6 @@ def run_local(
         return 1
     print(f"sweep: all {len(runs)} runs done")
     return 0
-
-
-def seed_dirs(root: str) -> list[str]:
-    """The `seed_<k>` directories directly under `root`, by seed."""
-    if not os.path.isdir(root):
-        return []
-    found = [(int(m.group(1)), name) for name in os.listdir(root) if (m := _SEED_DIR.match(name))]
-    return [os.path.join(root, name) for _, name in sorted(found)]
 
 
 def config_args_from_argv(argv: list[str]) -> list[str]:

@@ -101,16 +101,12 @@ def validate_workdir(workdir: str) -> None:
 
 def validate_resume(config: ml_collections.ConfigDict, workdir: str) -> bool:
     """True when `workdir` holds an earlier run to resume; raises if `config` cannot."""
-    import json
-
-    from experiments.configs.base import base_config
-    from launch import checkpointing
+    from launch import checkpointing, defaults
 
     saved_path = os.path.join(workdir, "config.json")
     if not os.path.exists(saved_path):
         return False
-    with open(saved_path) as f:
-        saved = checkpointing.merge_dicts(base_config().to_dict(), json.load(f))
+    saved = defaults.load_saved(saved_path).to_dict()
     try:
         checkpointing.check_resume_compatible(saved, config.to_dict())
     except ValueError as error:

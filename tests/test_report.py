@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from experiments import report
-from launch import progress
+from launch import progress, report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,118 +1,19 @@
-"""Defaults shared by every experiment config. Each field has a default and a comment."""
+"""Sizes shared by experiment configs; every field's default and comment is in
+launch/defaults.py (`base_config`, re-exported here for the config files)."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import ml_collections
 
-from agents.config import LearnerHyperparams
+from launch.defaults import base_config
 
-
-def base_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-    config.task = "walker_walk"  # a name from `bprl tasks`
-    config.task_kwargs = ml_collections.ConfigDict()  # extra keyword arguments for the task
-    config.seed = 0  # seeds networks, actors (seed * 1000 + actor id) and evaluators
-    config.prior_info = ("proprioception",)  # information sets the prior sees
-
-    # The prior's architecture (docs/priors.md); the policy is Gaussian unless hierarchical.
-    config.prior = ml_collections.ConfigDict()
-    config.prior.kind = "mlp"  # "mlp" | "lstm" (memory) | "hierarchical" (latent z)
-    config.prior.lstm_size = 128  # lstm: units of the prior's LSTM core
-    config.prior.latent_size = 4  # hierarchical: dimension of z
-    config.prior.low_hidden = (128, 128)  # hierarchical: low-level MLP widths
-    config.prior.share_low_level = True  # hierarchical: prior uses the policy's low level
-    # Transfer (docs/transfer.md): start the prior from a prior artifact (`bprl
-    # export-prior`); "" starts it from a random initialisation.
-    config.prior.artifact = ""
-    # True: the prior is never updated (the policy's KL is against it as it is; for a
-    # hierarchical prior sharing its low level, that low level is fixed too). False: it
-    # is trained as usual (from the artifact's weights: fine-tuning).
-    config.prior.frozen = False
-
-    config.network = ml_collections.ConfigDict()
-    config.network.policy_hidden = (256, 256)  # policy MLP widths
-    config.network.prior_hidden = (256, 256)  # prior MLP widths
-    config.network.critic_hidden = (256, 256)  # critic MLP widths
-    config.network.min_scale = 1e-3  # lower bound on the Gaussian heads' standard deviation
-    config.network.init_scale = 0.7  # standard deviation of the heads at initialisation
-    config.network.max_scale = 0.0  # upper bound on that standard deviation (0: unbounded)
-    config.network.mean_bound = 1.0  # heads' means lie in [-mean_bound, mean_bound]
-
-    # The learning rule's hyperparameters (alpha, discount, Retrace lambda, action samples,
-    # learning rates, target period, bad-update budget, action squash): their defaults and
-    # meaning are in agents/config.py (`LearnerHyperparams`), the one place they are set.
-    config.agent = ml_collections.ConfigDict(dataclasses.asdict(LearnerHyperparams()))
-
-    config.replay = ml_collections.ConfigDict()
-    config.replay.sequence_length = 10  # T: transitions per replay item (T+1 steps stored)
-    config.replay.batch_size = 256  # sequences per learner update
-    config.replay.min_size = 1000  # items in replay before the learner may sample
-    config.replay.max_size = 1_000_000  # FIFO capacity in items
-    config.replay.samples_per_insert = 32.0  # rate limiter: sampled items per inserted item
-    config.replay.samples_per_insert_tolerance = 0.1  # slack of the rate limiter, fraction
-    config.replay.prefetch_size = 4  # batches the learner's dataset prefetches
-    # Actor-side sequence writer: "fast" (agents/fast_adder.py: one Reverb append per
-    # sequence, NumPy buffering) or "acme" (Acme's SequenceAdder); both write the same items.
-    config.replay.adder = "fast"
-
-    config.actors = ml_collections.ConfigDict()
-    config.actors.num_actors = 32  # actor processes
-    config.actors.variable_update_period = 1000  # actor steps between weight refreshes
-    config.actors.max_errors = 10  # exceptions an actor process rebuilds after, then dies
-    config.actors.max_restarts = 100  # dead actor processes a node replaces before failing
-    config.actors.inject_fault_every_steps = 0  # testing: raise in env.step every N steps (0: off)
-
-    config.checkpoint = ml_collections.ConfigDict()
-    config.checkpoint.every_seconds = 300  # learner + counts period; replay: rounded to minutes
-    config.checkpoint.replay = True  # also checkpoint the Reverb replay (Reverb's checkpointer)
-
-    config.evaluators = ml_collections.ConfigDict()
-    config.evaluators.num_evaluators = 1  # evaluator processes (policy mean and prior alone)
-    config.evaluators.episodes = 1  # episodes of each kind per evaluation
-    config.evaluators.every_actor_steps = 20_000  # actor steps between evaluations
-
-    config.stop = ml_collections.ConfigDict()
-    config.stop.max_actor_steps = (
-        10_000_000  # stop when the actors took this many steps (0: no limit)
-    )
-    config.stop.max_learner_steps = 0  # stop after this many learner updates (0: no limit)
-
-    config.report = ml_collections.ConfigDict()
-    # `bprl report`: a return that counts as "learned"; the report gives actor steps to
-    # reach it per variant and the speed-up over the from-scratch variant (None: off).
-    config.report.threshold = ml_collections.config_dict.placeholder(float)
-
-    config.logging = ml_collections.ConfigDict()
-    config.logging.learner_every_steps = 100  # learner steps between TensorBoard writes
-
-    config.resources = ml_collections.ConfigDict()
-    config.resources.learner_threads = 0  # TensorFlow intra-op threads of the learner (0: all)
-    config.resources.actor_threads = 1  # threads of each actor / evaluator process
-
-    # Vertex AI (`--launch=vertex_ai`, see docs/cluster.md); unused by local runs.
-    config.cluster = ml_collections.ConfigDict()
-    config.cluster.project = ""  # Google Cloud project id that runs and pays for the jobs
-    config.cluster.region = "us-central1"  # Vertex AI region of the jobs and the bucket
-    config.cluster.bucket = ""  # gs://BUCKET[/prefix]: run directories (events) go under it
-    # Every node is one Vertex replica (one VM). Nodes of groups with equal resources
-    # share a worker pool, and Vertex AI allows at most 4 pools: keep <= 4 distinct specs.
-    for group, cpu, memory_gb in (
-        ("learner", 8, 30),  # the learner: SGD on the replay batches
-        ("replay", 8, 52),  # the Reverb server: holds the replay table in memory
-        ("actor", 4, 15),  # each actor: environment + policy sampling
-        ("evaluator", 4, 15),  # each evaluator (same machine as an actor: one pool)
-        ("counter", 2, 13),  # the step counter (small)
-        ("stopper", 2, 13),  # the stop condition (same as the counter: one pool)
-    ):
-        config.cluster[group] = ml_collections.ConfigDict()
-        config.cluster[group].cpu = cpu  # vCPUs of each node of the group
-        config.cluster[group].memory_gb = memory_gb  # GiB of memory of each node
-    # GPU of the learner: "" (none) or T4, P4, P100, V100, A100, A100_80GIB, L4, H100.
-    config.cluster.learner.accelerator = "T4"
-    config.cluster.learner.accelerator_count = 1  # GPUs of that type (1, 2, 4 or 8)
-    return config
+__all__ = [
+    "base_config",
+    "apply_tiny",
+    "apply_local_short",
+    "apply_pointmass_room_local",
+    "unknown_variant",
+]
 
 
 def apply_tiny(config: ml_collections.ConfigDict, every_actor_steps: int, max_actor_steps: int):

@@ -30,26 +30,17 @@ from __future__ import annotations
 import csv
 import math
 import os
-import re
 
 import numpy as np
 
-from launch import events
+from launch import events, layout
 
 EVALUATOR_METRICS = ("policy_return", "prior_return")
 ACTOR_METRICS = ("episode_return",)
-REPORT_DIR = "report"
+REPORT_DIR = layout.REPORT_DIR
 ACTOR_WINDOW = 20  # actor training returns: moving average over this many points
 BOOTSTRAP_SAMPLES = 10_000
-_SEED_DIR = re.compile(r"^seed_(\d+)$")
-_DONE = "DONE"  # written by launch/sweep.py when a run exits 0
-
-
-def _seed_dirs(root: str) -> list[str]:
-    if not os.path.isdir(root):
-        return []
-    found = [(int(m.group(1)), name) for name in os.listdir(root) if (m := _SEED_DIR.match(name))]
-    return [os.path.join(root, name) for _, name in sorted(found)]
+_seed_dirs = layout.seed_dirs
 
 
 def find_variants(root: str) -> dict[str, list[str]]:
@@ -63,14 +54,11 @@ def find_variants(root: str) -> dict[str, list[str]]:
         path = os.path.join(root, name)
         if name != REPORT_DIR and os.path.isdir(path) and _seed_dirs(path):
             variants[name] = _seed_dirs(path)
-    if not variants and os.path.exists(os.path.join(root, "config.json")):
+    if not variants and os.path.exists(os.path.join(root, layout.CONFIG_FILE)):
         variants["default"] = [root]  # a single run
     all_dirs = [d for dirs in variants.values() for d in dirs]
-    if any(os.path.exists(os.path.join(d, _DONE)) for d in all_dirs):
-        variants = {
-            name: [d for d in dirs if os.path.exists(os.path.join(d, _DONE))]
-            for name, dirs in variants.items()
-        }
+    if any(layout.is_done(d) for d in all_dirs):
+        variants = {name: [d for d in dirs if layout.is_done(d)] for name, dirs in variants.items()}
     return {name: dirs for name, dirs in variants.items() if dirs}
 
 
@@ -88,18 +76,9 @@ def _merge(curves: list[list[tuple[int, float]]]) -> tuple[np.ndarray, np.ndarra
 def seed_curve(run_dir: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
     """(actor steps, values) of `metric` for one run; empty arrays when it has none."""
     if metric in EVALUATOR_METRICS:
-        dirs = [
-            os.path.join(run_dir, name)
-            for name in sorted(os.listdir(run_dir))
-            if name.startswith("evaluator_")
-        ]
+        dirs = layout.evaluator_dirs(run_dir)
     else:
-        actors = os.path.join(run_dir, "actors")
-        dirs = (
-            [os.path.join(actors, n) for n in sorted(os.listdir(actors))]
-            if os.path.isdir(actors)
-            else []
-        )
+        dirs = layout.actor_dirs(run_dir)
     curves = []
     for path in dirs:
         for logdir in events.run_dirs(path):
@@ -192,7 +171,7 @@ def configured_threshold(variants: dict[str, list[str]]) -> float | None:
     for dirs in variants.values():
         for run_dir in dirs:
             try:
-                with open(os.path.join(run_dir, "config.json")) as f:
+                with open(os.path.join(run_dir, layout.CONFIG_FILE)) as f:
                     value = json.load(f).get("report", {}).get("threshold")
             except (OSError, ValueError):
                 continue

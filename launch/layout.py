@@ -1,0 +1,68 @@
+"""The run-directory layout, in one place: sweeps, reports, progress and analyses share it.
+
+A run directory (`bprl run --workdir=RUN`):
+    RUN/config.json            the run's whole config (launch/defaults.py's fields)
+    RUN/learner/               learner TensorBoard events
+    RUN/actors/<i>/            actor i's events
+    RUN/evaluator_<i>/         evaluator i's events (policy and prior returns)
+    RUN/logs/<group>/<i>       each node's output
+    RUN/checkpoints/           learner, replay and counts (launch/checkpointing.py)
+A sweep directory (`bprl sweep --workdir=DIR`):
+    DIR/seed_<k>/              one run per seed, or DIR/<variant>/seed_<k>/ per swept value
+    DIR/<...>/seed_<k>/DONE    written by the sweep when the run exited 0
+    DIR/<...>/seed_<k>/bprl_run.log   the run's console output
+    DIR/report/                `bprl report`'s figures and tables
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+CONFIG_FILE = "config.json"
+DONE = "DONE"
+RUN_LOG = "bprl_run.log"
+REPORT_DIR = "report"
+LEARNER_DIR = "learner"
+ACTORS_DIR = "actors"
+EVALUATOR_PREFIX = "evaluator_"
+_SEED_DIR = re.compile(r"^seed_(\d+)$")
+
+
+def seed_dir_name(seed: int) -> str:
+    return f"seed_{seed}"
+
+
+def seed_dirs(root: str) -> list[str]:
+    """The `seed_<k>` directories directly under `root`, by seed."""
+    if not os.path.isdir(root):
+        return []
+    found = [(int(m.group(1)), name) for name in os.listdir(root) if (m := _SEED_DIR.match(name))]
+    return [os.path.join(root, name) for _, name in sorted(found)]
+
+
+def is_done(run_dir: str) -> bool:
+    return os.path.exists(os.path.join(run_dir, DONE))
+
+
+def actor_dir(run_dir: str, actor_id: int) -> str:
+    return os.path.join(run_dir, ACTORS_DIR, str(actor_id))
+
+
+def actor_dirs(run_dir: str) -> list[str]:
+    root = os.path.join(run_dir, ACTORS_DIR)
+    return [os.path.join(root, n) for n in sorted(os.listdir(root))] if os.path.isdir(root) else []
+
+
+def evaluator_dir(run_dir: str, evaluator_id: int) -> str:
+    return os.path.join(run_dir, f"{EVALUATOR_PREFIX}{evaluator_id}")
+
+
+def evaluator_dirs(run_dir: str) -> list[str]:
+    if not os.path.isdir(run_dir):
+        return []
+    return [
+        os.path.join(run_dir, name)
+        for name in sorted(os.listdir(run_dir))
+        if name.startswith(EVALUATOR_PREFIX)
+    ]
