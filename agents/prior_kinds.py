@@ -199,7 +199,8 @@ class HierarchicalPrior(PriorKind):
         return {"latent": specs.Array((sizes.latent_size,), np.float32, name="latent")}
 
     def terms(self, networks, target_networks, batch, obs, num_samples, noise):
-        del noise  # drawn inside: the hierarchical terms need latent and action noise
+        if noise is not None:  # latent and action noise are drawn inside
+            raise ValueError("fixed noise is supported for flat (Gaussian) policies only")
         return policy_terms.hierarchical_terms(networks, target_networks, batch, obs, num_samples)
 
     def transfer_modules(self, networks):

@@ -6,6 +6,9 @@ Both tasks share the room, the 4 targets' layout, the body and the prior's input
 the goal (`task_id` there, `next_target` here) is never shown to the prior.
   source  `multitask_pointmass`, random starts: go to the episode's goal target and stay
           there. The prior, blind to the goal, learns "head for a target and stop there".
+  source_seqnav  `seqnav_pointmass` under another Markov table (p = 1/3: every other
+          target equally likely next), 700k actor steps: the prior learns "go from target
+          to target" without the order the new task uses.
   (none)  `seqnav_pointmass`, the new task: visit targets in the order a second-order
           Markov table draws (+1 per target reached: sparse). A policy learned from
           scratch finds almost no target for its first few hundred thousand steps.
@@ -26,7 +29,7 @@ import ml_collections
 from experiments.configs import multitask_pointmass, seqnav_pointmass
 from experiments.configs.base import apply_pointmass_room_local, apply_tiny, unknown_variant
 
-VARIANTS = ("", "source", "tiny", "tiny_source")
+VARIANTS = ("", "source", "source_seqnav", "tiny", "tiny_source")
 
 
 def _shared(config: ml_collections.ConfigDict) -> None:
@@ -44,11 +47,15 @@ def _shared(config: ml_collections.ConfigDict) -> None:
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     if variant not in VARIANTS:
         raise unknown_variant(variant, VARIANTS)
-    source = variant in ("source", "tiny_source")
-    config = (multitask_pointmass if source else seqnav_pointmass).get_config()
+    source = variant in ("source", "tiny_source", "source_seqnav")
+    multitask = variant in ("source", "tiny_source")
+    config = (multitask_pointmass if multitask else seqnav_pointmass).get_config()
     _shared(config)
-    if source:
+    if multitask:
         config.task_kwargs.episode_length = 200  # 10 s at 0.05 s control steps
+    if variant == "source_seqnav":
+        # Another Markov table: every other target equally likely next (p = 1/3 for 4).
+        config.task_kwargs.p = 1.0 / 3.0
     if variant.startswith("tiny"):
         config.task_kwargs.episode_length = 100
         apply_tiny(config, every_actor_steps=500, max_actor_steps=1_500)
@@ -56,7 +63,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     apply_pointmass_room_local(config)
     config.evaluators.episodes = 3
     config.evaluators.every_actor_steps = 10_000
-    config.stop.max_actor_steps = 300_000 if source else 150_000
+    config.stop.max_actor_steps = {"source": 300_000, "source_seqnav": 700_000}.get(
+        variant, 150_000
+    )
     if not source:
         config.report.threshold = 1.0  # targets per episode (evaluation: mean of 3)
     return config
