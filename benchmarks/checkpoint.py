@@ -19,7 +19,6 @@ import time
 import acme
 import numpy as np
 import reverb
-from acme.adders import reverb as reverb_adders
 
 from experiments.configs.base import base_config
 from launch import builders
@@ -35,16 +34,7 @@ def _dir_size(path: str) -> int:
 
 def _table(config, spec) -> reverb.Table:
     """The trainer's table (same signature and selectors) without rate limiting."""
-    return reverb.Table(
-        name=builders.REPLAY_TABLE,
-        sampler=reverb.selectors.Uniform(),
-        remover=reverb.selectors.Fifo(),
-        max_size=config.replay.max_size,
-        rate_limiter=reverb.rate_limiters.MinSize(1),
-        signature=reverb_adders.SequenceAdder.signature(
-            spec, builders.extras_spec(config), sequence_length=config.replay.sequence_length + 1
-        ),
-    )
+    return builders.unlimited_table(config, spec)
 
 
 def measure(task: str, items: int, workdir: str) -> dict:

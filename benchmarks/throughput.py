@@ -114,23 +114,9 @@ def make_config(task: str, args: argparse.Namespace):
 
 def never_blocking_table(config, env_spec, max_size: int):
     """`builders.replay_table`'s table (name, selectors, signature) with MinSize(1)."""
-    import reverb
-    from acme.adders import reverb as reverb_adders
-
     from launch import builders
 
-    return reverb.Table(
-        name=builders.REPLAY_TABLE,
-        sampler=reverb.selectors.Uniform(),
-        remover=reverb.selectors.Fifo(),
-        max_size=max_size,
-        rate_limiter=reverb.rate_limiters.MinSize(1),
-        signature=reverb_adders.SequenceAdder.signature(
-            env_spec,
-            builders.extras_spec(config),
-            sequence_length=config.replay.sequence_length + 1,
-        ),
-    )
+    return builders.unlimited_table(config, env_spec, max_size=max_size)
 
 
 def make_acme_networks(env_spec, prior_keys, args):
@@ -208,7 +194,7 @@ def bench_actors(task: str, args: argparse.Namespace) -> dict:
     acme_nets = make_acme_networks(env_spec, builders.prior_keys(config), args)
     acme_adder = reverb_adders.SequenceAdder(  # what svg0_prior's builder makes
         client,
-        sequence_length=config.replay.sequence_length + 1,
+        sequence_length=builders.stored_steps(config.replay.sequence_length),
         period=config.replay.sequence_length,
         priority_fns={builders.REPLAY_TABLE: lambda x: 1.0},
         end_of_episode_behavior=reverb_adders.EndBehavior.CONTINUE,

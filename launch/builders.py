@@ -99,10 +99,41 @@ def hyperparams(config: ml_collections.ConfigDict) -> LearnerHyperparams:
     return LearnerHyperparams(**config.agent.to_dict())
 
 
+def stored_steps(transitions: int) -> int:
+    """Steps per replay item: T transitions need T + 1 steps (the last one bootstraps)."""
+    return transitions + 1
+
+
+def sequence_table(
+    env_spec: specs.EnvironmentSpec,
+    extras: dict,
+    transitions: int,
+    max_size: int,
+    rate_limiter: reverb.rate_limiters.RateLimiter,
+    sampler: reverb.selectors.Selector | None = None,
+    max_times_sampled: int = 0,
+    name: str = REPLAY_TABLE,
+) -> reverb.Table:
+    """The one place a replay table is made (the program, benchmarks and tests use it):
+    items of `stored_steps(transitions)` steps, FIFO removal, uniform sampling unless
+    `sampler` says otherwise."""
+    return reverb.Table(
+        name=name,
+        sampler=sampler or reverb.selectors.Uniform(),
+        remover=reverb.selectors.Fifo(),
+        max_size=max_size,
+        max_times_sampled=max_times_sampled,
+        rate_limiter=rate_limiter,
+        signature=reverb_adders.SequenceAdder.signature(
+            env_spec, extras, sequence_length=stored_steps(transitions)
+        ),
+    )
+
+
 def replay_table(
     config: ml_collections.ConfigDict, env_spec: specs.EnvironmentSpec
 ) -> reverb.Table:
-    """Sequence table: uniform sampling, FIFO removal, samples-per-insert rate limiter."""
+    """The program's table: uniform sampling, FIFO removal, samples-per-insert limiter."""
     rep = config.replay
     error_buffer = max(
         2.0 * max(1.0, rep.samples_per_insert),
@@ -113,15 +144,26 @@ def replay_table(
         min_size_to_sample=rep.min_size,
         error_buffer=error_buffer,
     )
-    return reverb.Table(
-        name=REPLAY_TABLE,
-        sampler=reverb.selectors.Uniform(),
-        remover=reverb.selectors.Fifo(),
-        max_size=rep.max_size,
-        rate_limiter=limiter,
-        signature=reverb_adders.SequenceAdder.signature(
-            env_spec, extras_spec(config), sequence_length=rep.sequence_length + 1
-        ),
+    return sequence_table(env_spec, extras_spec(config), rep.sequence_length, rep.max_size, limiter)
+
+
+def unlimited_table(
+    config: ml_collections.ConfigDict,
+    env_spec: specs.EnvironmentSpec,
+    max_size: int | None = None,
+    min_size: int = 1,
+    in_order: bool = False,
+) -> reverb.Table:
+    """The program's table without its rate limiter (benchmarks, tests): sampling waits
+    only for `min_size` items; `in_order` samples FIFO, each item once."""
+    return sequence_table(
+        env_spec,
+        extras_spec(config),
+        config.replay.sequence_length,
+        max_size or config.replay.max_size,
+        reverb.rate_limiters.MinSize(min_size),
+        sampler=reverb.selectors.Fifo() if in_order else None,
+        max_times_sampled=1 if in_order else 0,
     )
 
 
@@ -142,7 +184,7 @@ def make_adder(config: ml_collections.ConfigDict, client: reverb.Client) -> adde
         raise ValueError(f"unknown replay.adder {kind!r}; use 'fast' or 'acme'")
     return reverb_adders.SequenceAdder(
         client,
-        sequence_length=config.replay.sequence_length + 1,
+        sequence_length=stored_steps(config.replay.sequence_length),
         period=config.replay.sequence_length,
         priority_fns={REPLAY_TABLE: None},
         end_of_episode_behavior=reverb_adders.EndBehavior.CONTINUE,

@@ -6,7 +6,6 @@ import acme
 import ml_collections
 import numpy as np
 import reverb
-from acme.adders import reverb as reverb_adders
 
 from agents.actor import GaussianActor, VersionedVariableClient
 from agents.learner import Learner
@@ -26,18 +25,7 @@ def train(
     """Trains for `env_steps` actor steps; returns (return before, return after, learner)."""
     env = builders.make_environment(config, config.seed)
     env_spec = acme.make_environment_spec(env)
-    table = reverb.Table(
-        name=builders.REPLAY_TABLE,
-        sampler=reverb.selectors.Uniform(),
-        remover=reverb.selectors.Fifo(),
-        max_size=config.replay.max_size,
-        rate_limiter=reverb.rate_limiters.MinSize(config.replay.min_size),
-        signature=reverb_adders.SequenceAdder.signature(
-            env_spec,
-            builders.extras_spec(config),
-            sequence_length=config.replay.sequence_length + 1,
-        ),
-    )
+    table = builders.unlimited_table(config, env_spec, min_size=config.replay.min_size)
     server = reverb.Server([table], port=None)
     address = f"localhost:{server.port}"
     client = reverb.Client(address)

@@ -21,16 +21,15 @@ from launch import builders
 
 
 def _table(name: str, env_spec, length: int) -> reverb.Table:
-    return reverb.Table(
-        name=name,
+    return builders.sequence_table(
+        env_spec,
+        builders.EXTRAS_SPEC,
+        length,
+        100_000,
+        reverb.rate_limiters.MinSize(1),
         sampler=reverb.selectors.Fifo(),
-        remover=reverb.selectors.Fifo(),
-        max_size=100_000,
         max_times_sampled=1,
-        rate_limiter=reverb.rate_limiters.MinSize(1),
-        signature=reverb_adders.SequenceAdder.signature(
-            env_spec, builders.EXTRAS_SPEC, sequence_length=length + 1
-        ),
+        name=name,
     )
 
 

@@ -65,16 +65,7 @@ def make_batch():
     config.replay.sequence_length = T
     env = registry.make_environment("walker_walk", 0, time_limit=0.3)
     env_spec = acme.make_environment_spec(env)
-    table = builders.replay_table(config, env_spec)
-    table = reverb.Table(  # the same signature; the first B items, in order, once each
-        name=table.name,
-        sampler=reverb.selectors.Fifo(),
-        remover=reverb.selectors.Fifo(),
-        max_size=1000,
-        max_times_sampled=1,
-        rate_limiter=reverb.rate_limiters.MinSize(1),
-        signature=table.info.signature,
-    )
+    table = builders.unlimited_table(config, env_spec, max_size=1000, in_order=True)
     server = reverb.Server([table])
     address = f"localhost:{server.port}"
     client = reverb.Client(address)

@@ -6,7 +6,6 @@ import pytest
 import reverb
 import tensorflow as tf
 from acme import specs
-from acme.adders import reverb as reverb_adders
 
 from agents.actor import GaussianActor
 from agents.config import LearnerHyperparams
@@ -16,6 +15,7 @@ from agents.losses import SequenceBatch, gaussian_log_prob
 from agents.policy_terms import hierarchical_kl_bound
 from agents.prior_kinds import make_networks
 from environments import registry
+from launch import builders
 from networks.gaussian import GaussianHead
 from networks.hierarchical import make_hierarchical_pair
 from networks.recurrent import LSTMState, RecurrentGaussianHead
@@ -296,14 +296,7 @@ def test_actor_stores_the_prior_state_the_learner_unrolls_from():
         "prior_hidden": specs.Array((8,), np.float32),
         "prior_cell": specs.Array((8,), np.float32),
     }
-    table = reverb.Table(
-        "replay",
-        reverb.selectors.Uniform(),
-        reverb.selectors.Fifo(),
-        1000,
-        reverb.rate_limiters.MinSize(1),
-        signature=reverb_adders.SequenceAdder.signature(env_spec, extras, sequence_length=T + 1),
-    )
+    table = builders.sequence_table(env_spec, extras, T, 1000, reverb.rate_limiters.MinSize(1))
     server = reverb.Server([table])
     client = reverb.Client(f"localhost:{server.port}")
     adder = FastSequenceAdder(client, sequence_length=T, table="replay")
