@@ -124,6 +124,34 @@ def test_one_learner_update_per_architecture(kind):
     assert any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_frozen_prior_is_never_updated(kind):
+    """Frozen (a loaded prior, docs/transfer.md): the prior, and a hierarchical prior's
+    shared low level, stay bit for bit; the rest of the policy and the critic train."""
+    nets, _, batch = _batch_and_networks(kind)
+    learner = Learner(
+        nets,
+        iter(()),
+        LearnerHyperparams(num_action_samples=3, target_update_period=1),
+        jit_compile=False,
+        frozen_prior=True,
+    )
+    modules = _modules(nets, kind)
+    fixed = {"prior", "prior_high", "prior_low"}
+    if kind == "hierarchical":  # shares its low level with the policy
+        fixed.add("policy_low")
+    before = {n: [v.numpy() for v in m.trainable_variables] for n, m in modules.items()}
+    for _ in range(2):
+        assert learner.learn_from_batch(batch)["update_applied"]
+    for name, module in modules.items():
+        after = [v.numpy() for v in module.trainable_variables]
+        same = [np.array_equal(a, b) for a, b in zip(before[name], after, strict=True)]
+        assert all(same) if name in fixed else not any(same), name
+    targets = learner.target_networks  # copied every step: the target prior is the prior
+    for a, b in zip(nets.prior.variables, targets.prior.variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
 # --- the hierarchical KL bound -------------------------------------------------------------
 
 
