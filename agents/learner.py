@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -161,27 +160,6 @@ def batch_from_replay(sample: reverb.ReplaySample) -> losses_lib.SequenceBatch:
     )
 
 
-XLA_FAST_MATH_FLAG = "--xla_cpu_enable_fast_math=true"
-
-
-def request_xla_fast_math() -> bool:
-    """Lets XLA:CPU reassociate float sums in this process; True if the flag was added.
-
-    Reassociation is what lets LLVM vectorise the layer norm's and the output layer's
-    row sums; the learner update is about 10% faster with it on a 2-core machine
-    (docs/results.md, issue 5). Results change only at rounding level. NaN and Inf
-    handling is kept (XLA's `xla_cpu_fast_math_honor_nans/infs` stay at their default,
-    true), so the non-finite update guard still works. XLA reads XLA_FLAGS once, at the
-    process's first compilation, so this must run before it; a fast-math setting the user
-    already put in XLA_FLAGS is left alone.
-    """
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_cpu_enable_fast_math" in flags:
-        return False
-    os.environ["XLA_FLAGS"] = f"{flags} {XLA_FAST_MATH_FLAG}".strip()
-    return True
-
-
 class Learner(core.Learner):
     """Trains policy, critic and prior jointly with three Adam optimisers."""
 
@@ -207,8 +185,6 @@ class Learner(core.Learner):
         With XLA, fast math is requested for the process (`request_xla_fast_math`); the
         learner is built before its first update, so the flag is read in time.
         """
-        if jit_compile:
-            request_xla_fast_math()
         # Held while parameters change, so a checkpoint never sees half an update.
         self._update_lock = update_lock or contextlib.nullcontext()
         self._networks = networks

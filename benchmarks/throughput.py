@@ -577,6 +577,9 @@ def parse_args(argv):
 
 
 def main(argv: list[str] | None = None) -> dict:
+    from launch import xla
+
+    xla.request_fast_math()  # as a learner node's environment has it (launch/local.py)
     args = parse_args(argv)
     report: dict = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),

@@ -8,6 +8,8 @@ import os
 import ml_collections
 from absl import logging
 
+from launch import xla
+
 # Every node process runs single-threaded numerical libraries unless it says otherwise:
 # 32 actors on a few cores must not oversubscribe the CPU.
 _NODE_ENV = {
@@ -45,6 +47,7 @@ def launch_local(config: ml_collections.ConfigDict, workdir: str) -> None:
         env = dict(_NODE_ENV)
         if group == "learner":  # the learner may use every core for its matrix products
             env = {k: v for k, v in env.items() if not k.endswith("_NUM_THREADS")}
+            env.update(xla.learner_environment())
         resources[group] = PythonProcess(env=env)
     logging.info("launching %s: node logs in %s", program.name, os.environ["LAUNCHPAD_LOGGING_DIR"])
     from absl import flags

@@ -10,7 +10,7 @@ import trfl
 
 from agents import losses
 from agents.config import LearnerHyperparams
-from agents.learner import Learner, compute_losses, request_xla_fast_math
+from agents.learner import Learner, compute_losses
 from agents.prior_kinds import make_networks
 from environments import registry
 
@@ -199,6 +199,9 @@ def rates_names():
 
 
 def test_xla_fast_math_is_added_once_and_never_overrides_the_user(monkeypatch):
+    from launch.xla import learner_environment
+    from launch.xla import request_fast_math as request_xla_fast_math
+
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
     assert request_xla_fast_math()
     assert os.environ["XLA_FLAGS"] == "--xla_dump_to=/tmp/x --xla_cpu_enable_fast_math=true"
@@ -209,3 +212,8 @@ def test_xla_fast_math_is_added_once_and_never_overrides_the_user(monkeypatch):
     monkeypatch.delenv("XLA_FLAGS")
     assert request_xla_fast_math()
     assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=true"
+    # the learner node's environment follows the same rule, from the launcher's
+    assert learner_environment({"XLA_FLAGS": "--a"}) == {
+        "XLA_FLAGS": "--a --xla_cpu_enable_fast_math=true"
+    }
+    assert learner_environment({}) == {"XLA_FLAGS": "--xla_cpu_enable_fast_math=true"}
