@@ -41,16 +41,16 @@ def compute_losses(
     target-policy samples of time steps 1..T only (Retrace reads no value at step 0); the
     online critic on the taken actions of steps 0..T-1 (the critic loss) and on S
     reparameterised policy samples of every step (SVG(0)), one sample set at a time
-    (`Critic.sampled`). What the policy and prior contribute comes
-    from the prior's kind (`agents.prior_kinds`, via `agents.policy_terms`). `noise` = (eps for the
-    target-policy samples, eps for the policy samples), each [S, (T+1) * B, action size]
-    standard normal; drawn when None (tests fix it; Gaussian policies only).
+    (`Critic.sampled`). What the policy and prior contribute comes from the prior's kind
+    (`agents.prior_kinds`, via `agents.policy_terms`). `noise` = (eps for the target-policy
+    samples, eps for the policy samples), each [S, (T+1) * B, action size] standard normal;
+    drawn when None (tests fix it; Gaussian policies only).
     """
-    time_steps, batch_size = batch.reward.shape[0], batch.reward.shape[1]
-    rows = time_steps * batch_size
-    num_samples = hyper.num_action_samples
-    obs = {key: merge_time_batch(value) for key, value in batch.observation.items()}
-    action = merge_time_batch(batch.action)
+    time_steps, batch_size = batch.reward.shape[0], batch.reward.shape[1]  # T+1, B
+    rows = time_steps * batch_size  # (T+1) * B, row t * B + b
+    num_samples = hyper.num_action_samples  # S
+    obs = {key: merge_time_batch(value) for key, value in batch.observation.items()}  # [rows, .]
+    action = merge_time_batch(batch.action)  # [rows, A]: as sampled (before clip or tanh)
     terms = networks.kind.terms(networks, target_networks, batch, obs, num_samples, noise)
 
     # The critic always sees actions as the environment executes them (clipped to the unit
@@ -59,31 +59,34 @@ def compute_losses(
     def executed(raw: tf.Tensor) -> tf.Tensor:
         return squash_action(raw, hyper.action_squash)
 
-    # Retrace reads Q'(x_t, a_t) and V(x_t) only for t >= 1, so the target critic skips the
-    # first time step's B rows (row 0 of both is left at zero and never read).
-    later = {key: value[batch_size:] for key, value in obs.items()}
-    target_actions = tf.concat(
+    # Retrace reads Q'(x_t, a_t), V(x_t) and c_t only for t = 1..T: the target critic and
+    # everything after it work on those T * B rows ("later").
+    later = {key: value[batch_size:] for key, value in obs.items()}  # [T * B, .]
+    target_actions = tf.concat(  # [1 + S, rows, A]: the taken actions, then S samples
         [action[None], tf.reshape(terms.target_samples, [num_samples, rows, -1])], 0
     )
-    target_q = target_networks.critic.sampled(later, executed(target_actions[:, batch_size:]))
-    unread = tf.zeros([batch_size])
-    target_q_taken = tf.concat([unread, target_q[0]], 0)
-    sampled_q = tf.concat([unread, tf.reduce_mean(target_q[1:], axis=0)], 0)
-    values = tf.stop_gradient(sampled_q - hyper.alpha * terms.kl_to_target_prior)
+    target_q = target_networks.critic.sampled(  # [1 + S, T * B]
+        later, executed(target_actions[:, batch_size:])
+    )
+    next_q_taken = target_q[0]  # [T * B] Q'(x_t, a_t), t = 1..T
+    next_soft_q = tf.reduce_mean(target_q[1:], axis=0)  # [T * B] E_{a~pi'} Q'(x_t, a)
+    next_values = tf.stop_gradient(  # [T * B] V(x_t) = E Q' - alpha KL(pi' || pi0'), t = 1..T
+        next_soft_q - hyper.alpha * terms.kl_to_target_prior[batch_size:]
+    )
 
-    log_ratio = terms.target_log_prob - merge_time_batch(batch.behaviour_log_prob)
-    ratio = tf.minimum(1.0, tf.exp(tf.minimum(log_ratio, 0.0)))
-    traces = hyper.retrace_lambda * ratio
+    log_ratio = terms.target_log_prob - merge_time_batch(batch.behaviour_log_prob)  # [rows]
+    ratio = tf.minimum(1.0, tf.exp(tf.minimum(log_ratio, 0.0)))  # [rows] min(1, pi'/mu)
+    next_traces = hyper.retrace_lambda * ratio[batch_size:]  # [T * B] c_t, t = 1..T
 
-    def time_major(tensor: tf.Tensor) -> tf.Tensor:
-        return tf.reshape(tensor, [time_steps, batch_size])
+    def by_time(tensor: tf.Tensor) -> tf.Tensor:  # [T * B] -> [T, B]
+        return tf.reshape(tensor, [time_steps - 1, batch_size])
 
-    targets, is_transition = losses_lib.retrace_targets(
-        q_taken=time_major(target_q_taken),
-        values=time_major(values),
+    targets, is_transition = losses_lib.retrace_targets(  # [T, B] each, rows 0..T-1
+        next_q_taken=by_time(next_q_taken),
+        next_values=by_time(next_values),
         reward=batch.reward,
         discount=batch.discount,
-        traces=time_major(traces),
+        next_traces=by_time(next_traces),
         start_of_episode=batch.start_of_episode,
         gamma=hyper.discount,
     )
@@ -92,22 +95,25 @@ def compute_losses(
     # Online critic on the taken actions (critic loss) and, in a separate call, on S
     # reparameterised policy samples (SVG(0)): the critic's weight gradients then run over
     # the taken actions only, the policy's input gradients over the samples only.
-    transitions = rows - batch_size  # rows 0..T-1: the last row only bootstraps
-    first_rows = {key: value[:transitions] for key, value in obs.items()}
-    q_taken = tf.reshape(
+    transitions = rows - batch_size  # T * B: rows 0..T-1 (the last row only bootstraps)
+    first_rows = {key: value[:transitions] for key, value in obs.items()}  # [T * B, .]
+    q_taken = tf.reshape(  # [T, B] Q(x_t, a_t), t = 0..T-1
         networks.critic(first_rows, executed(action[:transitions])), [-1, batch_size]
     )
-    policy_actions = tf.reshape(terms.policy_samples, [num_samples, rows, -1])
-    q_policy = tf.reduce_mean(networks.critic.sampled(obs, executed(policy_actions)), axis=0)
+    policy_actions = tf.reshape(terms.policy_samples, [num_samples, rows, -1])  # [S, rows, A]
+    q_policy = tf.reduce_mean(  # [rows] E_eps Q(x, mu(x) + sigma(x) eps): SVG(0)
+        networks.critic.sampled(obs, executed(policy_actions)), axis=0
+    )
 
-    td = targets - q_taken
-    critic_loss = (
+    td = targets - q_taken  # [T, B]
+    critic_loss = (  # scalar: mean squared TD error over transition rows
         0.5
         * tf.reduce_sum(is_transition * tf.square(td))
         / tf.maximum(tf.reduce_sum(is_transition), 1.0)
     )
+    # scalar: -Q + alpha KL(pi || pi0'), every row
     policy_loss = tf.reduce_mean(-q_policy + hyper.alpha * terms.kl_to_target_prior)
-    prior_loss = tf.reduce_mean(terms.prior_loss)
+    prior_loss = tf.reduce_mean(terms.prior_loss)  # scalar: KL(sg(pi) || pi0), every row
     return losses_lib.Losses(
         critic=critic_loss,
         policy=policy_loss,

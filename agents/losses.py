@@ -54,11 +54,11 @@ def gaussian_log_prob(mean, scale, x) -> tf.Tensor:
 
 
 def retrace_targets(
-    q_taken: tf.Tensor,
-    values: tf.Tensor,
+    next_q_taken: tf.Tensor,
+    next_values: tf.Tensor,
     reward: tf.Tensor,
     discount: tf.Tensor,
-    traces: tf.Tensor,
+    next_traces: tf.Tensor,
     start_of_episode: tf.Tensor,
     gamma: float,
 ) -> tuple[tf.Tensor, tf.Tensor]:
@@ -67,26 +67,28 @@ def retrace_targets(
     Q_ret_t = r_t + gamma d_t (V(x_{t+1}) + c_{t+1} [Q_ret_{t+1} - Q'(x_{t+1}, a_{t+1})]),
     with Q_ret_{T-1} bootstrapped from V(x_T) alone; c_{t+1} is zeroed where row t+1 is
     not a transition (an episode's final observation), so traces never cross an episode
-    start. Unrolling gives the sum form in DESIGN.md.
+    start. Unrolling gives the sum form in DESIGN.md. Only rows 1..T of Q', V and c are
+    ever read, so only those are passed.
 
     Args:
-      q_taken: [T+1, B] target critic Q'(x_t, a_t).
-      values: [T+1, B] soft values V(x_t).
-      reward, discount: [T+1, B].
-      traces: [T+1, B] c_t = lambda * min(1, pi'(a_t|x_t) / mu(a_t|x_t)).
+      next_q_taken: [T, B] target critic Q'(x_t, a_t) for t = 1..T.
+      next_values: [T, B] soft values V(x_t) for t = 1..T.
+      reward, discount: [T+1, B] (row T is not read).
+      next_traces: [T, B] c_t = lambda * min(1, pi'(a_t|x_t) / mu(a_t|x_t)), t = 1..T.
       start_of_episode: [T+1, B] bool.
       gamma: the agent's discount.
     Returns:
       (targets [T, B], is_transition [T, B] float mask).
     """
-    num_transitions = q_taken.shape[0] - 1
-    is_transition = 1.0 - tf.cast(start_of_episode[1:], tf.float32)
-    pcontinue = gamma * discount[:-1]
-    cut_traces = traces[:-1] * is_transition  # c_t, zero on non-transition rows
-    target = reward[-2] + pcontinue[-1] * values[-1]
+    num_transitions = next_q_taken.shape[0]
+    is_transition = 1.0 - tf.cast(start_of_episode[1:], tf.float32)  # [T, B]: row t
+    pcontinue = gamma * discount[:-1]  # [T, B]
+    # c_{t+1} for t = 0..T-1, zero where row t+1 is not a transition; [T, B]
+    cut_traces = next_traces * tf.concat([is_transition[1:], tf.ones_like(is_transition[:1])], 0)
+    target = reward[-2] + pcontinue[-1] * next_values[-1]  # [B]: Q_ret_{T-1}
     targets = [target]
     for t in range(num_transitions - 2, -1, -1):
-        correction = cut_traces[t + 1] * (target - q_taken[t + 1])
-        target = reward[t] + pcontinue[t] * (values[t + 1] + correction)
+        correction = cut_traces[t] * (target - next_q_taken[t])  # row t+1's correction
+        target = reward[t] + pcontinue[t] * (next_values[t] + correction)
         targets.append(target)
     return tf.stack(targets[::-1]), is_transition

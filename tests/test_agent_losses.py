@@ -54,8 +54,9 @@ def _loop_reference(q, v, r, d, c, start, gamma):
 
 
 def _ours(q, v, r, d, c, start, gamma):
+    # Retrace reads Q', V and c of rows 1..T only; the reference reads row 0 of Q' too.
     targets, is_transition = losses.retrace_targets(
-        *(tf.constant(x) for x in (q, v, r, d, c, start)), gamma
+        *(tf.constant(x) for x in (q[1:], v[1:], r, d, c[1:], start)), gamma
     )
     return targets.numpy(), is_transition.numpy().astype(bool)
 
