@@ -17,7 +17,12 @@ from acme.utils import counting
 from agents.actor import GaussianActor, VersionedVariableClient
 from agents.learner import Learner
 from launch import builders, checkpointing, supervision
+from launch.quiet import quiet_warnings
 from launch.tensorboard import TensorBoardLogger
+
+# Node processes import this module first (Launchpad unpickles the nodes): their logs
+# (<workdir>/logs/) keep our warnings and lose the third-party deprecation noise.
+quiet_warnings()
 
 
 def run_until_stopped(work: Callable[[], None], name: str) -> None:

@@ -74,22 +74,66 @@ def test_two_actor_program_runs_logs_and_leaves_nothing(tmp_path):
     _assert_prior_rollout(tmp_path, workdir, "mlp")
 
 
+WALKER = f"--config={CONFIG}"
+
+
 @pytest.mark.parametrize(
-    "override, message",
+    "args, message",
     [
-        ("--config.task=no_such_task", "unknown task 'no_such_task'"),
-        ("--config.prior_info=('no_such_set',)", "no information set 'no_such_set'"),
-        ("--config.actors.num_actors=0", "actors.num_actors must be >= 1"),
-        ("--config.prior.kind=gru", "prior.kind must be one of"),
+        # the config's values
+        ([f"{WALKER}:tiny", "--config.task=no_such_task"], "unknown task 'no_such_task'"),
+        (
+            [f"{WALKER}:tiny", "--config.prior_info=('no_such_set',)"],
+            "no information set 'no_such_set'",
+        ),
+        ([f"{WALKER}:tiny", "--config.actors.num_actors=0"], "actors.num_actors must be >= 1"),
+        ([f"{WALKER}:tiny", "--config.prior.kind=gru"], "prior.kind must be one of"),
+        # the command line itself
+        (
+            [f"{WALKER}:tiny", "--config.agent.alhpa=0.1"],
+            "unknown config field 'agent.alhpa'; did you mean 'agent.alpha'?",
+        ),
+        (
+            [f"{WALKER}:tiny", "--config.task_kwargs.foo=1"],
+            "task 'walker_walk' takes no keyword 'foo' (task_kwargs.foo); it takes: time_limit",
+        ),
+        (
+            ["--config=experiments/configs/nope.py"],
+            "config file 'experiments/configs/nope.py' not found; configs in "
+            "experiments/configs: ant_box.py,",
+        ),
+        (
+            [f"{WALKER}:nope"],
+            "unknown variant 'nope'; use one of '', 'local_short', 'tiny'",
+        ),
+        (
+            [f"{WALKER}:tiny", "--config.actors.num_actors=abc"],
+            "flag --config.actors.num_actors=abc: invalid literal for int()",
+        ),
+        ([f"{WALKER}:tiny", "--network=foo"], "flag --network=foo: value should be one of"),
+        ([f"{WALKER}:tiny", "--wrokdir=x"], "Unknown command line flag 'wrokdir'"),
+        ([f"{WALKER}:tiny", "extra"], "unexpected arguments ['extra']"),
     ],
 )
-def test_bad_config_fails_before_launch(tmp_path, override, message):
+def test_bad_input_is_one_error_line_and_launches_nothing(tmp_path, args, message):
+    """Every bad input `bprl run` can see: one `error:` line, exit code 1, nothing started,
+    no run directory."""
     workdir = str(tmp_path / "run")
-    result = bprl("run", f"--config={CONFIG}:tiny", override, f"--workdir={workdir}", timeout=120)
+    result = bprl("run", *args, f"--workdir={workdir}", timeout=120)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
+    assert message in lines[0]
     assert result.returncode == 1
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
-    assert not os.path.exists(os.path.join(workdir, "logs"))  # nothing was launched
+    assert not os.path.exists(workdir)  # nothing was written, so nothing was launched
+    assert run_processes(workdir) == []
+
+
+def test_misspelt_command_is_one_error_line():
+    result = bprl("rnu", timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: unknown command 'rnu'; use one of run, tasks, sweep, rollout, report"
+    ]
 
 
 def test_unwritable_workdir_fails_before_launch(tmp_path):
