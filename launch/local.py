@@ -31,6 +31,9 @@ def launch_local(config: ml_collections.ConfigDict, workdir: str) -> None:
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     save_config(config, workdir)
+    from launch.tensorboard import write_layout
+
+    write_layout(workdir)  # TensorBoard's custom-scalars dashboard for this run
     # Launchpad reads this when its local launcher module is first imported, so it is set
     # before launchpad is imported (a process launches one run).
     os.environ["LAUNCHPAD_LOGGING_DIR"] = os.path.join(workdir, "logs")

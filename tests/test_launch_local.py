@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 
 import numpy as np
 import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.custom_scalar import metadata as custom_scalar_metadata
 from tests_support import BPRL, CONFIG, REPO, run_processes
 
 from launch import events
@@ -31,6 +36,71 @@ def _assert_prior_rollout(tmp_path, workdir: str, kind: str) -> None:
         assert ("latent" in data.files) == (kind == "hierarchical")
 
 
+def _assert_quiet_console(result: subprocess.CompletedProcess, workdir: str) -> None:
+    """Where the run is comes first; no deprecation noise; Launchpad's chatter in one line
+    each (its countdown is not run together)."""
+    lines = result.stdout.splitlines()
+    assert lines[:3] == [
+        f"run directory: {workdir}",
+        f"watch it with: tensorboard --logdir {workdir}",
+        f"node logs: {workdir}/logs/<node>/<i>",
+    ], result.stdout[:2000]
+    assert "Warning" not in result.stdout + result.stderr, result.stderr[-3000:]
+    assert "Waiting for workers" not in result.stdout and "Logging to" not in result.stdout
+    assert sum(line.startswith("stopping: ") for line in lines) == 1
+
+
+def _raw_tags(logdir: str) -> dict[str, list]:
+    """{tag as written: events} of one event-file directory (no name mapping)."""
+    accumulator = event_accumulator.EventAccumulator(
+        logdir, size_guidance={event_accumulator.TENSORS: 0}
+    )
+    accumulator.Reload()
+    return {tag: accumulator.Tensors(tag) for tag in accumulator.Tags()["tensors"]}
+
+
+def _assert_tensorboard_layout(workdir: str) -> None:
+    """Tags grouped by prefix, one x-axis (actor steps) for every node, and the run's
+    custom-scalars layout: policy and prior return on one chart, KL beside them."""
+    expected = {
+        "learner": ("loss/critic", "loss/policy", "loss/prior", "kl/policy_prior"),
+        "actors/0": ("actor/episode_return", "actor/steps_per_second"),
+        "evaluator_0": ("eval/policy_return", "eval/prior_return"),
+    }
+    for node, tags in expected.items():
+        written = _raw_tags(os.path.join(workdir, node))
+        for tag in (*tags, "counts/actor_steps", "counts/learner_steps", "system/"):
+            assert any(name.startswith(tag) for name in written), (node, tag, sorted(written))
+        assert all("/" in name for name in written), sorted(written)
+        # x = the counter's actor steps, at every write of every node
+        x_axis = [
+            (e.step, float(tf.make_ndarray(e.tensor_proto))) for e in written["counts/actor_steps"]
+        ]
+        assert x_axis and all(step == int(value) for step, value in x_axis), (node, x_axis)
+    learner = _raw_tags(os.path.join(workdir, "learner"))
+    learner_steps = [
+        float(tf.make_ndarray(e.tensor_proto)) for e in learner["counts/learner_steps"]
+    ]
+    actor_steps = [e.step for e in learner["counts/learner_steps"]]
+    assert learner_steps != actor_steps  # the learner's own steps are a scalar, not the x-axis
+
+    root = _raw_tags(workdir)
+    (config,) = root[custom_scalar_metadata.CONFIG_SUMMARY_TAG]
+    layout = layout_pb2.Layout.FromString(tf.make_ndarray(config.tensor_proto).item())
+    for category in layout.category:
+        titles = {chart.title: list(chart.multiline.tag) for chart in category.chart}
+        returns = [t for t, regexes in titles.items() if _matches(regexes, "eval/policy_return")]
+        if returns and _matches(titles[returns[0]], "eval/prior_return"):
+            assert any(_matches(regexes, "kl/policy_prior") for regexes in titles.values())
+            break
+    else:
+        raise AssertionError(f"no chart with policy and prior return: {layout}")
+
+
+def _matches(regexes: list[str], tag: str) -> bool:
+    return any(re.search(regex, tag) for regex in regexes)
+
+
 def test_two_actor_program_runs_logs_and_leaves_nothing(tmp_path):
     """The tiny sequential-navigation config as a real 2-actor program, then a rollout of
     its checkpointed prior. (The tiny walker program runs in tests/test_sweep.py.)"""
@@ -42,7 +112,8 @@ def test_two_actor_program_runs_logs_and_leaves_nothing(tmp_path):
         f"--workdir={workdir}",
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert f"tensorboard --logdir {workdir}" in result.stdout
+    _assert_quiet_console(result, workdir)
+    _assert_tensorboard_layout(workdir)
 
     learner = events.read_scalars(os.path.join(workdir, "learner"))
     for tag in (

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from experiments import report
-from launch import progress
+from launch import events, progress
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -114,3 +114,34 @@ def test_progress_line_reads_the_event_files(sweep_dir):
     line = state.line()
     assert "actor 2,100/4,200 (50%)" in line and "learner 70" in line
     assert "eval policy 9.0 prior 4.5" in line
+
+
+def test_grouped_and_flat_tag_names_read_alike(tmp_path):
+    """A run written with grouped tags (every node on the actor-step axis) and one written
+    before (flat names, the learner on its own steps) give the same curves, progress and
+    report (launch/events.py maps the names)."""
+    for kind in ("flat", "grouped"):
+        run = tmp_path / kind
+        learner, evaluator = str(run / "learner"), str(run / "evaluator_0")
+        if kind == "flat":  # learner step = learner steps
+            _write(learner, [(50, 50.0), (70, 70.0)], "learner_steps")
+            _write(learner, [(50, 900.0), (70, 1000.0)], "actor_steps")
+            _write(evaluator, [(0, 1.0), (1000, 3.0)], "policy_return")
+            _write(str(run / "actors" / "0"), [(1000, 2.0)], "episode_return")
+        else:  # step = actor steps everywhere
+            _write(learner, [(900, 50.0), (1000, 70.0)], "counts/learner_steps")
+            _write(learner, [(900, 900.0), (1000, 1000.0)], "counts/actor_steps")
+            _write(evaluator, [(0, 1.0), (1000, 3.0)], "eval/policy_return")
+            _write(str(run / "actors" / "0"), [(1000, 2.0)], "actor/episode_return")
+        (run / "config.json").write_text("{}")
+
+        assert events.read_scalars(evaluator)["policy_return"] == [(0, 1.0), (1000, 3.0)]
+        assert events.read_scalars(learner)["learner_steps"][-1] == (
+            70 if kind == "flat" else 1000,
+            70.0,
+        )
+        state = progress.RunProgress(str(run)).poll()
+        assert (state.actor_steps, state.learner_steps, state.policy_return) == (1000, 70, 3.0)
+        rows, _ = report.summarize(str(run))
+        finals = {row["metric"]: row["final_mean"] for row in rows}
+        assert finals == {"policy_return": 3.0, "episode_return": 2.0}
