@@ -44,19 +44,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         )
     try:
         keys = task.keys_for(tuple(config.prior_info))
-    except ValueError as error:
-        raise ConfigError(f"prior_info {tuple(config.prior_info)}: {error}") from None
-    task_kwargs = config.task_kwargs.to_dict()
-    try:
-        env = registry.make_environment(config.task, config.seed, **task_kwargs)
-    except (ValueError, TypeError) as error:
-        raise ConfigError(f"task {task.name!r} with task_kwargs {task_kwargs}: {error}") from None
-    try:
+        env = registry.make_environment(config.task, config.seed, **config.task_kwargs.to_dict())
         information.input_size(env.observation_spec(), keys)
+        env.close()
     except (ValueError, TypeError) as error:
         raise ConfigError(f"prior_info {tuple(config.prior_info)}: {error}") from None
-    finally:
-        env.close()
 
     from agents.learner import ACTION_SQUASHES
     from networks.factory import PRIOR_KINDS
