@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import NoReturn
 
 from absl import app, flags, logging
@@ -97,6 +98,7 @@ def _cmd_run() -> int:
         return 0
     print(f"run directory: {workdir}")
     print(f"watch it with: tensorboard --logdir {workdir}")
+    started = time.monotonic()
     try:
         local.launch_local(config, workdir)
     except RuntimeError as error:  # a node failed; Launchpad has stopped the others
@@ -105,7 +107,11 @@ def _cmd_run() -> int:
             print(f"  {line}", file=sys.stderr)
         print(f"node logs: {os.path.join(workdir, 'logs')}", file=sys.stderr)
         return 1
-    print(f"done. TensorBoard: tensorboard --logdir {workdir}")
+    from launch import summary
+
+    task = f"{config.task}, prior sees {', '.join(config.prior_info)}"
+    summary.write_learning_curve(workdir, title=f"evaluation return ({task})")
+    print("\n".join(summary.summary_lines(workdir, time.monotonic() - started)))
     return 0
 
 

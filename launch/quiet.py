@@ -30,9 +30,11 @@ THIRD_PARTY = (
     "importlib",  # load_module(), as ml_collections loads a config file
     "keras",
     "launchpad",
+    "matplotlib",
     "ml_collections",
     "numpy",
     "pkg_resources",
+    "pyparsing",
     "reverb",
     "scipy",
     "setuptools",

@@ -48,6 +48,12 @@ def _assert_quiet_console(result: subprocess.CompletedProcess, workdir: str) -> 
     assert "Warning" not in result.stdout + result.stderr, result.stderr[-3000:]
     assert "Waiting for workers" not in result.stdout and "Logging to" not in result.stdout
     assert sum(line.startswith("stopping: ") for line in lines) == 1
+    # the end: a summary of the run, and its learning curve
+    summary = lines[[line.startswith("summary: ") for line in lines].index(True) :]
+    assert summary[1].lstrip().startswith("policy return:") and "->" in summary[1]
+    assert summary[2].lstrip().startswith("prior alone return:") and "->" in summary[2]
+    with open(os.path.join(workdir, "learning_curve.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def _raw_tags(logdir: str) -> dict[str, list]:
