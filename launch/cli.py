@@ -81,6 +81,9 @@ def _cmd_run() -> int:
         from launch import netns
 
         netns.reexec_isolated(sys.argv)  # returns only where isolation is not possible
+    if _LAUNCH.value != "vertex_ai":  # where the run is and how to watch it: first
+        print(f"run directory: {workdir}")
+        print(f"watch it with: tensorboard --logdir {workdir}")
     if resuming:
         from launch import checkpointing
 
@@ -96,8 +99,6 @@ def _cmd_run() -> int:
 
         vertex.launch_vertex(config, _WORKDIR.value)
         return 0
-    print(f"run directory: {workdir}")
-    print(f"watch it with: tensorboard --logdir {workdir}")
     started = time.monotonic()
     try:
         local.launch_local(config, workdir)
