@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -115,9 +116,12 @@ def test_two_actor_program_runs_logs_and_leaves_nothing(tmp_path):
         "run",
         SEQNAV_TINY,
         "--config.actors.num_actors=2",
+        "--config.task_kwargs.reach_radius=0.1",  # a task keyword the config does not set
         f"--workdir={workdir}",
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["task_kwargs"]["reach_radius"] == 0.1
     _assert_quiet_console(result, workdir)
     _assert_tensorboard_layout(workdir)
 
