@@ -4,9 +4,11 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-RUN_DIR ?= runs/walker_walk_$(shell date +%Y%m%d_%H%M%S)
+STAMP_TIME := $(shell date +%Y%m%d_%H%M%S)
+RUN_DIR ?= runs/point_mass_right_$(STAMP_TIME)
+WALKER_RUN_DIR ?= runs/walker_walk_$(STAMP_TIME)
 
-.PHONY: run test test-slow lint format venv clean
+.PHONY: run run-walker test test-slow lint format venv clean
 
 venv: $(STAMP)
 
@@ -18,8 +20,13 @@ $(STAMP): requirements.lock requirements-acme.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
+# The quick start: the policy and the prior alone both learn, a few minutes on 2 cores.
 run: $(STAMP)
-	$(VENV)/bin/bprl run --config=experiments/configs/walker_walk.py:local_short --workdir=$(RUN_DIR)
+	$(VENV)/bin/bprl run --config=experiments/configs/point_mass_right.py:local_short --workdir=$(RUN_DIR)
+
+# The walker smoke run: the whole program on a bigger body (learns little in its budget).
+run-walker: $(STAMP)
+	$(VENV)/bin/bprl run --config=experiments/configs/walker_walk.py:local_short --workdir=$(WALKER_RUN_DIR)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -424,46 +424,35 @@ def update_flops(
 
 def _learner_events(workdir: str):
     """(wall_time, learner_steps, actor_steps) triples from the learner's event files."""
-    from tensorboard.backend.event_processing import event_accumulator
-
     from launch import events
 
     points = []
     for run_dir in events.run_dirs(workdir):
         if os.path.basename(run_dir) != "learner":
             continue
-        scalars = events.read_scalars(run_dir)
-        if "actor_steps" not in scalars:
-            continue
-        actor_steps = dict(scalars["actor_steps"])
-        acc = event_accumulator.EventAccumulator(
-            run_dir, size_guidance={event_accumulator.TENSORS: 0}
-        )
-        acc.Reload()
-        for event in acc.Tensors("actor_steps"):
-            points.append((event.wall_time, int(event.step), actor_steps[int(event.step)]))
+        scalars = events.read_events(run_dir)
+        # both counts are written by every learner write, in the same order
+        for (wall, _, learner), (_, _, actor) in zip(
+            scalars.get("learner_steps", []), scalars.get("actor_steps", []), strict=False
+        ):
+            points.append((wall, int(learner), int(actor)))
     return sorted(points)
 
 
 def _cpu_cores(run_dir: str) -> float | None:
     """Cores a node used: process CPU seconds over wall seconds between its first and last
     TensorBoard writes (`process_cpu_seconds`, written by `launch/tensorboard.py`)."""
-    from tensorboard.backend.event_processing import event_accumulator
+    from launch import events
 
-    acc = event_accumulator.EventAccumulator(run_dir, size_guidance={event_accumulator.TENSORS: 0})
-    acc.Reload()
-    if "process_cpu_seconds" not in acc.Tags()["tensors"]:
+    if not os.path.isdir(run_dir):
         return None
-    points = sorted((e.wall_time, float(tf_value(e))) for e in acc.Tensors("process_cpu_seconds"))
+    points = sorted(
+        (wall, value)
+        for wall, _, value in events.read_events(run_dir).get("process_cpu_seconds", [])
+    )
     if len(points) < 2 or points[-1][0] - points[0][0] < 1.0:
         return None
     return (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
-
-
-def tf_value(event) -> float:
-    import tensorflow as tf
-
-    return tf.make_ndarray(event.tensor_proto).item()
 
 
 def cpu_split(workdir: str) -> dict:

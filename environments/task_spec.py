@@ -7,6 +7,7 @@ list of these; environments/registry.py is the one place that registers them.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 
 import dm_env
@@ -43,3 +44,14 @@ class TaskSpec:
                 if key not in keys:
                     keys.append(key)
         return tuple(keys)
+
+    def keyword_arguments(self) -> tuple[str, ...] | None:
+        """Names `factory` accepts after the seed (config.task_kwargs); None: any name."""
+        parameters = list(inspect.signature(self.factory).parameters.values())[1:]
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            return None
+        return tuple(
+            p.name
+            for p in parameters
+            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        )

@@ -15,11 +15,22 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+from typing import NoReturn
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (.py).")
+# New fields are accepted by the parser only so that `--config.task_kwargs.<name>` can add
+# a task keyword; every other override must name an existing field, which
+# validate.check_config_args checks first. The config is locked once parsed.
+_CONFIG = config_flags.DEFINE_config_file(
+    "config",
+    None,
+    "Experiment config file (.py), optionally :variant.",
+    lock_config=False,
+    accept_new_attributes=True,
+)
 _NETWORK = flags.DEFINE_enum(
     "network",
     "isolated",
@@ -90,6 +101,9 @@ def _cmd_run() -> int:
         from launch import netns
 
         netns.reexec_isolated(sys.argv)  # returns only where isolation is not possible
+    if _LAUNCH.value != "vertex_ai":  # where the run is and how to watch it: first
+        print(f"run directory: {workdir}")
+        print(f"watch it with: tensorboard --logdir {workdir}")
     if resuming:
         from launch import checkpointing
 
@@ -105,8 +119,7 @@ def _cmd_run() -> int:
 
         vertex.launch_vertex(config, _WORKDIR.value)
         return 0
-    print(f"run directory: {workdir}")
-    print(f"watch it with: tensorboard --logdir {workdir}")
+    started = time.monotonic()
     try:
         local.launch_local(config, workdir)
     except RuntimeError as error:  # a node failed; Launchpad has stopped the others
@@ -115,7 +128,11 @@ def _cmd_run() -> int:
             print(f"  {line}", file=sys.stderr)
         print(f"node logs: {os.path.join(workdir, 'logs')}", file=sys.stderr)
         return 1
-    print(f"done. TensorBoard: tensorboard --logdir {workdir}")
+    from launch import summary
+
+    task = f"{config.task}, prior sees {', '.join(config.prior_info)}"
+    summary.write_learning_curve(workdir, title=f"evaluation return ({task})")
+    print("\n".join(summary.summary_lines(workdir, time.monotonic() - started)))
     return 0
 
 
@@ -125,7 +142,8 @@ def _cmd_sweep() -> int:
     config = _CONFIG.value
     if config is None:
         raise validate.ConfigError("--config is required")
-    validate.validate_workdir(_WORKDIR.value)
+    if not _WORKDIR.value:
+        raise validate.ConfigError("--workdir is required")
     workdir = os.path.abspath(_WORKDIR.value)
     try:
         runs = sweep.plan(
@@ -142,6 +160,7 @@ def _cmd_sweep() -> int:
         if run.variant not in validated:
             validate.validate_config(run.config)
             validated.add(run.variant)
+    validate.validate_workdir(_WORKDIR.value)  # created only once everything checks out
     if _LAUNCH.value == "vertex_ai":
         from launch import vertex
 
@@ -209,13 +228,17 @@ def _main(argv: list[str]) -> int:
         except (ConfigError, FileNotFoundError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
-    if len(argv) < 2 or argv[1] not in commands:
+    if len(argv) < 2:
         print(_USAGE, file=sys.stderr)
         return 2
-    if len(argv) > 2:
-        print(f"error: unexpected arguments {argv[2:]}", file=sys.stderr)
-        return 2
     from launch.validate import ConfigError
+
+    if argv[1] == "report":
+        _fail("report takes one directory: bprl report DIR")
+    if argv[1] not in commands:
+        _fail(f"unknown command {argv[1]!r}; use one of {', '.join([*commands, 'report'])}")
+    if len(argv) > 2:
+        _fail(f"unexpected arguments {argv[2:]} (flags are written --name=value)")
 
     try:
         return commands[argv[1]]()
@@ -224,11 +247,43 @@ def _main(argv: list[str]) -> int:
         return 1
 
 
+def _fail(message: object) -> NoReturn:
+    """Exits with code 1 after one `error:` line on stderr (the message's lines joined)."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    print(f"error: {'; '.join(lines)}", file=sys.stderr)
+    sys.exit(1)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, every bad input reported as one `error:` line (exit code 1).
+
+    The config file, its variant and the override names are checked first, by us: absl
+    and ml_collections report them as tracebacks or several lines.
+    """
+    from launch.validate import ConfigError, check_config_args
+
+    try:
+        check_config_args(argv[1:])
+        remaining = flags.FLAGS(argv)
+    except ConfigError as error:
+        _fail(error)
+    except flags.Error as error:  # bad values, unknown flags (absl says which)
+        _fail(error)
+    except (ValueError, TypeError, AttributeError, KeyError, OSError) as error:
+        _fail(f"bad command line: {type(error).__name__}: {error}")
+    if _CONFIG.value is not None:
+        _CONFIG.value.lock()  # from here on, a misspelt field is an error, not a new one
+    return remaining
+
+
 def main() -> None:
     os.environ.setdefault("MUJOCO_GL", "disable")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from launch.quiet import quiet_warnings
+
+    quiet_warnings()
     logging.set_verbosity(logging.WARNING)
-    app.run(lambda argv: sys.exit(_main(argv)))
+    app.run(lambda argv: sys.exit(_main(argv)), flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

@@ -1,34 +1,97 @@
-"""Reads scalar curves back from TensorBoard event files (TensorBoard's own reader)."""
+"""Reads scalar curves back from TensorBoard event files (TensorBoard's own reader).
+
+The one name mapping between what code calls a scalar and what TensorBoard shows (`TAGS`):
+every scalar has a short name (`policy_return`, `critic_loss`, `actor_steps`: what nodes
+log, and what reports, analyses, benchmarks and tests ask for) and a tag grouped by
+prefix (`eval/policy_return`, `loss/critic`, `counts/actor_steps`: what the event files
+hold, so TensorBoard shows one section per group). Runs written before the tags were
+grouped hold the short names as tags; the readers return short names for both.
+"""
 
 from __future__ import annotations
 
 import os
 
 import numpy as np
-from tensorboard.backend.event_processing import event_accumulator
+
+# short name -> TensorBoard tag. The x-axis of every tag is actor steps (all nodes).
+TAGS = {
+    # evaluators: the deterministic policy and the prior alone, mean return per episode
+    "policy_return": "eval/policy_return",
+    "prior_return": "eval/prior_return",
+    # learner: the three losses, the KL the policy pays and the prior minimises
+    "critic_loss": "loss/critic",
+    "policy_loss": "loss/policy",
+    "prior_loss": "loss/prior",
+    "kl_policy_prior": "kl/policy_prior",
+    "q_mean": "critic/q_mean",
+    "retrace_target_mean": "critic/retrace_target_mean",
+    "importance_weight_mean": "critic/importance_weight_mean",
+    "learner_steps_per_second": "learner/steps_per_second",
+    "bad_updates": "learner/bad_updates",
+    # actors: training episodes of the stochastic policy
+    "episode_return": "actor/episode_return",
+    "episode_length": "actor/episode_length",
+    "steps_per_second": "actor/steps_per_second",
+    # the shared counter, as each node last saw it
+    "actor_steps": "counts/actor_steps",
+    "actor_episodes": "counts/actor_episodes",
+    "learner_steps": "counts/learner_steps",
+    # the writing process
+    "process_cpu_seconds": "system/process_cpu_seconds",
+}
+_NAMES = {tag: name for name, tag in TAGS.items()}
 
 
-def read_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
-    """{tag: [(step, value), ...]} for every scalar written under `logdir` (one run dir)."""
+def tag_for(name: str, group: str) -> str:
+    """The TensorBoard tag of scalar `name`; one not in TAGS goes under `group/`."""
+    return TAGS.get(name, f"{group}/{name}")
+
+
+def name_for(tag: str) -> str:
+    """The short name of a tag (new runs) or the tag itself (old runs, unmapped tags)."""
+    return _NAMES.get(tag, tag)
+
+
+def read_events(logdir: str) -> dict[str, list[tuple[float, int, float]]]:
+    """{short name: [(wall_time, step, value), ...]} for every scalar under `logdir`."""
+    from tensorboard.backend.event_processing import event_accumulator
+
     accumulator = event_accumulator.EventAccumulator(
         logdir, size_guidance={event_accumulator.TENSORS: 0, event_accumulator.SCALARS: 0}
     )
     accumulator.Reload()
-    curves: dict[str, list[tuple[int, float]]] = {}
-    for tag in accumulator.Tags().get(event_accumulator.TENSORS, []):
-        curves[tag] = [
-            (int(e.step), float(np.asarray(_tensor_value(e.tensor_proto))))
+    curves: dict[str, list[tuple[float, int, float]]] = {}
+    tags = accumulator.Tags()
+    for tag in tags.get(event_accumulator.TENSORS, []):
+        points = [
+            (e.wall_time, int(e.step), _tensor_value(e.tensor_proto))
             for e in accumulator.Tensors(tag)
         ]
-    for tag in accumulator.Tags().get(event_accumulator.SCALARS, []):
-        curves[tag] = [(int(e.step), float(e.value)) for e in accumulator.Scalars(tag)]
+        if all(value is not None for _, _, value in points):  # scalars only
+            curves[name_for(tag)] = points
+    for tag in tags.get(event_accumulator.SCALARS, []):
+        curves[name_for(tag)] = [
+            (e.wall_time, int(e.step), float(e.value)) for e in accumulator.Scalars(tag)
+        ]
     return curves
 
 
-def _tensor_value(proto) -> np.ndarray:
+def read_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
+    """{short name: [(step, value), ...]} for every scalar written under `logdir`."""
+    return {
+        name: [(step, value) for _, step, value in points]
+        for name, points in read_events(logdir).items()
+    }
+
+
+def _tensor_value(proto) -> float | None:
     import tensorflow as tf
 
-    return tf.make_ndarray(proto)
+    value = np.asarray(tf.make_ndarray(proto))
+    if value.ndim != 0 or not np.issubdtype(value.dtype, np.number):
+        return None
+    return float(value)
 
 
 def run_dirs(root: str) -> list[str]:

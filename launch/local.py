@@ -33,6 +33,9 @@ def launch_local(config: ml_collections.ConfigDict, workdir: str) -> None:
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     save_config(config, workdir)
+    from launch.tensorboard import write_layout
+
+    write_layout(workdir)  # TensorBoard's custom-scalars dashboard for this run
     # Launchpad reads this when its local launcher module is first imported, so it is set
     # before launchpad is imported (a process launches one run).
     os.environ["LAUNCHPAD_LOGGING_DIR"] = os.path.join(workdir, "logs")
@@ -55,16 +58,22 @@ def launch_local(config: ml_collections.ConfigDict, workdir: str) -> None:
     if "lp_termination_notice_secs" in flags.FLAGS:
         # Time for the final checkpoints (learner, counts, replay) before Launchpad kills.
         flags.FLAGS.lp_termination_notice_secs = 25
-    manager = lp.launch(
-        program,
-        launch_type="local_mp",
-        terminal="output_to_files",
-        local_resources=resources,
-    )
-    from launch.progress import run_progress
+    import contextlib
+    import sys
 
-    with run_progress(config, workdir):
-        manager.wait()
+    from launch.progress import run_progress
+    from launch.quiet import LaunchpadConsole
+
+    console = LaunchpadConsole(sys.stdout, os.environ["LAUNCHPAD_LOGGING_DIR"])
+    with contextlib.redirect_stdout(console):
+        manager = lp.launch(
+            program,
+            launch_type="local_mp",
+            terminal="output_to_files",
+            local_resources=resources,
+        )
+        with run_progress(config, workdir):
+            manager.wait()
 
 
 def node_errors(workdir: str) -> list[str]:

@@ -17,7 +17,12 @@ from acme.utils import counting
 from agents.actor import GaussianActor, VersionedVariableClient
 from agents.learner import Learner
 from launch import builders, checkpointing, layout, supervision
+from launch.quiet import quiet_warnings
 from launch.tensorboard import TensorBoardLogger
+
+# Node processes import this module first (Launchpad unpickles the nodes): their logs
+# (<workdir>/logs/) keep our warnings and lose the third-party deprecation noise.
+quiet_warnings()
 
 
 def run_until_stopped(work: Callable[[], None], name: str) -> None:
@@ -59,7 +64,8 @@ class LearnerNode:
             dataset=iter(builders.make_dataset(config, replay.server_address)),
             hyper=builders.hyperparams(config),
             counter=counting.Counter(counter, prefix="learner"),
-            logger=TensorBoardLogger(os.path.join(workdir, "learner"), step_key="learner_steps"),
+            # x: the actor steps the counter holds; learner steps are a scalar of their own
+            logger=TensorBoardLogger(os.path.join(workdir, "learner"), "learner"),
             log_every_steps=config.logging.learner_every_steps,
             update_lock=self._lock,
             jit_compile=networks.kind.jit_compile,
@@ -167,7 +173,7 @@ def run_actor_process(config, actor_id, replay, counter, learner, workdir) -> No
             env,
             actor,
             counter=counting.Counter(counter, prefix="actor"),
-            logger=TensorBoardLogger(logdir, step_key="actor_steps"),
+            logger=TensorBoardLogger(logdir, "actor"),
             label=f"actor_{actor_id}",
         )
         logging.info("actor %d running", actor_id)
@@ -214,7 +220,7 @@ class EvaluatorNode:
         )
         policy = GaussianActor(networks.policy, stochastic=False, variable_client=client)
         prior = GaussianActor(networks.prior, stochastic=True, variable_client=client, seed=seed)
-        logger = TensorBoardLogger(self._logdir, step_key="actor_steps")
+        logger = TensorBoardLogger(self._logdir, "eval")
         next_eval = 0
         while True:
             counts = self._counter.get_counts()

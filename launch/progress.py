@@ -1,11 +1,13 @@
 """A compact live progress line for a run, read from its TensorBoard event files.
 
 The launching process cannot see inside the nodes, but every node writes event files
-under the run directory: actors (`actors/<i>`, step = actor steps), the learner
-(`learner`, step = learner steps) and the evaluators (`evaluator_<i>`, step = actor
-steps, tags `policy_return` / `prior_return`). `RunProgress` re-reads them
-incrementally; `ProgressPrinter` prints its line from a background thread: rewritten in
-place with '\\r' on a terminal, one line every ~10 s otherwise (log files, CI).
+under the run directory: actors (`actors/<i>`), the learner (`learner`) and the
+evaluators (`evaluator_<i>`, `policy_return` / `prior_return`), all against actor steps,
+each write with the counter's `actor_steps` and `learner_steps` (names as in
+launch/events.py; in runs written before the tags were grouped, the learner's x-axis is
+learner steps). `RunProgress` re-reads them incrementally; `ProgressPrinter` prints its
+line from a background thread: rewritten in place with '\\r' on a terminal, one line every
+~10 s otherwise (log files, CI).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import TextIO
 import numpy as np
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
+
+from launch import events
 
 # Keep only the newest value of each tag: the progress line needs nothing else.
 _SIZE_GUIDANCE = {event_accumulator.TENSORS: 1, event_accumulator.SCALARS: 1}
@@ -41,10 +45,11 @@ def format_duration(seconds: float) -> str:
 
 
 class _LastValues:
-    """Newest (step, value) of every scalar tag of one event-file directory."""
+    """Newest (step, value) of every scalar of one event-file directory, by short name."""
 
     def __init__(self, path: str):
         self._accumulator = event_accumulator.EventAccumulator(path, size_guidance=_SIZE_GUIDANCE)
+        self.grouped = False  # tags grouped by prefix: a run whose x-axis is actor steps
 
     def read(self) -> dict[str, tuple[int, float]]:
         self._accumulator.Reload()  # incremental: only new events are read
@@ -53,11 +58,16 @@ class _LastValues:
         for tag in tags.get(event_accumulator.TENSORS, []):
             event = self._accumulator.Tensors(tag)[-1]
             value = np.asarray(tensor_util.make_ndarray(event.tensor_proto))
-            last[tag] = (int(event.step), float(value))
+            last[events.name_for(tag)] = (int(event.step), float(value))
         for tag in tags.get(event_accumulator.SCALARS, []):
             event = self._accumulator.Scalars(tag)[-1]
-            last[tag] = (int(event.step), float(event.value))
+            last[events.name_for(tag)] = (int(event.step), float(event.value))
+        self.grouped = self.grouped or any(events.name_for(tag) != tag for tag in _all(tags))
         return last
+
+
+def _all(tags: dict) -> list[str]:
+    return [*tags.get(event_accumulator.TENSORS, []), *tags.get(event_accumulator.SCALARS, [])]
 
 
 class RunProgress:
@@ -113,9 +123,9 @@ class RunProgress:
                     actor_steps = max(actor_steps, int(value))
                 elif tag == "learner_steps":
                     learner_steps = max(learner_steps, int(value))
-                if name == "learner":
+                if name == "learner" and not reader.grouped:  # an old run's learner
                     learner_steps = max(learner_steps, step)
-                else:  # actors and evaluators count in actor steps
+                else:  # every node of a new run, actors and evaluators of old ones
                     actor_steps = max(actor_steps, step)
             if name.startswith("evaluator_") and "policy_return" in last:
                 step = last["policy_return"][0]

@@ -1,8 +1,16 @@
-"""Checks an experiment config before anything is launched: one clear line per problem."""
+"""Checks an experiment config before anything is launched: one clear line per problem.
+
+Also checks the command line's config arguments before absl and ml_collections parse
+them (`check_config_args`): a missing config file, an unknown variant or an unknown
+`--config.a.b` field each become one ConfigError instead of a traceback.
+"""
 
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import os
+import re
 import tempfile
 
 import ml_collections
@@ -21,6 +29,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         task = registry.get_task(config.task)
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    accepted = task.keyword_arguments()
+    if accepted is not None:
+        for name in config.task_kwargs.keys():
+            if name not in accepted:
+                raise ConfigError(
+                    f"task {task.name!r} takes no keyword {name!r} (task_kwargs.{name}); "
+                    f"it takes: {', '.join(accepted) or 'none'}"
+                )
     if isinstance(config.prior_info, str) or not config.prior_info:
         raise ConfigError(
             f"prior_info must be a non-empty tuple of information-set names, got "
@@ -112,3 +128,92 @@ def validate_resume(config: ml_collections.ConfigDict, workdir: str) -> bool:
     except ValueError as error:
         raise ConfigError(str(error)) from None
     return True
+
+
+_CONFIG_ARG = re.compile(r"^--?config(?:=(.*))?$")
+_OVERRIDE_ARG = re.compile(r"^--?(?:no)?config\.([^=]+)(?:=.*)?$")
+
+
+def check_config_args(args: list[str]) -> None:
+    """Checks `--config=FILE[:variant]` and each `--config.a.b=value` in `args`.
+
+    Raises ConfigError for a config file that is missing or fails to load, an unknown
+    variant, and an override naming a field the config does not have (with the closest
+    name). `task_kwargs.<name>` may name a new field: the task's factory decides
+    (`validate_config`).
+    """
+    spec, overrides = None, []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if match := _CONFIG_ARG.match(arg):
+            spec = match.group(1) if match.group(1) is not None else None
+            if spec is None and i + 1 < len(args):
+                spec = args[i + 1]
+        elif match := _OVERRIDE_ARG.match(arg):
+            overrides.append(match.group(1))
+    if spec is None:
+        if overrides:
+            raise ConfigError(f"--config.{overrides[0]} needs --config=FILE before it")
+        return
+    config = load_config(spec)
+    for name in overrides:
+        check_field(config, name)
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+    """`get_config(variant)` of the config file `spec` = 'path[:variant]', as --config does."""
+    path, colon, variant = spec.partition(":")
+    if not os.path.isfile(path):
+        folder = os.path.dirname(path) or "."
+        known = (
+            sorted(
+                name
+                for name in os.listdir(folder)
+                if name.endswith(".py") and name not in ("__init__.py", "base.py")
+            )
+            if os.path.isdir(folder)
+            else []
+        )
+        hint = f"; configs in {folder}: {', '.join(known)}" if known else ""
+        raise ConfigError(f"config file {path!r} not found{hint}")
+    module_spec = importlib.util.spec_from_file_location("bprl_checked_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+        get_config = module.get_config
+    except Exception as error:  # noqa: BLE001 - any failure of the user's file is reported
+        raise ConfigError(f"config file {path!r}: {type(error).__name__}: {error}") from None
+    try:
+        config = get_config(variant) if colon else get_config()
+    except ValueError as error:  # unknown_variant and the configs' own checks
+        raise ConfigError(f"{spec}: {error}") from None
+    except Exception as error:  # noqa: BLE001
+        raise ConfigError(f"{spec}: get_config: {type(error).__name__}: {error}") from None
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError(
+            f"{spec}: get_config() returned {type(config).__name__}, not a ConfigDict"
+        )
+    return config
+
+
+def check_field(config: ml_collections.ConfigDict, name: str) -> None:
+    """Raises ConfigError when `config` has no field `name` (dotted), naming the closest."""
+    node, walked = config, []
+    parts = name.split(".")
+    for i, part in enumerate(parts):
+        if isinstance(node, ml_collections.ConfigDict) and part in node:
+            node, walked = node[part], [*walked, part]
+            continue
+        if walked == ["task_kwargs"] and i == len(parts) - 1:
+            return  # a keyword for the task's factory: checked by validate_config
+        if not isinstance(node, ml_collections.ConfigDict):
+            raise ConfigError(f"config field {'.'.join(walked)!r} has no field {part!r}")
+        choices = sorted(node.keys())
+        close = difflib.get_close_matches(part, choices, n=1)
+        if close:
+            hint = f"did you mean {'.'.join([*walked, close[0]])!r}?"
+        else:
+            where = f"config field {'.'.join(walked)!r}" if walked else "the config"
+            hint = f"{where} has: {', '.join(choices)}"
+        raise ConfigError(f"unknown config field {name!r}; {hint}")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from launch import progress, report
+from launch import events, progress, report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -188,3 +188,34 @@ def test_steps_to_threshold_with_a_moving_average():
     # averaged over 2 points the curve is 0, 5, 5, 5: never at 10
     assert report.steps_to_threshold(steps, values, 10.0, window=2) == (3.0, False)
     assert report.steps_to_threshold(steps, values, 5.0, window=2) == (1.0, True)
+
+
+def test_grouped_and_flat_tag_names_read_alike(tmp_path):
+    """A run written with grouped tags (every node on the actor-step axis) and one written
+    before (flat names, the learner on its own steps) give the same curves, progress and
+    report (launch/events.py maps the names)."""
+    for kind in ("flat", "grouped"):
+        run = tmp_path / kind
+        learner, evaluator = str(run / "learner"), str(run / "evaluator_0")
+        if kind == "flat":  # learner step = learner steps
+            _write(learner, [(50, 50.0), (70, 70.0)], "learner_steps")
+            _write(learner, [(50, 900.0), (70, 1000.0)], "actor_steps")
+            _write(evaluator, [(0, 1.0), (1000, 3.0)], "policy_return")
+            _write(str(run / "actors" / "0"), [(1000, 2.0)], "episode_return")
+        else:  # step = actor steps everywhere
+            _write(learner, [(900, 50.0), (1000, 70.0)], "counts/learner_steps")
+            _write(learner, [(900, 900.0), (1000, 1000.0)], "counts/actor_steps")
+            _write(evaluator, [(0, 1.0), (1000, 3.0)], "eval/policy_return")
+            _write(str(run / "actors" / "0"), [(1000, 2.0)], "actor/episode_return")
+        (run / "config.json").write_text("{}")
+
+        assert events.read_scalars(evaluator)["policy_return"] == [(0, 1.0), (1000, 3.0)]
+        assert events.read_scalars(learner)["learner_steps"][-1] == (
+            70 if kind == "flat" else 1000,
+            70.0,
+        )
+        state = progress.RunProgress(str(run)).poll()
+        assert (state.actor_steps, state.learner_steps, state.policy_return) == (1000, 70, 3.0)
+        rows, _ = report.summarize(str(run))
+        finals = {row["metric"]: row["final_mean"] for row in rows}
+        assert finals == {"policy_return": 3.0, "episode_return": 2.0}
