@@ -33,7 +33,7 @@ import os
 
 import numpy as np
 
-from launch import events, layout
+from launch import events, layout, plots
 
 EVALUATOR_METRICS = ("policy_return", "prior_return")
 ACTOR_METRICS = ("episode_return",)
@@ -310,12 +310,8 @@ def write_table(rows: list[dict], out_dir: str) -> tuple[str, str]:
 
 
 def plot_metric(metric: str, by_variant: dict, path: str, threshold: float | None = None) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    """Mean and 95% band per variant against actor steps; the threshold as a dashed line."""
+    fig, ax = plots.new_figure()
     for variant, seeds in by_variant.items():
         steps, mean, half = mean_curve(seeds)
         (line,) = ax.plot(steps, mean, marker="o" if len(steps) < 20 else None, ms=3)
@@ -325,15 +321,8 @@ def plot_metric(metric: str, by_variant: dict, path: str, threshold: float | Non
     if threshold is not None:
         ax.axhline(threshold, color="black", linestyle="--", linewidth=1)
         ax.plot([], [], color="black", linestyle="--", label=f"threshold {threshold:g}")
-    ax.set_xlabel("actor steps")
-    ax.set_ylabel(metric.replace("_", " "))
-    ax.set_title(f"{metric}: mean and 95% CI across seeds")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    title = f"{metric}: mean and 95% CI across seeds"
+    return plots.save_figure(fig, ax, path, title, metric.replace("_", " "))
 
 
 def write_report(
