@@ -3,8 +3,15 @@
 Layout under `<workdir>/checkpoints/`:
   learner/   tf.train.Checkpoint of networks, target networks, optimisers and step count
   replay/    Reverb's own checkpoints (the replay server loads the latest when it starts)
-  counts.json  the counter's counts at the moment of the checkpoint, written last, so its
+  counts.json  the counter's counts at the moment of the checkpoint and the paths of the
+               learner and replay checkpoints taken with them, written last, so its
                presence marks a complete checkpoint.
+  counts.previous.json  the record before it: the fallback when the newest checkpoint
+               turns out damaged (truncated or missing files).
+
+Every record on disk names checkpoints that exist: the learner keeps its last 3
+checkpoints (two records name at most two of them, and a third is being written), and
+replay pruning keeps whatever a record names.
 
 A resumed run restores all three: learner steps and counters continue from the
 checkpoint, so TensorBoard curves continue instead of restarting at zero.
@@ -44,13 +51,108 @@ def counts_path(workdir: str) -> str:
     return os.path.join(checkpoint_dir(workdir), "counts.json")
 
 
+def previous_counts_path(workdir: str) -> str:
+    return os.path.join(checkpoint_dir(workdir), "counts.previous.json")
+
+
+class CheckpointError(RuntimeError):
+    """No checkpoint record of a run can be read back."""
+
+
+def load_record(path: str) -> dict | None:
+    """A checkpoint record, or None when the file is missing or unreadable."""
+    try:
+        with open(path) as f:
+            record = json.load(f)
+        return record if isinstance(record, dict) and "learner" in record else None
+    except (OSError, ValueError):
+        return None
+
+
 def load_counts(workdir: str) -> dict:
     """The counts of the last complete checkpoint, or {} for a fresh run."""
+    for path in (counts_path(workdir), previous_counts_path(workdir)):
+        record = load_record(path)
+        if record is not None:
+            return dict(record.get("counts", {}))
+    return {}
+
+
+def check_record(record: dict) -> str | None:
+    """Why `record`'s checkpoints cannot be restored, or None when they can: the learner
+    checkpoint's every tensor is read back, and the replay checkpoint must exist."""
+    learner = record.get("learner")
+    if not learner or not os.path.exists(learner + ".index"):
+        return f"learner checkpoint {learner} is missing"
     try:
-        with open(counts_path(workdir)) as f:
-            return json.load(f)["counts"]
-    except FileNotFoundError:
-        return {}
+        reader = tf.train.load_checkpoint(learner)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except (tf.errors.OpError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0][:200]
+        return f"learner checkpoint {learner} is unreadable ({reason})"
+    replay = record.get("replay")
+    if replay and not os.path.isdir(replay):
+        return f"replay checkpoint {replay} is missing"
+    return None
+
+
+def prepare_resume(workdir: str) -> dict | None:
+    """Chooses the checkpoint a resumed run starts from; returns its record (None: there is
+    none, start from scratch).
+
+    The newest record whose learner and replay checkpoints read back wins. A damaged
+    newest one is reported and set aside (`counts.damaged.json`), and the previous record
+    takes its place, so the counter, the learner and the replay all start from it.
+    Raises CheckpointError, saying what to delete, when records exist but none is usable.
+    """
+    paths = [counts_path(workdir), previous_counts_path(workdir)]
+    problems = []
+    for path in paths:
+        if not os.path.exists(path):
+            continue
+        record = load_record(path)
+        problem = "the record is unreadable" if record is None else check_record(record)
+        if problem is None:
+            if path != paths[0]:
+                _promote(workdir, path, record)
+            return record
+        problems.append(f"{os.path.basename(path)}: {problem}")
+        print(f"warning: checkpoint {os.path.basename(path)} cannot be restored: {problem}")
+    if problems:
+        raise CheckpointError(
+            f"no readable checkpoint in {checkpoint_dir(workdir)} ({'; '.join(problems)}); "
+            f"delete {checkpoint_dir(workdir)} to start this run over from step 0, or use "
+            f"another --workdir"
+        )
+    return None
+
+
+def _promote(workdir: str, path: str, record: dict) -> None:
+    """Makes the record at `path` the newest: the damaged newest one is kept aside, and
+    replay checkpoints newer than the record's are moved out of Reverb's way (Reverb
+    loads the newest one in its directory)."""
+    latest = counts_path(workdir)
+    if os.path.exists(latest):
+        os.replace(latest, os.path.join(checkpoint_dir(workdir), "counts.damaged.json"))
+    replay = record.get("replay")
+    if replay and os.path.isdir(replay):
+        root = os.path.dirname(replay.rstrip("/"))
+        aside = os.path.join(checkpoint_dir(workdir), "replay.unused")
+        chosen = os.path.getmtime(replay)
+        for name in os.listdir(root):
+            other = os.path.join(root, name)
+            if os.path.isdir(other) and os.path.getmtime(other) > chosen:
+                os.makedirs(aside, exist_ok=True)
+                os.replace(other, os.path.join(aside, name))
+    tmp = latest + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(record, f, indent=1)
+    os.replace(tmp, latest)
+    print(
+        f"resuming from the previous checkpoint instead: learner step "
+        f"{int(record.get('counts', {}).get('learner_steps', 0))} ({record['learner']})"
+    )
 
 
 class RestoringCounter(counting.Counter):
@@ -125,23 +227,35 @@ class RunCheckpointer:
         self._replay = replay_client
         self._checkpoint = tf.train.Checkpoint(**learner_state)
         self._manager = tf.train.CheckpointManager(
-            self._checkpoint, checkpoint_dir(workdir, "learner"), max_to_keep=2
+            # Two records (newest, previous) name two of these; the third is the one a
+            # save is writing before its record replaces the newest.
+            self._checkpoint,
+            checkpoint_dir(workdir, "learner"),
+            max_to_keep=3,
         )
         self.last_save_time = time.time()
         self._last_counts: dict = {}
         self._last_replay: tuple[str | None, dict] = (None, {})
 
     def restore(self) -> bool:
-        """Restores the latest complete checkpoint; False when there is none."""
-        if not os.path.exists(counts_path(self._workdir)) or not self._manager.latest_checkpoint:
-            return False
-        with open(counts_path(self._workdir)) as f:
-            record = json.load(f)
-        learner_path = record["learner"]
-        self._last_replay = (record.get("replay"), record.get("replay_items", {}))
-        self._checkpoint.restore(learner_path).assert_existing_objects_matched()
-        logging.info("learner restored from %s", learner_path)
-        return True
+        """Restores the newest complete checkpoint that reads back; False when there is none.
+
+        The launcher has already chosen it (`prepare_resume`); the previous record is
+        still tried here if the newest fails, so a damaged file never stops the learner.
+        """
+        for path in (counts_path(self._workdir), previous_counts_path(self._workdir)):
+            record = load_record(path)
+            if record is None:
+                continue
+            try:
+                self._checkpoint.restore(record["learner"]).assert_existing_objects_matched()
+            except (tf.errors.OpError, ValueError, AssertionError) as error:
+                logging.error("cannot restore %s (%s); trying the previous", path, error)
+                continue
+            self._last_replay = (record.get("replay"), record.get("replay_items", {}))
+            logging.info("learner restored from %s", record["learner"])
+            return True
+        return False
 
     def save(self, include_replay: bool = True) -> dict:
         """Writes a checkpoint; returns what was written and how long each part took.
@@ -186,6 +300,8 @@ class RunCheckpointer:
         tmp = counts_path(self._workdir) + ".tmp"
         with open(tmp, "w") as f:
             json.dump(record, f, indent=1)
+        if os.path.exists(counts_path(self._workdir)):  # the newest becomes the previous
+            os.replace(counts_path(self._workdir), previous_counts_path(self._workdir))
         os.replace(tmp, counts_path(self._workdir))  # atomic: marks the checkpoint complete
         self.last_save_time = time.time()
         logging.info("checkpoint written in %.2fs: %s", record["total_seconds"], learner_path)
@@ -207,12 +323,19 @@ class RunCheckpointer:
         return dict(self._last_counts)
 
     def _prune_replay(self, keep: str) -> None:
-        """Reverb keeps every checkpoint it wrote; keep the newest and the one before."""
+        """Reverb keeps every checkpoint it wrote. Keeps `keep` (about to be recorded),
+        those the records on disk name, and the newest (the replay node's own at shutdown,
+        which Reverb loads on resume); deletes the rest."""
         root = os.path.dirname(keep.rstrip("/"))
+        named = {os.path.abspath(keep.rstrip("/"))}
+        for path in (counts_path(self._workdir), previous_counts_path(self._workdir)):
+            record = load_record(path)
+            if record and record.get("replay"):
+                named.add(os.path.abspath(record["replay"].rstrip("/")))
         entries = sorted(
             (os.path.join(root, name) for name in os.listdir(root)),
             key=os.path.getmtime,
         )
-        for path in entries[:-2]:
-            if os.path.isdir(path) and os.path.abspath(path) != os.path.abspath(keep):
+        for path in entries[:-1]:
+            if os.path.isdir(path) and os.path.abspath(path) not in named:
                 shutil.rmtree(path, ignore_errors=True)
