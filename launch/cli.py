@@ -145,7 +145,7 @@ def _after_failure(config, workdir: str, failure) -> int:
     reached = RunProgress(workdir).poll().learner_steps
     lost = max(0, reached - at_checkpoint)
     if local.stop_requested():
-        print("stopped by a signal: not restarting", file=sys.stderr)
+        print(f"stopped by {local.stop_requested()}: not restarting", file=sys.stderr)
         return 1
     if restarts >= budget:
         print(

@@ -46,12 +46,12 @@ class LaunchInterrupted(Exception):
 
 
 _NODE_ENV_NAME = "BPRL_NODE_GROUP"
-_STOP_REQUESTED = False
+_STOP_REQUESTED = ""
 
 
-def stop_requested() -> bool:
-    """True once SIGTERM or Ctrl-C reached this launcher (a failed run is then not
-    restarted)."""
+def stop_requested() -> str:
+    """The signal ('SIGTERM', 'SIGINT') that asked this launcher to stop, or ''; a failed
+    run is then not restarted."""
     return _STOP_REQUESTED
 
 
@@ -111,9 +111,32 @@ def launch_local(config: ml_collections.ConfigDict, workdir: str) -> None:
         # countdown ends: take the shutdown over, so the caller can report and restart.
         signal.alarm(0)
         signal.signal(signal.SIGALRM, signal.SIG_IGN)
-        stop_children(grace_secs=25.0)
+        # A node stopping may call lp.stop(), which is a SIGTERM to this process: hold
+        # SIGTERM / SIGINT until the nodes are gone, then tell theirs from a person's.
+        held = {signal.SIGTERM, signal.SIGINT}
+        signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        import psutil
+
+        run_pids = {child.pid for child in psutil.Process().children(recursive=True)}
+        try:
+            stop_children(grace_secs=25.0)
+            _note_outside_stop_signals(held, run_pids)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
         tails = {name: log_tail(workdir, name) for name in dead}
         raise NodeFailure(dead, _cause(str(error)), tails) from None
+
+
+def _note_outside_stop_signals(signals: set, run_pids: set[int]) -> None:
+    """Takes the pending (blocked) `signals`; one not sent by a process of the run is a
+    stop request."""
+    global _STOP_REQUESTED
+    while True:
+        info = signal.sigtimedwait(signals, 0)
+        if info is None:
+            return
+        if info.si_pid not in run_pids:
+            _STOP_REQUESTED = signal.Signals(info.si_signo).name
 
 
 @contextlib.contextmanager
@@ -131,7 +154,10 @@ def _abort_launch_on_signal():
 
     def handler(signum, frame):
         global _STOP_REQUESTED
-        _STOP_REQUESTED = True
+        _STOP_REQUESTED = signal.Signals(signum).name
+        import traceback
+
+        traceback.print_stack()
         if launching:
             raise LaunchInterrupted(signal.Signals(signum).name)
 

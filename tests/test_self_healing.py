@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from tests_support import (
     CONFIG,
     REPO,
     actor_workers,
+    read_checkpoint_record,
     run_processes,
     wait_for,
 )
@@ -266,3 +268,84 @@ def test_no_readable_checkpoint_is_one_clear_error(tmp_path):
     message = str(error.value)
     assert "no readable checkpoint" in message
     assert f"delete {checkpointing.checkpoint_dir(workdir)}" in message
+
+
+def _node(workdir: str, group: str):
+    """The run's node process of `group` (task 0), or None."""
+    for proc in _node_processes(workdir):
+        try:
+            if proc.environ().get("BPRL_NODE_GROUP") == group:
+                return proc
+        except Exception:  # noqa: BLE001 - gone
+            pass
+    return None
+
+
+def _checkpoint_with_steps(workdir: str, steps: int):
+    record = read_checkpoint_record(workdir)
+    return record if record and record["counts"].get("learner_steps", 0) >= steps else None
+
+
+def _assert_records_name_existing_checkpoints(workdir: str) -> None:
+    from launch import checkpointing
+
+    for path in (checkpointing.counts_path(workdir), checkpointing.previous_counts_path(workdir)):
+        record = checkpointing.load_record(path)
+        assert record is not None, path
+        assert checkpointing.check_record(record) is None, (path, record)
+
+
+@pytest.mark.slow  # about 2 minutes; the healing test below names the node too
+def test_a_killed_learner_is_named_and_stops_the_run_when_no_restart_is_allowed(tmp_path):
+    workdir = str(tmp_path / "run")
+    proc = _start(
+        workdir,
+        "--config.stop.max_actor_steps=1000000",
+        "--config.reliability.max_program_restarts=0",
+    )
+    try:
+        wait_for(lambda: _checkpoint_with_steps(workdir, 1), 240, "a learner checkpoint")
+        learner = _node(workdir, "learner")
+        learner.send_signal(signal.SIGKILL)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        _kill_all(workdir)
+    assert proc.returncode == 1
+    assert "error: learner/0 died (SIGKILL)" in err, err[-3000:]
+    assert f"last lines of learner/0 ({workdir}/logs/learner/0):" in err
+    assert "restart budget is spent (reliability.max_program_restarts=0)" in err
+    wait_for(lambda: not run_processes(workdir), 5, "no process of the run left")
+
+
+@pytest.mark.slow  # about 3 minutes on 2 cores: two program starts
+def test_a_killed_learner_heals_by_restarting_the_program_from_its_checkpoint(tmp_path):
+    """kill -9 the learner: the launcher names it, restarts the whole program from the
+    last complete checkpoint by itself, and the run reaches its budget without a person."""
+    workdir = str(tmp_path / "run")
+    proc = _start(
+        workdir,
+        "--config.stop.max_actor_steps=6000",
+        "--config.reliability.restart_backoff_secs=1",
+    )
+    try:
+        at_kill = wait_for(lambda: _checkpoint_with_steps(workdir, 20), 300, "a checkpoint")
+        _node(workdir, "learner").send_signal(signal.SIGKILL)
+        out, err = proc.communicate(timeout=600)
+    finally:
+        _kill_all(workdir)
+    assert proc.returncode == 0, err[-3000:]
+    assert "error: learner/0 died (SIGKILL)" in err
+    assert "restart 1 of 3 in 1 s" in err
+    assert "resuming" in out and "done." in out
+    (entry,) = [json.loads(line) for line in open(os.path.join(workdir, "restarts.jsonl"))]
+    assert entry["nodes"] == ["learner/0"] and entry["cause"] == "SIGKILL"
+    assert entry["checkpoint_learner_steps"] >= at_kill["counts"]["learner_steps"]
+    learner_log = open(os.path.join(workdir, "logs", "learner", "0")).read()
+    resumed_at = int(re.search(r"learner resumed at step (\d+)", learner_log).group(1))
+    assert resumed_at >= at_kill["counts"]["learner_steps"]
+    assert os.path.isdir(os.path.join(workdir, "logs.failed.1"))  # the failed attempt's logs
+    final = read_checkpoint_record(workdir)
+    assert final["counts"]["learner_steps"] > resumed_at
+    assert final["counts"]["actor_steps"] >= 6000
+    _assert_records_name_existing_checkpoints(workdir)  # after a normal stop
+    assert run_processes(workdir) == []
