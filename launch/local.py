@@ -135,8 +135,20 @@ def _note_outside_stop_signals(signals: set, run_pids: set[int]) -> None:
         info = signal.sigtimedwait(signals, 0)
         if info is None:
             return
-        if info.si_pid not in run_pids:
-            _STOP_REQUESTED = signal.Signals(info.si_signo).name
+        name = signal.Signals(info.si_signo).name
+        if info.si_pid in run_pids or info.si_pid == os.getpid():
+            logging.info("%s from process %d of the run: not a stop request", name, info.si_pid)
+            continue
+        _STOP_REQUESTED = f"{name} from pid {info.si_pid} ({_describe_pid(info.si_pid)})"
+
+
+def _describe_pid(pid: int) -> str:
+    import psutil
+
+    try:
+        return " ".join(psutil.Process(pid).cmdline())[:120] or "?"
+    except psutil.Error:
+        return "gone"
 
 
 @contextlib.contextmanager
@@ -155,9 +167,6 @@ def _abort_launch_on_signal():
     def handler(signum, frame):
         global _STOP_REQUESTED
         _STOP_REQUESTED = signal.Signals(signum).name
-        import traceback
-
-        traceback.print_stack()
         if launching:
             raise LaunchInterrupted(signal.Signals(signum).name)
 

@@ -349,3 +349,33 @@ def test_a_killed_learner_heals_by_restarting_the_program_from_its_checkpoint(tm
     assert final["counts"]["actor_steps"] >= 6000
     _assert_records_name_existing_checkpoints(workdir)  # after a normal stop
     assert run_processes(workdir) == []
+
+
+@pytest.mark.slow  # starts a 16-actor program (about 1 minute on 2 cores)
+def test_sigterm_while_a_16_actor_program_starts_leaves_nothing(tmp_path):
+    """SIGTERM as soon as the first node's log file appears, i.e. while Launchpad is still
+    starting node processes: the launcher stops what it started and exits; nothing of the
+    run is left 30 s after the signal."""
+    workdir = str(tmp_path / "run")
+    proc = _start(workdir, "--config.actors.num_actors=16", "--config.stop.max_actor_steps=1000000")
+    logs = os.path.join(workdir, "logs")
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not os.path.isdir(logs):
+            time.sleep(0.01)
+        assert os.path.isdir(logs), "the launch never started"
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        wait_for(
+            lambda: not run_processes(workdir),
+            max(1.0, 30 - (time.monotonic() - sent)),
+            "no process",
+        )
+    finally:
+        _kill_all(workdir)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode != 0 or "done." in out
+    print(out[-2000:], err[-2000:])
