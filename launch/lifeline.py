@@ -68,7 +68,7 @@ def write_node_init_file(directory: str) -> str:
     """Writes the pickled `node_init` for Launchpad's `--init_file`; returns its path."""
     import cloudpickle
 
-    path = os.path.join(directory, "node_init.pkl")
+    path = os.path.join(directory, ".node_init.pkl")
     with open(path, "wb") as f:
         cloudpickle.dump(node_init, f)
     return path
