@@ -145,7 +145,12 @@ def _after_failure(config, workdir: str, failure) -> int:
     reached = RunProgress(workdir).poll().learner_steps
     lost = max(0, reached - at_checkpoint)
     if local.stop_requested():
-        print(f"stopped by {local.stop_requested()}: not restarting", file=sys.stderr)
+        print(
+            f"the program was asked to stop ({local.stop_requested()}: a person, or the "
+            f"stop condition at the budget): not restarting; `bprl run` on this directory "
+            f"resumes from the last checkpoint",
+            file=sys.stderr,
+        )
         return 1
     if restarts >= budget:
         print(

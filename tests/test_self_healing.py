@@ -322,9 +322,12 @@ def test_a_killed_learner_heals_by_restarting_the_program_from_its_checkpoint(tm
     """kill -9 the learner: the launcher names it, restarts the whole program from the
     last complete checkpoint by itself, and the run reaches its budget without a person."""
     workdir = str(tmp_path / "run")
+    # A learner-step budget: actors racing ahead on a loaded machine cannot end the run
+    # (at its budget) before the kill is noticed.
     proc = _start(
         workdir,
-        "--config.stop.max_actor_steps=6000",
+        "--config.stop.max_actor_steps=0",
+        "--config.stop.max_learner_steps=150",
         "--config.reliability.restart_backoff_secs=1",
     )
     try:
@@ -345,8 +348,7 @@ def test_a_killed_learner_heals_by_restarting_the_program_from_its_checkpoint(tm
     assert resumed_at >= at_kill["counts"]["learner_steps"]
     assert os.path.isdir(os.path.join(workdir, "logs.failed.1"))  # the failed attempt's logs
     final = read_checkpoint_record(workdir)
-    assert final["counts"]["learner_steps"] > resumed_at
-    assert final["counts"]["actor_steps"] >= 6000
+    assert final["counts"]["learner_steps"] >= 150 > resumed_at
     _assert_records_name_existing_checkpoints(workdir)  # after a normal stop
     assert run_processes(workdir) == []
 
