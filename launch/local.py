@@ -51,7 +51,8 @@ _STOP_REQUESTED = ""
 
 def stop_requested() -> str:
     """The signal ('SIGTERM', 'SIGINT') that asked this launcher to stop, or ''; a failed
-    run is then not restarted."""
+    run is then not restarted. (A person, or the stop condition at the budget: its
+    `lp.stop()` is a SIGTERM to the launcher too.)"""
     return _STOP_REQUESTED
 
 
@@ -111,44 +112,9 @@ def launch_local(config: ml_collections.ConfigDict, workdir: str) -> None:
         # countdown ends: take the shutdown over, so the caller can report and restart.
         signal.alarm(0)
         signal.signal(signal.SIGALRM, signal.SIG_IGN)
-        # A node stopping may call lp.stop(), which is a SIGTERM to this process: hold
-        # SIGTERM / SIGINT until the nodes are gone, then tell theirs from a person's.
-        held = {signal.SIGTERM, signal.SIGINT}
-        signal.pthread_sigmask(signal.SIG_BLOCK, held)
-        import psutil
-
-        run_pids = {child.pid for child in psutil.Process().children(recursive=True)}
-        try:
-            stop_children(grace_secs=25.0)
-            _note_outside_stop_signals(held, run_pids)
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+        stop_children(grace_secs=25.0)
         tails = {name: log_tail(workdir, name) for name in dead}
         raise NodeFailure(dead, _cause(str(error)), tails) from None
-
-
-def _note_outside_stop_signals(signals: set, run_pids: set[int]) -> None:
-    """Takes the pending (blocked) `signals`; one not sent by a process of the run is a
-    stop request."""
-    global _STOP_REQUESTED
-    while True:
-        info = signal.sigtimedwait(signals, 0)
-        if info is None:
-            return
-        name = signal.Signals(info.si_signo).name
-        if info.si_pid in run_pids or info.si_pid == os.getpid():
-            logging.info("%s from process %d of the run: not a stop request", name, info.si_pid)
-            continue
-        _STOP_REQUESTED = f"{name} from pid {info.si_pid} ({_describe_pid(info.si_pid)})"
-
-
-def _describe_pid(pid: int) -> str:
-    import psutil
-
-    try:
-        return " ".join(psutil.Process(pid).cmdline())[:120] or "?"
-    except psutil.Error:
-        return "gone"
 
 
 @contextlib.contextmanager
