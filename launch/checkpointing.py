@@ -3,8 +3,18 @@
 Layout under `<workdir>/checkpoints/`:
   learner/   tf.train.Checkpoint of networks, target networks, optimisers and step count
   replay/    Reverb's own checkpoints (the replay server loads the latest when it starts)
-  counts.json  the counter's counts at the moment of the checkpoint, written last, so its
+  counts.json  the counter's counts at the moment of the checkpoint and the paths of the
+               learner and replay checkpoints taken with them, written last, so its
                presence marks a complete checkpoint.
+  counts.previous.json  the record before it: the fallback when the newest checkpoint
+               turns out damaged (truncated or missing files).
+
+Reverb keeps only its newest replay checkpoint (it deletes the older ones itself when it
+stores one) and loads that one when the replay server starts. The record's `replay` is
+therefore always the newest replay checkpoint: the learner names it when it writes a
+record without asking for a new one, and the replay node, after its own final checkpoint
+at shutdown, updates the newest record (both under a lock on `.record.lock`). The learner
+keeps its last 3 checkpoints: the two records name at most two, a third is being written.
 
 A resumed run restores all three: learner steps and counters continue from the
 checkpoint, so TensorBoard curves continue instead of restarting at zero.
@@ -12,9 +22,10 @@ checkpoint, so TensorBoard curves continue instead of restarting at zero.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable
 
@@ -44,13 +55,145 @@ def counts_path(workdir: str) -> str:
     return os.path.join(checkpoint_dir(workdir), "counts.json")
 
 
+def previous_counts_path(workdir: str) -> str:
+    return os.path.join(checkpoint_dir(workdir), "counts.previous.json")
+
+
+class CheckpointError(RuntimeError):
+    """No checkpoint record of a run can be read back."""
+
+
+def load_record(path: str) -> dict | None:
+    """A checkpoint record, or None when the file is missing or unreadable."""
+    try:
+        with open(path) as f:
+            record = json.load(f)
+        return record if isinstance(record, dict) and "learner" in record else None
+    except (OSError, ValueError):
+        return None
+
+
 def load_counts(workdir: str) -> dict:
     """The counts of the last complete checkpoint, or {} for a fresh run."""
+    for path in (counts_path(workdir), previous_counts_path(workdir)):
+        record = load_record(path)
+        if record is not None:
+            return dict(record.get("counts", {}))
+    return {}
+
+
+def check_record(record: dict) -> str | None:
+    """Why `record`'s checkpoints cannot be restored, or None when they can: the learner
+    checkpoint's every tensor is read back, and the replay checkpoint must exist."""
+    learner = record.get("learner")
+    if not learner or not os.path.exists(learner + ".index"):
+        return f"learner checkpoint {learner} is missing"
     try:
-        with open(counts_path(workdir)) as f:
-            return json.load(f)["counts"]
-    except FileNotFoundError:
-        return {}
+        reader = tf.train.load_checkpoint(learner)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception as error:  # noqa: BLE001 - TF raises OpError, IndexError, ValueError...
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        return f"learner checkpoint {learner} is unreadable ({reason})"
+    return None
+
+
+def latest_replay_checkpoint(workdir: str) -> str | None:
+    """The newest complete Reverb checkpoint (one with its DONE file), the one Reverb loads."""
+    root = checkpoint_dir(workdir, "replay")
+    try:
+        names = sorted(
+            os.listdir(root), key=lambda name: os.path.getmtime(os.path.join(root, name))
+        )
+    except OSError:
+        return None
+    done = [name for name in names if os.path.exists(os.path.join(root, name, "DONE"))]
+    return os.path.join(root, done[-1]) if done else None
+
+
+@contextlib.contextmanager
+def record_lock(workdir: str):
+    """Serialises the writers of the records (learner node, replay node at shutdown)."""
+    os.makedirs(checkpoint_dir(workdir), exist_ok=True)
+    with open(os.path.join(checkpoint_dir(workdir), ".record.lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def write_record(workdir: str, record: dict, keep_previous: bool) -> None:
+    """Writes the newest record atomically (its presence marks a complete checkpoint);
+    with `keep_previous`, the record it replaces becomes `counts.previous.json`."""
+    path = counts_path(workdir)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(record, f, indent=1)
+    if keep_previous and os.path.exists(path):
+        os.replace(path, previous_counts_path(workdir))
+    os.replace(tmp, path)
+
+
+def note_final_replay(workdir: str, replay_path: str, replay_items: dict) -> None:
+    """Called by the replay node after its final checkpoint, which made Reverb delete the
+    one the newest record names: the record now names the new one."""
+    with record_lock(workdir):
+        record = load_record(counts_path(workdir))
+        if record is None:
+            return
+        record["replay"], record["replay_items"] = replay_path, replay_items
+        write_record(workdir, record, keep_previous=False)
+
+
+def prepare_resume(workdir: str) -> dict | None:
+    """Chooses the checkpoint a resumed run starts from; returns its record (None: there is
+    none, start from scratch).
+
+    The newest record whose learner and replay checkpoints read back wins. A damaged
+    newest one is reported and set aside (`counts.damaged.json`), and the previous record
+    takes its place, so the counter, the learner and the replay all start from it.
+    Raises CheckpointError, saying what to delete, when records exist but none is usable.
+    """
+    paths = [counts_path(workdir), previous_counts_path(workdir)]
+    problems = []
+    for path in paths:
+        if not os.path.exists(path):
+            continue
+        record = load_record(path)
+        problem = "the record is unreadable" if record is None else check_record(record)
+        if problem is None:
+            replay = record.get("replay")
+            if replay and not os.path.isdir(replay):  # Reverb kept only a newer one
+                newest = latest_replay_checkpoint(workdir)
+                print(
+                    f"warning: replay checkpoint {replay} is gone; the replay starts from "
+                    + (f"the newest one, {newest}" if newest else "empty")
+                )
+                record = dict(record, replay=newest)
+                if path == paths[0]:
+                    write_record(workdir, record, keep_previous=False)
+            if path != paths[0]:
+                _promote(workdir, path, record)
+            return record
+        problems.append(f"{os.path.basename(path)}: {problem}")
+        print(f"warning: checkpoint {os.path.basename(path)} cannot be restored: {problem}")
+    if problems:
+        raise CheckpointError(
+            f"no readable checkpoint in {checkpoint_dir(workdir)} ({'; '.join(problems)}); "
+            f"delete {checkpoint_dir(workdir)} to start this run over from step 0, or use "
+            f"another --workdir"
+        )
+    return None
+
+
+def _promote(workdir: str, path: str, record: dict) -> None:
+    """Makes the record at `path` the newest; the damaged newest one is kept aside."""
+    latest = counts_path(workdir)
+    if os.path.exists(latest):
+        os.replace(latest, os.path.join(checkpoint_dir(workdir), "counts.damaged.json"))
+    write_record(workdir, record, keep_previous=False)
+    print(
+        f"resuming from the previous checkpoint instead: learner step "
+        f"{int(record.get('counts', {}).get('learner_steps', 0))} ({record['learner']})"
+    )
 
 
 class RestoringCounter(counting.Counter):
@@ -115,23 +258,35 @@ class RunCheckpointer:
         self._replay = replay_client
         self._checkpoint = tf.train.Checkpoint(**learner_state)
         self._manager = tf.train.CheckpointManager(
-            self._checkpoint, checkpoint_dir(workdir, "learner"), max_to_keep=2
+            # Two records (newest, previous) name two of these; the third is the one a
+            # save is writing before its record replaces the newest.
+            self._checkpoint,
+            checkpoint_dir(workdir, "learner"),
+            max_to_keep=3,
         )
         self.last_save_time = time.time()
         self._last_counts: dict = {}
         self._last_replay: tuple[str | None, dict] = (None, {})
 
     def restore(self) -> bool:
-        """Restores the latest complete checkpoint; False when there is none."""
-        if not os.path.exists(counts_path(self._workdir)) or not self._manager.latest_checkpoint:
-            return False
-        with open(counts_path(self._workdir)) as f:
-            record = json.load(f)
-        learner_path = record["learner"]
-        self._last_replay = (record.get("replay"), record.get("replay_items", {}))
-        self._checkpoint.restore(learner_path).assert_existing_objects_matched()
-        logging.info("learner restored from %s", learner_path)
-        return True
+        """Restores the newest complete checkpoint that reads back; False when there is none.
+
+        The launcher has already chosen it (`prepare_resume`); the previous record is
+        still tried here if the newest fails, so a damaged file never stops the learner.
+        """
+        for path in (counts_path(self._workdir), previous_counts_path(self._workdir)):
+            record = load_record(path)
+            if record is None:
+                continue
+            try:
+                self._checkpoint.restore(record["learner"]).assert_existing_objects_matched()
+            except Exception as error:  # noqa: BLE001 - any failure to read it back
+                logging.error("cannot restore %s (%s); trying the previous", path, error)
+                continue
+            self._last_replay = (record.get("replay"), record.get("replay_items", {}))
+            logging.info("learner restored from %s", record["learner"])
+            return True
+        return False
 
     def save(self, include_replay: bool = True) -> dict:
         """Writes a checkpoint; returns what was written and how long each part took.
@@ -144,39 +299,38 @@ class RunCheckpointer:
         if self._learner_steps is not None:  # the shared count lags by up to a second
             counts["learner_steps"] = self._learner_steps()
         replay_secs = 0.0
-        replay_path, replay_items = self._last_replay
-        if self._replay is not None and include_replay:
-            try:
-                # Items present before the checkpoint call are all in it (none expire:
-                # FIFO removal only runs on an insert past max_size).
-                replay_items = {
-                    name: info.current_size
-                    for name, info in self._replay.server_info(timeout=10).items()
-                }
-                replay_started = time.time()
-                replay_path = self._replay.checkpoint()
-                replay_secs = time.time() - replay_started
-                self._prune_replay(replay_path)
-                self._last_replay = (replay_path, replay_items)
-            except Exception:  # noqa: BLE001 - keep the learner's checkpoint regardless
-                logging.exception("replay checkpoint failed; keeping the previous one")
-        learner_started = time.time()
-        learner_path = self._manager.save()
-        learner_secs = time.time() - learner_started
-        record = {
-            "counts": counts,
-            "learner": learner_path,
-            "replay": replay_path,
-            "replay_items": replay_items,
-            "time": time.time(),
-            "replay_seconds": replay_secs,
-            "learner_seconds": learner_secs,
-            "total_seconds": time.time() - started,
-        }
-        tmp = counts_path(self._workdir) + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(record, f, indent=1)
-        os.replace(tmp, counts_path(self._workdir))  # atomic: marks the checkpoint complete
+        with record_lock(self._workdir):
+            replay_path, replay_items = self._last_replay
+            if self._replay is not None and include_replay:
+                try:
+                    # Items present before the checkpoint call are all in it (none expire:
+                    # FIFO removal only runs on an insert past max_size).
+                    replay_items = {
+                        name: info.current_size
+                        for name, info in self._replay.server_info(timeout=10).items()
+                    }
+                    replay_started = time.time()
+                    replay_path = self._replay.checkpoint()
+                    replay_secs = time.time() - replay_started
+                    self._last_replay = (replay_path, replay_items)
+                except Exception:  # noqa: BLE001 - keep the learner's checkpoint regardless
+                    logging.exception("replay checkpoint failed; keeping the previous one")
+            if self._replay is not None and (replay_path is None or not os.path.isdir(replay_path)):
+                replay_path = latest_replay_checkpoint(self._workdir)  # what Reverb kept
+            learner_started = time.time()
+            learner_path = self._manager.save()
+            learner_secs = time.time() - learner_started
+            record = {
+                "counts": counts,
+                "learner": learner_path,
+                "replay": replay_path,
+                "replay_items": replay_items,
+                "time": time.time(),
+                "replay_seconds": replay_secs,
+                "learner_seconds": learner_secs,
+                "total_seconds": time.time() - started,
+            }
+            write_record(self._workdir, record, keep_previous=True)
         self.last_save_time = time.time()
         logging.info("checkpoint written in %.2fs: %s", record["total_seconds"], learner_path)
         return record
@@ -195,14 +349,3 @@ class RunCheckpointer:
         except Exception:  # noqa: BLE001 - a checkpoint without fresh counts beats none
             logging.warning("counter did not answer; checkpointing the last counts read")
         return dict(self._last_counts)
-
-    def _prune_replay(self, keep: str) -> None:
-        """Reverb keeps every checkpoint it wrote; keep the newest and the one before."""
-        root = os.path.dirname(keep.rstrip("/"))
-        entries = sorted(
-            (os.path.join(root, name) for name in os.listdir(root)),
-            key=os.path.getmtime,
-        )
-        for path in entries[:-2]:
-            if os.path.isdir(path) and os.path.abspath(path) != os.path.abspath(keep):
-                shutil.rmtree(path, ignore_errors=True)

@@ -82,7 +82,13 @@ def _cmd_tasks() -> int:
     return 0
 
 
+_RESTARTS_ENV = "BPRL_PROGRAM_RESTARTS"  # program restarts so far (kept across exec)
+
+
 def _cmd_run() -> int:
+    from launch import lifeline
+
+    lifeline.maybe_tie_to_sweep()  # a run of a sweep ends with the sweep
     if _WORKDIR.value:
         # Launchpad reads this once, when first imported (Acme imports it too): set it first.
         os.environ["LAUNCHPAD_LOGGING_DIR"] = os.path.join(os.path.abspath(_WORKDIR.value), "logs")
@@ -96,6 +102,12 @@ def _cmd_run() -> int:
     validate.validate_config(config)
     validate.validate_workdir(_WORKDIR.value)
     workdir = os.path.abspath(_WORKDIR.value)
+    lock = None
+    if _LAUNCH.value == "local":
+        from launch import runlock
+
+        validate.validate_fits_machine(config)
+        lock = runlock.acquire(workdir, "bprl run")  # kept across the re-executions below
     resuming = validate.validate_resume(config, workdir)
     if _NETWORK.value == "isolated" and _LAUNCH.value != "vertex_ai":
         from launch import netns
@@ -107,6 +119,11 @@ def _cmd_run() -> int:
     if resuming:
         from launch import checkpointing
 
+        if _LAUNCH.value == "local":
+            try:  # a damaged newest checkpoint falls back to the previous one
+                checkpointing.prepare_resume(workdir)
+            except checkpointing.CheckpointError as error:
+                raise validate.ConfigError(str(error)) from None
         counts = checkpointing.load_counts(workdir)
         if counts:
             learner_steps = int(counts.get("learner_steps", 0))
@@ -122,18 +139,103 @@ def _cmd_run() -> int:
     started = time.monotonic()
     try:
         local.launch_local(config, workdir)
-    except RuntimeError as error:  # a node failed; Launchpad has stopped the others
-        print(f"error: the run failed ({error})", file=sys.stderr)
-        for line in local.node_errors(workdir):
-            print(f"  {line}", file=sys.stderr)
-        print(f"node logs: {os.path.join(workdir, 'logs')}", file=sys.stderr)
-        return 1
+    except local.LaunchInterrupted as interrupted:
+        print(f"stopped by {interrupted} while starting; no process of the run is left")
+        return 130
+    except local.NodeFailure as failure:  # every process of the program has been stopped
+        return _after_failure(config, workdir, failure)
+    finally:  # (a restart re-executes this process: no `finally`, the lock stays held)
+        if lock is not None:
+            from launch import runlock
+
+            runlock.release(lock)
     from launch import summary
 
     task = f"{config.task}, prior sees {', '.join(config.prior_info)}"
     summary.write_learning_curve(workdir, title=f"evaluation return ({task})")
     print("\n".join(summary.summary_lines(workdir, time.monotonic() - started)))
     return 0
+
+
+def _after_failure(config, workdir: str, failure) -> int:
+    """Reports which node died and why; restarts the whole program from the last complete
+    checkpoint while `reliability.max_program_restarts` allows (this process re-executes
+    itself, keeping its pid, its lock and its network namespace)."""
+    import json
+    import signal
+    import time
+
+    from launch import checkpointing, local
+    from launch.progress import RunProgress
+
+    print(f"error: {failure}", file=sys.stderr)
+    for node, tail in failure.log_tails.items():
+        print(f"  last lines of {node} ({os.path.join(workdir, 'logs', node)}):", file=sys.stderr)
+        for line in tail:
+            print(f"    {line}", file=sys.stderr)
+    for line in local.node_errors(workdir):
+        print(f"  {line}", file=sys.stderr)
+    restarts = int(os.environ.get(_RESTARTS_ENV, "0"))
+    budget = int(config.reliability.max_program_restarts)
+    counts = checkpointing.load_counts(workdir)
+    at_checkpoint = int(counts.get("learner_steps", 0))
+    reached = RunProgress(workdir).poll().learner_steps
+    lost = max(0, reached - at_checkpoint)
+    if local.stop_requested():
+        print(
+            f"the program was asked to stop ({local.stop_requested()}: a person, or the "
+            f"stop condition at the budget): not restarting; `bprl run` on this directory "
+            f"resumes from the last checkpoint",
+            file=sys.stderr,
+        )
+        return 1
+    if restarts >= budget:
+        print(
+            f"error: the program failed {restarts + 1} time(s) and its restart budget is "
+            f"spent (reliability.max_program_restarts={budget}); node logs: "
+            f"{os.path.join(workdir, 'logs')}; `bprl run` on this directory resumes from the "
+            f"last checkpoint (learner step {at_checkpoint})",
+            file=sys.stderr,
+        )
+        return 1
+    delay = float(config.reliability.restart_backoff_secs) * 2**restarts
+    print(
+        f"restarting the whole program from the last complete checkpoint (learner step "
+        f"{at_checkpoint}; about {lost} learner steps lost): restart {restarts + 1} of "
+        f"{budget} in {delay:.0f} s",
+        file=sys.stderr,
+        flush=True,
+    )
+    entry = {
+        "restart": restarts + 1,
+        "time": time.time(),
+        "nodes": failure.nodes,
+        "cause": failure.cause,
+        "checkpoint_learner_steps": at_checkpoint,
+        "learner_steps_at_failure": reached,
+        "learner_steps_lost": lost,
+    }
+    with open(os.path.join(workdir, "restarts.jsonl"), "a") as f:
+        f.write(json.dumps(entry) + "\n")
+    logs = os.path.join(workdir, "logs")
+    if os.path.isdir(logs):  # keep the failed attempt's node logs
+        os.replace(logs, os.path.join(workdir, f"logs.failed.{restarts + 1}"))
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+    try:
+        time.sleep(delay)
+    except KeyboardInterrupt:
+        print("stopped by a signal during the back-off: not restarting", file=sys.stderr)
+        return 1
+    os.environ[_RESTARTS_ENV] = str(restarts + 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "launch.cli", *sys.argv[1:]])
+    return 1  # not reached
 
 
 def _cmd_sweep() -> int:
@@ -165,9 +267,18 @@ def _cmd_sweep() -> int:
         from launch import vertex
 
         return vertex.launch_sweep(runs, _WORKDIR.value)
-    print(f"sweep directory: {workdir}")
-    print(f"watch it with: tensorboard --logdir {workdir}")
-    code = sweep.run_local(runs, sweep.config_args_from_argv(sys.argv[1:]), _PARALLEL.value)
+    from launch import runlock
+
+    at_once = max(1, min(_PARALLEL.value, len(runs)))
+    for run in runs:  # the largest variant decides
+        validate.validate_fits_machine(run.config, at_once)
+    lock = runlock.acquire(workdir, "bprl sweep")  # each run locks its own directory
+    try:
+        print(f"sweep directory: {workdir}")
+        print(f"watch it with: tensorboard --logdir {workdir}")
+        code = sweep.run_local(runs, sweep.config_args_from_argv(sys.argv[1:]), _PARALLEL.value)
+    finally:
+        runlock.release(lock)
     if code == 0:
         print(f"report: bprl report {workdir}")
     return code

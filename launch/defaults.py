@@ -74,6 +74,12 @@ def base_config() -> ml_collections.ConfigDict:
     config.checkpoint.every_seconds = 300  # learner + counts period; replay: rounded to minutes
     config.checkpoint.replay = True  # also checkpoint the Reverb replay (Reverb's checkpointer)
 
+    # Self-healing (docs/reliability.md): when a node of a local run dies, the launcher
+    # restarts the whole program from the last complete checkpoint, this many times.
+    config.reliability = ml_collections.ConfigDict()
+    config.reliability.max_program_restarts = 3  # whole-program restarts (0: fail at once)
+    config.reliability.restart_backoff_secs = 10.0  # wait before restart k: this * 2**(k-1)
+
     config.evaluators = ml_collections.ConfigDict()
     config.evaluators.num_evaluators = 1  # evaluator processes (policy mean and prior alone)
     config.evaluators.episodes = 1  # episodes of each kind per evaluation

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import signal
+import sys
 
 import ml_collections
 from absl import logging
 
-from launch import xla
+from launch import lifeline, xla
 
 # Every node process runs single-threaded numerical libraries unless it says otherwise:
 # 32 actors on a few cores must not oversubscribe the CPU.
@@ -28,8 +32,37 @@ def save_config(config: ml_collections.ConfigDict, workdir: str) -> str:
     return path
 
 
+class NodeFailure(RuntimeError):
+    """A node process of the program died; every other process has been stopped."""
+
+    def __init__(self, nodes: list[str], cause: str, log_tails: dict[str, list[str]]):
+        self.nodes = nodes  # e.g. ["learner/0"]; empty when it could not be told
+        self.cause = cause  # e.g. "SIGKILL" or "exit code 1"
+        self.log_tails = log_tails  # node -> the last lines of its log
+        super().__init__(f"{', '.join(nodes) or 'a node'} died ({cause})")
+
+
+class LaunchInterrupted(Exception):
+    """SIGTERM or Ctrl-C arrived while the nodes were being started."""
+
+
+_NODE_ENV_NAME = "BPRL_NODE_GROUP"
+_STOP_REQUESTED = ""
+
+
+def stop_requested() -> str:
+    """The signal ('SIGTERM', 'SIGINT') that asked this launcher to stop, or ''; a failed
+    run is then not restarted. (A person, or the stop condition at the budget: its
+    `lp.stop()` is a SIGTERM to the launcher too.)"""
+    return _STOP_REQUESTED
+
+
 def launch_local(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Runs the program to completion; node output goes to `<workdir>/logs/<group>/<i>`."""
+    """Runs the program to completion; node output goes to `<workdir>/logs/<group>/<i>`.
+
+    Raises NodeFailure when a node dies, LaunchInterrupted on SIGTERM / Ctrl-C before
+    every node was started; either way no process of the program is left when it raises.
+    """
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     save_config(config, workdir)
@@ -39,6 +72,9 @@ def launch_local(config: ml_collections.ConfigDict, workdir: str) -> None:
     # Launchpad reads this when its local launcher module is first imported, so it is set
     # before launchpad is imported (a process launches one run).
     os.environ["LAUNCHPAD_LOGGING_DIR"] = os.path.join(workdir, "logs")
+    # Every node ties itself to this process (launch/lifeline.py): none outlives it.
+    os.environ[lifeline.LAUNCHER_PID] = str(os.getpid())
+    init_file = lifeline.write_node_init_file(workdir)
     import launchpad as lp
     from launchpad.nodes.python.local_multi_processing import PythonProcess
 
@@ -51,29 +87,140 @@ def launch_local(config: ml_collections.ConfigDict, workdir: str) -> None:
         if group == "learner":  # the learner may use every core for its matrix products
             env = {k: v for k, v in env.items() if not k.endswith("_NUM_THREADS")}
             env.update(xla.learner_environment())
-        resources[group] = PythonProcess(env=env)
+        env[_NODE_ENV_NAME] = group
+        resources[group] = PythonProcess(args={"init_file": init_file}, env=env)
     logging.info("launching %s: node logs in %s", program.name, os.environ["LAUNCHPAD_LOGGING_DIR"])
     from absl import flags
 
     if "lp_termination_notice_secs" in flags.FLAGS:
         # Time for the final checkpoints (learner, counts, replay) before Launchpad kills.
         flags.FLAGS.lp_termination_notice_secs = 25
-    import contextlib
-    import sys
-
     from launch.progress import run_progress
     from launch.quiet import LaunchpadConsole
 
+    expected = [
+        f"{group}/{i}" for group, nodes in program.groups.items() for i in range(len(nodes))
+    ]
     console = LaunchpadConsole(sys.stdout, os.environ["LAUNCHPAD_LOGGING_DIR"])
-    with contextlib.redirect_stdout(console):
-        manager = lp.launch(
-            program,
-            launch_type="local_mp",
-            terminal="output_to_files",
-            local_resources=resources,
-        )
-        with run_progress(config, workdir):
-            manager.wait()
+    try:
+        with contextlib.redirect_stdout(console):
+            with _abort_launch_on_signal():
+                manager = lp.launch(
+                    program,
+                    launch_type="local_mp",
+                    terminal="output_to_files",
+                    local_resources=resources,
+                )
+            with run_progress(config, workdir):
+                manager.wait()
+    except RuntimeError as error:  # Launchpad: "One of the workers exited with code N."
+        alive = _live_nodes()
+        dead = [name for name in expected if name not in alive]
+        # Launchpad has asked the others to stop and would SIGKILL this process when its
+        # countdown ends: take the shutdown over, so the caller can report and restart.
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)
+        stop_children(grace_secs=25.0)
+        tails = {name: log_tail(workdir, name) for name in dead}
+        raise NodeFailure(dead, _cause(str(error)), tails) from None
+
+
+@contextlib.contextmanager
+def _abort_launch_on_signal():
+    """SIGTERM / SIGINT during `lp.launch` stop the launch and every node it started.
+
+    Launchpad's own handler (installed once its worker manager exists) only asks the
+    nodes started so far to stop and schedules a kill countdown, while its launch loop
+    goes on starting the rest one process at a time; with thousands of nodes on a few
+    cores the loop and the starting interpreters starve that countdown. Here the signal
+    raises out of the loop instead (Launchpad keeps a handler installed before its own
+    and calls it), and every child is stopped before LaunchInterrupted is raised.
+    """
+    launching = True
+
+    def handler(signum, frame):
+        global _STOP_REQUESTED
+        _STOP_REQUESTED = signal.Signals(signum).name
+        if launching:
+            raise LaunchInterrupted(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    except LaunchInterrupted as interrupted:
+        launching = False
+        print(f"{interrupted}: stopping the nodes started so far", flush=True)
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)
+        stop_children(grace_secs=20.0)
+        raise
+    finally:
+        launching = False
+        for sig, old in previous.items():
+            if signal.getsignal(sig) is handler:  # Launchpad never took over: put back
+                signal.signal(sig, old)
+
+
+def stop_children(grace_secs: float) -> None:
+    """SIGTERM to every descendant of this process, SIGKILL to those left after
+    `grace_secs`; reaps them."""
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        try:
+            child.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(children, timeout=grace_secs)
+    for child in alive + psutil.Process().children(recursive=True):
+        try:
+            child.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(psutil.Process().children(recursive=True), timeout=10)
+
+
+def _live_nodes() -> set[str]:
+    """`<group>/<task id>` of the node processes of this launcher that are alive."""
+    import psutil
+
+    names = set()
+    for child in psutil.Process().children():
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                continue
+            group = child.environ().get(_NODE_ENV_NAME)
+            cmdline = child.cmdline()
+        except psutil.Error:
+            continue
+        if group and "--lp_task_id" in cmdline:
+            names.add(f"{group}/{cmdline[cmdline.index('--lp_task_id') + 1]}")
+    return names
+
+
+def _cause(message: str) -> str:
+    """'SIGKILL' or 'exit code 1' from Launchpad's "exited with code N" message."""
+    match = re.search(r"exited with code (-?\d+)", message)
+    if not match:
+        return message
+    code = int(match.group(1))
+    if code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
+
+
+def log_tail(workdir: str, node: str, lines: int = 5) -> list[str]:
+    """The last non-empty lines of a node's log (`<workdir>/logs/<group>/<i>`)."""
+    try:
+        with open(os.path.join(workdir, "logs", node), errors="replace") as f:
+            text = [line.rstrip() for line in f if line.strip()]
+    except OSError:
+        return []
+    return text[-lines:]
 
 
 def node_errors(workdir: str) -> list[str]:

@@ -109,13 +109,21 @@ class LearnerNode:
 class CheckpointingReverbNode(lp.ReverbNode):
     """Launchpad's Reverb node, plus a last replay checkpoint when the program stops."""
 
+    def __init__(self, *args, workdir: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._workdir = workdir
+
     def run(self) -> None:
         super().run()
         server = getattr(self, "_server", None)  # set by ReverbNode.run
         if server is not None and self._checkpoint_ctor is not None:
             started = time.time()
-            path = server.localhost_client().checkpoint()
+            client = server.localhost_client()
+            items = {name: info.current_size for name, info in client.server_info(10).items()}
+            path = client.checkpoint()
             logging.info("final replay checkpoint in %.2fs: %s", time.time() - started, path)
+            # Reverb has deleted the checkpoint the newest record named: name this one.
+            checkpointing.note_final_replay(self._workdir, path, items)
 
 
 class ActorNode:

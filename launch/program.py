@@ -30,7 +30,9 @@ def make_program(config: ml_collections.ConfigDict, workdir: str) -> lp.Program:
     with program.group("replay"):
         replay = program.add_node(
             nodes.CheckpointingReverbNode(
-                functools.partial(_replay_tables, config), checkpoint_ctor=checkpoint_ctor
+                functools.partial(_replay_tables, config),
+                checkpoint_ctor=checkpoint_ctor,
+                workdir=workdir,
             )
         )
     with program.group("counter"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -23,8 +24,15 @@ from absl import logging
 
 
 def exit_with_parent(poll_secs: float = 1.0) -> None:
-    """Ends this process if its parent dies (never leaves an orphaned worker behind)."""
-    parent = os.getppid()
+    """Ends this process if its parent dies (never leaves an orphaned worker behind):
+    SIGKILL from the kernel at the parent's death, and a polling thread as a backstop."""
+    from launch import lifeline
+
+    lifeline.set_parent_death_signal(signal.SIGKILL)
+    spawner = multiprocessing.parent_process()
+    parent = spawner.pid if spawner is not None else os.getppid()
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
 
     def watch() -> None:
         while os.getppid() == parent:

@@ -8,7 +8,9 @@ the same sweep command runs only the seeds without it; a run directory left behi
 interrupted seed is cleared first, so its event files do not mix with the new ones.
 Each run is a subprocess in its own process group (Launchpad reads its logging folder
 at import, so one process launches one run); SIGINT/SIGTERM to the sweep terminates
-the groups of the runs in flight, so no node process outlives the sweep.
+the groups of the runs in flight, so no node process outlives the sweep; a SIGKILLed
+sweep takes its runs along too (each run ties itself to the sweep, launch/lifeline.py).
+The sweep locks its directory and each run its own (launch/runlock.py).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import time
 import ml_collections
 from ml_collections.config_flags import tuple_parser
 
-from launch import layout
+from launch import layout, lifeline
 from launch.layout import DONE, RUN_LOG, seed_dirs  # noqa: F401  (the layout's names)
 
 
@@ -246,6 +248,8 @@ def run_local(
                         stderr=subprocess.STDOUT,
                         stdin=subprocess.DEVNULL,
                         start_new_session=True,  # its own process group, see _terminate
+                        # the run ends with this sweep, even a SIGKILLed one (lifeline.py)
+                        env={**os.environ, lifeline.SWEEP_PID: str(os.getpid())},
                     )
                 progress = RunProgress(
                     run.run_dir,

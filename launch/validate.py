@@ -94,6 +94,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             "set stop.max_actor_steps or stop.max_learner_steps, or the run never ends",
         ),
     ]
+    checks += _bound_checks(config)
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
@@ -101,6 +102,102 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         from launch import transfer
 
         transfer.check_artifact(config, observation_spec, action_shape)
+
+
+def _bound_checks(config: ml_collections.ConfigDict) -> list[tuple[bool, str]]:
+    """Numeric fields that have a meaningful range (a NaN fails every check)."""
+    checks = []
+    for name in ("policy", "critic", "prior"):
+        rate = config.agent[f"{name}_learning_rate"]
+        checks.append((rate > 0, f"agent.{name}_learning_rate must be > 0, got {rate}"))
+    for dotted, low, inclusive in (
+        ("agent.retrace_lambda", 0.0, True),
+        ("agent.max_bad_updates", 1, True),
+        ("network.min_scale", 0.0, False),
+        ("network.init_scale", 0.0, False),
+        ("replay.samples_per_insert_tolerance", 0.0, True),
+        ("replay.prefetch_size", 0, True),
+        ("actors.variable_update_period", 1, True),
+        ("actors.max_errors", 1, True),
+        ("actors.max_restarts", 0, True),
+        ("actors.inject_fault_every_steps", 0, True),
+        ("checkpoint.every_seconds", 0.0, False),
+        ("evaluators.episodes", 1, True),
+        ("evaluators.every_actor_steps", 1, True),
+        ("stop.max_actor_steps", 0, True),
+        ("stop.max_learner_steps", 0, True),
+        ("logging.learner_every_steps", 1, True),
+        ("resources.learner_threads", 0, True),
+        ("resources.actor_threads", 1, True),
+        ("reliability.max_program_restarts", 0, True),
+        ("reliability.restart_backoff_secs", 0.0, True),
+    ):
+        group, field = dotted.split(".")
+        value = config[group][field]
+        ok = value >= low if inclusive else value > low
+        checks.append((ok, f"{dotted} must be {'>=' if inclusive else '>'} {low}, got {value}"))
+    lam = config.agent.retrace_lambda
+    checks.append((lam <= 1.0, f"agent.retrace_lambda must be in [0, 1], got {lam}"))
+    for dotted in ("network.policy_hidden", "network.prior_hidden", "network.critic_hidden"):
+        group, field = dotted.split(".")
+        sizes = tuple(config[group][field])
+        checks.append(
+            (
+                all(isinstance(n, int) and n >= 1 for n in sizes),
+                f"{dotted} must be layer widths >= 1, got {sizes}",
+            )
+        )
+    return checks
+
+
+# Measured resident memory of one node process (each imports TensorFlow, Reverb, Acme and
+# dm_control): 17.63 GiB over the 38 processes of a 32-actor run (docs/results.md).
+GIB_PER_NODE = 0.5
+
+
+def program_size(config: ml_collections.ConfigDict) -> tuple[int, int, float]:
+    """(nodes, processes, GiB) of a local run of `config`: an actor is a node plus its
+    worker process; replay, counter, learner, stopper and the evaluators one each."""
+    actors = int(config.actors.num_actors)
+    others = 4 + int(config.evaluators.num_evaluators)
+    nodes = actors + others
+    processes = 1 + nodes + actors  # launcher, nodes, actor workers
+    return nodes, processes, GIB_PER_NODE * (actors + others + 1)
+
+
+def validate_fits_machine(config: ml_collections.ConfigDict, runs_at_once: int = 1) -> None:
+    """Refuses a local launch this machine cannot hold (memory, process limit)."""
+    import resource
+
+    import psutil
+
+    nodes, processes, gib = program_size(config)
+    processes, gib = processes * runs_at_once, gib * runs_at_once
+    total = psutil.virtual_memory().total / 2**30
+    what = (
+        f"{config.actors.num_actors} actors + {nodes - config.actors.num_actors} other nodes "
+        f"+ the launcher, ~{GIB_PER_NODE} GiB each"
+    )
+    if runs_at_once > 1:
+        what += f", times {runs_at_once} runs at once"
+    if gib > total:
+        fit = max(
+            0, int(total / GIB_PER_NODE / runs_at_once) - (nodes - config.actors.num_actors) - 1
+        )
+        raise ConfigError(
+            f"the program needs about {gib:.1f} GiB of memory ({what}; {processes} "
+            f"processes) but this machine has {total:.1f} GiB; "
+            f"use at most {fit} actors (--config.actors.num_actors)"
+        )
+    limit = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+    with open("/proc/sys/kernel/pid_max") as f:
+        pid_max = int(f.read())
+    ceiling = pid_max if limit == resource.RLIM_INFINITY else min(limit, pid_max)
+    if processes > ceiling:
+        raise ConfigError(
+            f"the program needs {processes} processes ({what}) but this machine allows "
+            f"{ceiling} (ulimit -u / kernel.pid_max)"
+        )
 
 
 def validate_workdir(workdir: str) -> None:

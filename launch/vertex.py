@@ -81,7 +81,7 @@ def validate_cluster(config: ml_collections.ConfigDict, submit: bool = True) -> 
     `submit=False` checks the resources only (not the project and bucket).
     """
     if "cluster" not in config:
-        raise ConfigError("the config has no `cluster` section (experiments/configs/base.py)")
+        raise ConfigError("the config has no `cluster` section (launch/defaults.py)")
     cluster = config.cluster
     for group in GROUPS:
         if group not in cluster:

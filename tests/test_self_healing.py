@@ -1,0 +1,414 @@
+"""Runs that heal themselves (issue 16): no orphans, one run per directory, checks before
+launch, checkpoints that survive damage, failures that name the node, program restarts.
+
+Real processes and real signals throughout: `bprl run` subprocesses, SIGKILL, flock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from tests_support import (
+    BPRL,
+    CONFIG,
+    REPO,
+    actor_workers,
+    read_checkpoint_record,
+    run_processes,
+    wait_for,
+)
+
+
+def _start(workdir: str, *overrides: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            BPRL,
+            "run",
+            f"--config={CONFIG}:tiny",
+            "--config.checkpoint.every_seconds=3",
+            *overrides,
+            f"--workdir={workdir}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+
+
+def _bprl(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([BPRL, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def _error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def _node_processes(workdir: str) -> list:
+    """The run's Launchpad node processes (not the launcher, not actor workers)."""
+    found = []
+    for proc in run_processes(workdir):
+        try:
+            if "process_entry.py" in " ".join(proc.cmdline()):
+                found.append(proc)
+        except Exception:  # noqa: BLE001 - gone
+            pass
+    return found
+
+
+def _kill_all(workdir: str) -> None:
+    for proc in run_processes(workdir):
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+
+def test_sigkilled_launcher_leaves_no_process_and_a_live_run_refuses_a_second(tmp_path):
+    """The key check of 'no orphans': kill -9 the launcher of a running program; every
+    node and actor worker is gone within 30 s. While it ran, a second `bprl run` on the
+    same directory was refused, naming the live launcher."""
+    workdir = str(tmp_path / "run")
+    proc = _start(workdir, "--config.stop.max_actor_steps=1000000")
+    try:
+        wait_for(lambda: len(actor_workers(workdir)) == 2, 180, "two actor workers")
+        assert len(_node_processes(workdir)) == 7  # replay, counter, learner, 2 actors, ...
+
+        second = _bprl("run", f"--config={CONFIG}:tiny", f"--workdir={workdir}")
+        assert second.returncode == 1
+        lines = _error_lines(second.stderr)
+        assert lines == [
+            f"error: {workdir} is in use by bprl run (pid {proc.pid}); stop it, or use "
+            "another --workdir"
+        ], second.stderr[-2000:]
+        assert proc.poll() is None  # the first run is untouched
+
+        killed = time.time()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        wait_for(lambda: not run_processes(workdir), 30, "every process of the run to end")
+        assert time.time() - killed <= 30
+    finally:
+        _kill_all(workdir)
+        proc.communicate()
+    holder = json.loads(open(os.path.join(workdir, ".lock")).read())
+    assert holder["pid"] == proc.pid  # a stale record: its lock was freed with the process
+
+
+def _hold_lock_in_child(directory: str) -> subprocess.Popen:
+    """A real `bprl`-like process that takes the directory's lock and waits."""
+    code = (
+        "import sys, time; from launch import runlock; "
+        f"runlock.acquire({directory!r}, 'bprl run'); print('locked', flush=True); "
+        "time.sleep(600)"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO
+    )
+    assert child.stdout.readline().strip() == "locked"
+    return child
+
+
+def test_lock_refuses_while_held_and_is_taken_over_when_stale(tmp_path, capsys):
+    from launch import runlock
+    from launch.validate import ConfigError
+
+    directory = str(tmp_path)
+    child = _hold_lock_in_child(directory)
+    try:
+        with pytest.raises(ConfigError, match=rf"in use by bprl run \(pid {child.pid}\)"):
+            runlock.acquire(directory, "bprl run")
+    finally:
+        child.kill()
+        child.wait()
+    fd = runlock.acquire(directory, "bprl sweep")  # the holder died: the lock is stale
+    try:
+        out = capsys.readouterr().out
+        assert f"taking over the lock of bprl run (pid {child.pid})" in out
+        assert json.loads(open(runlock.lock_path(directory)).read())["pid"] == os.getpid()
+        # A second process is refused while this one holds it, naming this one.
+        other = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"from launch import runlock; runlock.acquire({directory!r}, 'x')",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
+        assert f"in use by bprl sweep (pid {os.getpid()})" in other.stderr
+    finally:
+        runlock.release(fd)
+    assert open(runlock.lock_path(directory)).read() == ""  # a clean release: not stale
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("agent.policy_learning_rate", 0.0, "agent.policy_learning_rate must be > 0"),
+        ("agent.critic_learning_rate", -1e-4, "agent.critic_learning_rate must be > 0"),
+        ("agent.prior_learning_rate", float("nan"), "agent.prior_learning_rate must be > 0"),
+        ("agent.retrace_lambda", 1.5, "agent.retrace_lambda must be in [0, 1]"),
+        ("checkpoint.every_seconds", 0, "checkpoint.every_seconds must be > 0"),
+        ("actors.variable_update_period", 0, "actors.variable_update_period must be >= 1"),
+        ("evaluators.every_actor_steps", 0, "evaluators.every_actor_steps must be >= 1"),
+        ("network.min_scale", 0.0, "network.min_scale must be > 0"),
+        ("network.critic_hidden", (32, 0), "network.critic_hidden must be layer widths >= 1"),
+        ("reliability.max_program_restarts", -1, "reliability.max_program_restarts must be >= 0"),
+    ],
+)
+def test_numeric_fields_out_of_range_are_refused(field, value, message):
+    from experiments.configs import walker_walk
+    from launch import validate
+
+    config = walker_walk.get_config("tiny")
+    config.update_from_flattened_dict({field: value})
+    with pytest.raises(validate.ConfigError) as error:
+        validate.validate_config(config)
+    assert message in str(error.value)
+
+
+def test_a_program_too_big_for_the_machine_is_refused_quickly(tmp_path):
+    import psutil
+
+    workdir = str(tmp_path / "run")
+    started = time.monotonic()
+    result = _bprl(
+        "run", f"--config={CONFIG}:tiny", "--config.actors.num_actors=5000", f"--workdir={workdir}"
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    lines = _error_lines(result.stderr)
+    assert len(lines) == 1, result.stderr[-2000:]
+    total = psutil.virtual_memory().total / 2**30
+    assert "needs about 2503.0 GiB of memory (5000 actors + 5 other nodes" in lines[0]
+    assert f"this machine has {total:.1f} GiB" in lines[0]
+    assert not os.path.exists(os.path.join(workdir, "logs"))  # nothing was launched
+    # Refused by the checks, not by a failed launch: seconds, not minutes (bound generous
+    # for a loaded 2-core machine; it is ~5 s idle).
+    assert elapsed < 30, elapsed
+
+
+def _tiny_checkpointer(workdir: str, value: float):
+    import tensorflow as tf
+
+    from launch import checkpointing
+
+    state = {"w": tf.Variable([value, value]), "step": tf.Variable(0, dtype=tf.int64)}
+    return state, checkpointing.RunCheckpointer(workdir, state, counter=None)
+
+
+def _save(workdir: str, checkpointer, state, value: float, step: int) -> dict:
+    state["w"].assign([value, value])
+    state["step"].assign(step)
+    record = checkpointer.save()
+    counts = dict(record["counts"], learner_steps=step)  # no counter here: record the step
+    record["counts"] = counts
+    from launch import checkpointing
+
+    with open(checkpointing.counts_path(workdir), "w") as f:
+        json.dump(record, f)
+    return record
+
+
+def test_truncated_latest_learner_checkpoint_falls_back_to_the_previous(tmp_path, capsys):
+    """Real TensorFlow checkpoints: the newest one's data file is cut short; the resume
+    reports it and restores the previous complete checkpoint instead."""
+    from launch import checkpointing
+
+    workdir = str(tmp_path)
+    state, checkpointer = _tiny_checkpointer(workdir, 0.0)
+    _save(workdir, checkpointer, state, 1.0, 10)
+    previous = _save(workdir, checkpointer, state, 2.0, 20)
+    latest = _save(workdir, checkpointer, state, 3.0, 30)
+    (data,) = [
+        os.path.join(os.path.dirname(latest["learner"]), name)
+        for name in os.listdir(os.path.dirname(latest["learner"]))
+        if name.startswith(os.path.basename(latest["learner"]) + ".data")
+    ]
+    with open(data, "r+b") as f:
+        f.truncate(os.path.getsize(data) // 2)
+
+    chosen = checkpointing.prepare_resume(workdir)
+    out = capsys.readouterr().out
+    assert chosen["learner"] == previous["learner"]
+    assert "counts.json cannot be restored" in out and "unreadable" in out
+    assert "resuming from the previous checkpoint instead: learner step 20" in out
+    assert checkpointing.load_counts(workdir)["learner_steps"] == 20  # the counter agrees
+    restored, fresh = _tiny_checkpointer(workdir, -1.0)
+    assert fresh.restore()
+    assert restored["w"].numpy().tolist() == [2.0, 2.0] and int(restored["step"]) == 20
+    # Saving again goes on from there, and the records name checkpoints that exist.
+    _save(workdir, fresh, restored, 4.0, 21)
+    for path in (checkpointing.counts_path(workdir), checkpointing.previous_counts_path(workdir)):
+        assert checkpointing.check_record(checkpointing.load_record(path)) is None
+
+
+def test_no_readable_checkpoint_is_one_clear_error(tmp_path):
+    from launch import checkpointing
+
+    workdir = str(tmp_path)
+    state, checkpointer = _tiny_checkpointer(workdir, 0.0)
+    for step in (1, 2):
+        record = _save(workdir, checkpointer, state, float(step), step)
+    learner_dir = os.path.dirname(record["learner"])
+    for name in os.listdir(learner_dir):
+        if ".data-" in name:
+            os.remove(os.path.join(learner_dir, name))
+    with pytest.raises(checkpointing.CheckpointError) as error:
+        checkpointing.prepare_resume(workdir)
+    message = str(error.value)
+    assert "no readable checkpoint" in message
+    assert f"delete {checkpointing.checkpoint_dir(workdir)}" in message
+
+
+def _node(workdir: str, group: str):
+    """The run's node process of `group` (task 0), or None."""
+    for proc in _node_processes(workdir):
+        try:
+            if proc.environ().get("BPRL_NODE_GROUP") == group:
+                return proc
+        except Exception:  # noqa: BLE001 - gone
+            pass
+    return None
+
+
+def _checkpoint_with_steps(workdir: str, steps: int):
+    record = read_checkpoint_record(workdir)
+    return record if record and record["counts"].get("learner_steps", 0) >= steps else None
+
+
+def _assert_records_name_existing_checkpoints(workdir: str) -> None:
+    from launch import checkpointing
+
+    for path in (checkpointing.counts_path(workdir), checkpointing.previous_counts_path(workdir)):
+        record = checkpointing.load_record(path)
+        assert record is not None, path
+        assert checkpointing.check_record(record) is None, (path, record)
+
+
+@pytest.mark.slow  # about 2 minutes; the healing test below names the node too
+def test_a_killed_learner_is_named_and_stops_the_run_when_no_restart_is_allowed(tmp_path):
+    workdir = str(tmp_path / "run")
+    proc = _start(
+        workdir,
+        "--config.stop.max_actor_steps=1000000",
+        "--config.reliability.max_program_restarts=0",
+    )
+    try:
+        wait_for(lambda: _checkpoint_with_steps(workdir, 1), 240, "a learner checkpoint")
+        learner = _node(workdir, "learner")
+        learner.send_signal(signal.SIGKILL)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        _kill_all(workdir)
+    assert proc.returncode == 1
+    assert "error: learner/0 died (SIGKILL)" in err, err[-3000:]
+    assert f"last lines of learner/0 ({workdir}/logs/learner/0):" in err
+    assert "restart budget is spent (reliability.max_program_restarts=0)" in err
+    wait_for(lambda: not run_processes(workdir), 5, "no process of the run left")
+
+
+@pytest.mark.slow  # about 3 minutes on 2 cores: two program starts
+def test_a_killed_learner_heals_by_restarting_the_program_from_its_checkpoint(tmp_path):
+    """kill -9 the learner: the launcher names it, restarts the whole program from the
+    last complete checkpoint by itself, and the run reaches its budget without a person."""
+    workdir = str(tmp_path / "run")
+    # A learner-step budget: actors racing ahead on a loaded machine cannot end the run
+    # (at its budget) before the kill is noticed.
+    proc = _start(
+        workdir,
+        "--config.stop.max_actor_steps=0",
+        "--config.stop.max_learner_steps=300",
+        "--config.reliability.restart_backoff_secs=1",
+    )
+    try:
+        at_kill = wait_for(lambda: _checkpoint_with_steps(workdir, 5), 300, "a checkpoint")
+        _node(workdir, "learner").send_signal(signal.SIGKILL)
+        out, err = proc.communicate(timeout=600)
+    finally:
+        _kill_all(workdir)
+    assert proc.returncode == 0, err[-3000:]
+    assert "error: learner/0 died (SIGKILL)" in err
+    assert "restart 1 of 3 in 1 s" in err
+    assert "resuming" in out and "done." in out
+    (entry,) = [json.loads(line) for line in open(os.path.join(workdir, "restarts.jsonl"))]
+    assert entry["nodes"] == ["learner/0"] and entry["cause"] == "SIGKILL"
+    assert entry["checkpoint_learner_steps"] >= at_kill["counts"]["learner_steps"]
+    learner_log = open(os.path.join(workdir, "logs", "learner", "0")).read()
+    resumed_at = int(re.search(r"learner resumed at step (\d+)", learner_log).group(1))
+    assert resumed_at >= at_kill["counts"]["learner_steps"]
+    assert os.path.isdir(os.path.join(workdir, "logs.failed.1"))  # the failed attempt's logs
+    final = read_checkpoint_record(workdir)
+    assert final["counts"]["learner_steps"] >= 300 > resumed_at
+    _assert_records_name_existing_checkpoints(workdir)  # after a normal stop
+    assert run_processes(workdir) == []
+
+
+@pytest.mark.slow  # starts a 16-actor program (about 1 minute on 2 cores)
+def test_sigterm_while_a_16_actor_program_starts_leaves_nothing(tmp_path):
+    """SIGTERM as soon as the first node's log file appears, i.e. while Launchpad is still
+    starting node processes: the launcher stops what it started and exits; nothing of the
+    run is left 30 s after the signal."""
+    workdir = str(tmp_path / "run")
+    proc = _start(workdir, "--config.actors.num_actors=16", "--config.stop.max_actor_steps=1000000")
+    logs = os.path.join(workdir, "logs")
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not os.path.isdir(logs):
+            time.sleep(0.01)
+        assert os.path.isdir(logs), "the launch never started"
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        wait_for(
+            lambda: not run_processes(workdir),
+            max(1.0, 30 - (time.monotonic() - sent)),
+            "no process",
+        )
+    finally:
+        _kill_all(workdir)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    if "while starting" in out:  # the signal landed in Launchpad's launch loop
+        assert "stopped by SIGTERM while starting; no process of the run is left" in out
+        assert proc.returncode == 130, err[-2000:]
+
+
+@pytest.mark.slow  # a sweep's run up to its nodes, then 30 s of shutdown
+def test_sigkilled_sweep_takes_its_runs_along(tmp_path):
+    """kill -9 `bprl sweep`: its `bprl run` child stops its program as on SIGTERM and
+    exits; nothing of the sweep is left within 45 s (run: 25 s graceful stop, then kill)."""
+    sweep_dir = str(tmp_path / "sweep")
+    proc = subprocess.Popen(
+        [
+            BPRL,
+            "sweep",
+            f"--config={CONFIG}:tiny",
+            "--config.stop.max_actor_steps=1000000",
+            "--seeds=1",
+            f"--workdir={sweep_dir}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+    )
+    run_dir = os.path.join(sweep_dir, "seed_0")
+    try:
+        wait_for(lambda: len(actor_workers(run_dir)) == 2, 240, "the run's actor workers")
+        killed = time.monotonic()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        wait_for(lambda: not run_processes(sweep_dir), 45, "every process of the sweep to end")
+        assert time.monotonic() - killed <= 45
+    finally:
+        _kill_all(sweep_dir)
