@@ -118,7 +118,7 @@ def compute_losses(
         critic=critic_loss,
         policy=policy_loss,
         prior=prior_loss,
-        kl=prior_loss,
+        kl=tf.reduce_mean(terms.kl_to_target_prior),
         q=tf.reduce_mean(q_taken),
         retrace_target=tf.reduce_mean(targets),
         importance_weight=tf.reduce_mean(ratio),

@@ -32,7 +32,8 @@ class Losses(NamedTuple):
     critic: tf.Tensor
     policy: tf.Tensor
     prior: tf.Tensor
-    kl: tf.Tensor  # mean KL(pi || pi0) over the batch (online networks)
+    kl: tf.Tensor  # mean KL(pi || pi0'): what the policy pays (the target prior; a bound
+    # for hierarchical heads). `prior` is the same KL against the online prior.
     q: tf.Tensor  # mean Q of the taken actions
     retrace_target: tf.Tensor
     importance_weight: tf.Tensor  # mean clipped pi'(a|x) / mu(a|x)
