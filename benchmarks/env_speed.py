@@ -24,6 +24,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import environments  # noqa: E402,F401  (sets MUJOCO_GL before dm_control is imported)
+from benchmarks import machine  # noqa: E402
 from environments import registry  # noqa: E402
 
 OUR_TASKS = ("seqnav_pointmass", "multitask_pointmass", "seqnav_ant", "ant_box")
@@ -82,17 +83,6 @@ def time_environment(make: Callable[[int], object], steps: int, seed: int = 0) -
     }
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5000, help="steps per environment")
@@ -104,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
         results[name] = time_environment(make, args.steps)
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "cpu": _cpu_model(),
+        "cpu": machine.cpu_model(),
         "nproc": os.cpu_count(),
         "python": platform.python_version(),
         "steps_per_env": args.steps,

@@ -52,6 +52,7 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import environments  # noqa: E402,F401  (sets MUJOCO_GL before dm_control is imported)
+from benchmarks import machine  # noqa: E402
 
 TASKS = ("walker_walk", "seqnav_pointmass")
 # The prior's information sets per task (the prior is denied the task-identifying inputs).
@@ -66,28 +67,6 @@ CRITIC_HIDDEN = (400, 300)
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def _uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return ""
 
 
 def make_config(task: str, args: argparse.Namespace):
@@ -488,7 +467,7 @@ def bench_system(num_actors: int, args: argparse.Namespace) -> dict:
         f"--workdir={workdir}",
     ]
     start = time.perf_counter()
-    load_before = _loadavg()
+    load_before = machine.loadavg()
     proc = subprocess.run(
         command, capture_output=True, text=True, timeout=args.system_timeout, cwd=ROOT
     )
@@ -498,7 +477,7 @@ def bench_system(num_actors: int, args: argparse.Namespace) -> dict:
         "returncode": proc.returncode,
         "wall_s": wall,
         "load_before": load_before,
-        "load_after": _loadavg(),
+        "load_after": machine.loadavg(),
         "command": " ".join(command),
     }
     points = _learner_events(workdir)
@@ -572,11 +551,11 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     report: dict = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "cpu": _cpu_model(),
+        "cpu": machine.cpu_model(),
         "nproc": os.cpu_count(),
         "python": platform.python_version(),
         "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + (argv or sys.argv[1:])),
-        "uptime_start": _uptime(),
+        "uptime_start": machine.uptime(),
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "tasks": {},
     }
@@ -585,7 +564,7 @@ def main(argv: list[str] | None = None) -> dict:
                        args.critic_hidden[-1], args.matmul_repeats)  # fmt: skip
     report["matmul_flops_per_s"] = rate
     for task in [t for t in args.tasks.split(",") if t]:
-        result = {"load_before": _loadavg()}
+        result = {"load_before": machine.loadavg()}
         result.update(bench_actors(task, args))
         result.update(bench_learners(task, args))
         flops = update_flops(
@@ -599,7 +578,7 @@ def main(argv: list[str] | None = None) -> dict:
         result["update_flops"] = flops
         result["update_floor_s"] = flops / rate
         result["update_over_floor"] = result["learner_update_s"] / result["update_floor_s"]
-        result["load_after"] = _loadavg()
+        result["load_after"] = machine.loadavg()
         report["tasks"][task] = result
         print_task(task, result)
     if not args.skip_system:
@@ -607,7 +586,7 @@ def main(argv: list[str] | None = None) -> dict:
         for n in args.system_actors:
             report["system"].append(bench_system(n, args))
             print_system(report["system"][-1])
-    report["uptime_end"] = _uptime()
+    report["uptime_end"] = machine.uptime()
     print(f"matmul rate: {rate / 1e9:.1f} GFLOP/s; {report['cpu']}, {report['nproc']} CPUs")
     print(f"load: start [{report['uptime_start']}] end [{report['uptime_end']}]")
     if args.out:
