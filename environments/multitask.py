@@ -18,25 +18,17 @@ import numpy as np
 from dm_control import composer
 from dm_control.composer.observation import observable
 
-from environments.sequential_navigation import (
-    POINTMASS_ROOM_HALF_SIZE,
-    TARGET_COLOURS,
-    Body,
-    PointMass,
-    TargetPad,
-    WalledArena,
-    default_target_positions,
-    make_composer_env,
-    random_positions,
-)
+from environments import arenas, props, walkers
+from environments.room_task import RoomTask, make_composer_env, one_hot
+from environments.task_spec import TaskSpec
 
 
-class MultiTaskNavigation(composer.Task):
+class MultiTaskNavigation(RoomTask):
     """Go to target `task_id` and stay there; `task_id` is drawn per episode."""
 
     def __init__(
         self,
-        arena: WalledArena,
+        arena: arenas.WalledArena,
         num_tasks: int = 4,
         episode_length: int = 200,
         reach_radius: float = 0.1,
@@ -44,83 +36,37 @@ class MultiTaskNavigation(composer.Task):
         control_timestep: float = 0.025,
         fixed_start: bool = False,
     ):
-        self._arena = arena
+        super().__init__(
+            walkers.PointMass(),
+            arena,
+            episode_length,
+            reach_radius,
+            physics_timestep,
+            control_timestep,
+        )
         self._fixed_start = fixed_start
-        self._body = Body(PointMass())
-        self._body.attach_to(arena)
         self._num_tasks = num_tasks
-        self._episode_length = episode_length
-        self._reach_radius = reach_radius
-        self._target_positions = default_target_positions(num_tasks, arena.half_size)
-        for k, pos in enumerate(self._target_positions):
-            pad = TargetPad(name=f"target_{k}", radius=reach_radius, rgba=TARGET_COLOURS[k % 6])
-            arena.attach(pad).pos = (*pos, 0.0)
+        self._target_positions = arenas.default_target_positions(num_tasks, arena.half_size)
+        props.add_target_pads(arena, num_tasks, reach_radius, positions=self._target_positions)
         self.task_id = 0
-        self._reward = 0.0
-        self._steps = 0
-        for obs in self._body.entity.observables.as_dict().values():
-            obs.enabled = True
-        self._task_observables = {
-            "target_positions": observable.Generic(
-                lambda physics: self._target_positions.ravel().copy()
-            ),
-            "task_id": observable.Generic(lambda physics: np.eye(self._num_tasks)[self.task_id]),
-        }
-        for obs in self._task_observables.values():
-            obs.enabled = True
-        self.set_timesteps(control_timestep=control_timestep, physics_timestep=physics_timestep)
-
-    @property
-    def root_entity(self) -> composer.Arena:
-        return self._arena
-
-    @property
-    def task_observables(self) -> dict:
-        return self._task_observables
-
-    @property
-    def body(self) -> Body:
-        return self._body
-
-    @property
-    def target_positions(self) -> np.ndarray:
-        return self._target_positions.copy()
+        self._set_task_observables(
+            {
+                "target_positions": self._targets_observable(),
+                "task_id": observable.Generic(lambda physics: one_hot(self.task_id, num_tasks)),
+            }
+        )
 
     def initialize_episode(self, physics, random_state) -> None:
         self.task_id = int(random_state.randint(self._num_tasks))
         if self._fixed_start:
             start = np.zeros(2)
         else:
-            half = self._arena.half_size
-            start = random_positions(
-                random_state,
-                1,
-                half,
-                margin=0.1 * half,
-                min_separation=3 * self._reach_radius,
-                avoid=self._target_positions[self.task_id : self.task_id + 1],
-            )[0]
-        self._body.place(physics, start)
-        self._reward = 0.0
-        self._steps = 0
+            start = self._random_start(random_state, self.task_id)
+        self._walker.start_at(physics, start, random_state)
+        self._reset_counts()
 
-    def before_step(self, physics, action, random_state) -> None:
-        physics.set_control(action)
-
-    def after_step(self, physics, random_state) -> None:
-        self._steps += 1
-        goal = self._target_positions[self.task_id]
-        inside = np.linalg.norm(self._body.xy(physics) - goal) < self._reach_radius
-        self._reward = 1.0 if inside else 0.0
-
-    def get_reward(self, physics) -> float:
-        return self._reward
-
-    def should_terminate_episode(self, physics) -> bool:
-        return self._steps >= self._episode_length
-
-    def get_discount(self, physics) -> float:
-        return 1.0
+    def _step_reward(self, physics) -> float:
+        return 1.0 if self._reaches(physics, self._target_positions[self.task_id]) else 0.0
 
 
 def make_multitask_pointmass(
@@ -136,14 +82,27 @@ def make_multitask_pointmass(
     targets) is fixed and only the goal changes: the setting where a prior that does not see
     the goal should be multi-modal (one mode per target).
     """
-    arena = WalledArena(half_size=POINTMASS_ROOM_HALF_SIZE)
-    arena.mjcf_model.option.noslip_iterations = 0
-    arena.mjcf_model.option.cone = "pyramidal"
     task = MultiTaskNavigation(
-        arena,
+        arenas.pointmass_room(),
         num_tasks=num_tasks,
         episode_length=episode_length,
         fixed_start=fixed_start,
         control_timestep=control_timestep,
     )
     return make_composer_env(task, seed)
+
+
+# Registered by environments/registry.py (see docs/tasks.md for the information sets).
+TASKS = [
+    TaskSpec(
+        name="multitask_pointmass",
+        factory=make_multitask_pointmass,
+        information_sets={
+            "proprioception": walkers.POINTMASS_PROPRIOCEPTION,
+            "location": walkers.POINTMASS_LOCATION,
+            "targets": ("target_positions",),
+            "task_id": ("task_id",),
+        },
+        description="DISTRAL-style: point mass goes to target task_id (drawn per episode)",
+    ),
+]

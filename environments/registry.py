@@ -16,7 +16,12 @@ from environments.task_spec import TaskSpec
 from environments.wrappers import CanonicalObservationWrapper
 
 # Modules whose `TASKS` are registered on first use (they never import this module).
-BUILTIN_TASK_MODULES = ("environments.control_suite", "environments.talk_tasks")
+BUILTIN_TASK_MODULES = (
+    "environments.control_suite",
+    "environments.sequential_navigation",
+    "environments.box_manipulation",
+    "environments.multitask",
+)
 
 
 _TASKS: dict[str, TaskSpec] = {}

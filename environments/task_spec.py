@@ -1,7 +1,8 @@
 """What a task is: a name, a factory and the information sets of its observation keys.
 
-Task modules (environments/control_suite.py, environments/talk_tasks.py) export a `TASKS`
-list of these; environments/registry.py is the one place that registers them.
+Task modules (environments/control_suite.py and one module per talk task, e.g.
+environments/sequential_navigation.py) export a `TASKS` list of these;
+environments/registry.py is the one place that registers them.
 """
 
 from __future__ import annotations

@@ -67,6 +67,77 @@ def test_same_seed_same_episode(name, steps):
     )
 
 
+# Recorded from the tasks before their restructure into arenas/props/walkers/room_task
+# (commit 90a490f): seed 0, 20 steps of default_rng(0) uniform actions. The reset's
+# location (start draw) and, after the steps, the location (dynamics), the targets and the
+# goal one-hot (episode draws). The whole-run check (all keys, 60 steps, seeds 0 and 1,
+# bit-identical) was a script; this keeps a small part of it.
+RECORDED = {
+    "seqnav_pointmass": (
+        ("point_mass/position", "target_positions", "next_target"),
+        [0.387341, 0.184974],
+        [0.46357, 0.141166, -0.6, 0.6, 0.6, 0.6, 0.6, -0.6, -0.6, -0.6, 0.0, 0.0, 1.0, 0.0],
+    ),
+    "seqnav_ant": (
+        ("walker_position", "walker_heading", "target_positions", "next_target"),
+        [1.162023, 0.554922],
+        [1.271968, 0.577577, 0.979468, 0.201602, -1.8, 1.8, 1.8, 1.8, 1.8, -1.8, -1.8, -1.8]
+        + [0.0, 0.0, 1.0, 0.0],
+    ),
+    "ant_box": (
+        ("walker_position", "box_position", "target_positions", "target_identity"),
+        [1.324007, 0.090101],
+        [1.380335, 0.187201, 2.011483, -1.582457, 0.199892, 0.234305, 1.032909, 2.225581]
+        + [-0.559481, -2.059027, -1.981779, 0.0, 0.0, 1.0],
+    ),
+    "multitask_pointmass": (
+        ("point_mass/position", "target_positions", "task_id"),
+        [0.16712, 0.619678],
+        [0.243349, 0.57587, -0.6, 0.6, 0.6, 0.6, 0.6, -0.6, -0.6, -0.6, 1.0, 0.0, 0.0, 0.0],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", TALK_TASKS)
+def test_episodes_match_the_recorded_ones(name):
+    keys, start, end = RECORDED[name]
+    env = registry.make_environment(name, seed=0)
+    rng = np.random.default_rng(0)
+    observation = env.reset().observation
+    np.testing.assert_allclose(observation[keys[0]][:2], start, atol=2e-6)
+    total = 0.0
+    for _ in range(20):
+        timestep = env.step(rng.uniform(-1, 1, env.action_spec().shape))
+        total += float(timestep.reward)
+    found = np.concatenate([timestep.observation[key] for key in keys])
+    np.testing.assert_allclose(found, end, atol=2e-6)
+    assert total == 0.0
+
+
+def test_pd_controller_returns_match_the_recorded_ones():
+    """Rewards and target draws over whole episodes (seed 0), recorded as above."""
+
+    def pd_return(name: str, goal_key: str):
+        env = registry.make_environment(name, seed=0)
+        timestep, total = env.reset(), 0.0
+        while not timestep.last():
+            observation = timestep.observation
+            goal_index = int(np.argmax(observation[goal_key]))
+            goal = observation["target_positions"].reshape(-1, 2)[goal_index]
+            timestep = env.step(
+                _pd_action(
+                    observation["point_mass/position"], observation["point_mass/velocity"], goal
+                )
+            )
+            total += float(timestep.reward)
+        return total, env.task
+
+    total, task = pd_return("seqnav_pointmass", "next_target")
+    assert total == 8.0 and task.target_history == [2, 1, 3, 2, 0, 3, 2, 0, 3]
+    total, _ = pd_return("multitask_pointmass", "task_id")
+    assert total == 167.0
+
+
 def _pd_action(position, velocity, goal) -> np.ndarray:
     return np.clip(4.0 * (goal - position) - 1.0 * velocity, -1.0, 1.0)
 
@@ -177,14 +248,14 @@ def _check_reach_draws_next(name: str, episode_seed: int, place) -> None:
 
 def test_seqnav_pointmass_reaching_draws_the_next_target():
     _check_reach_draws_next(
-        "seqnav_pointmass", 2, lambda env, xy: env.task.body.place(env.physics, xy)
+        "seqnav_pointmass", 2, lambda env, xy: env.task.walker.place(env.physics, xy)
     )
 
 
 def test_seqnav_ant_placing_the_ant_on_targets():
     """No scripted Ant gait: teleport the torso onto the current target instead."""
     _check_reach_draws_next(
-        "seqnav_ant", 5, lambda env, xy: env.task.body.place(env.physics, xy, yaw=0.0)
+        "seqnav_ant", 5, lambda env, xy: env.task.walker.place(env.physics, xy, yaw=0.0)
     )
 
 
@@ -252,7 +323,14 @@ def test_ant_box_episodes_draw_new_configurations():
 
 
 @pytest.mark.parametrize(
-    "first", ["environments.control_suite", "environments.talk_tasks", "environments.registry"]
+    "first",
+    [
+        "environments.control_suite",
+        "environments.sequential_navigation",
+        "environments.box_manipulation",
+        "environments.multitask",
+        "environments.registry",
+    ],
 )
 def test_every_task_is_found_whichever_task_module_is_imported_first(first):
     """A fresh interpreter imports one task module first, then looks up every task."""
