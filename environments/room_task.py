@@ -43,7 +43,7 @@ class RoomTask(composer.Task):
         self._arena = arena
         self._walker = walker
         walker.create_root_joints(arena.attach(walker))
-        self.walker_keys = walker.enable_observables()
+        self.walker_keys = walker.enable_observables()  # the walker's own observation keys
         self._episode_length = episode_length
         self._reach_radius = reach_radius
         self._target_positions = np.zeros((0, 2))

@@ -14,7 +14,7 @@ import pytest
 from tests_support import REPO
 
 import environments  # noqa: F401  (sets MUJOCO_GL before dm_control is imported)
-from environments import markov, registry
+from environments import markov, registry, walkers
 
 TALK_TASKS = ("seqnav_pointmass", "seqnav_ant", "ant_box", "multitask_pointmass")
 
@@ -34,6 +34,17 @@ def test_observation_keys_match_information_sets(name):
         assert value.dtype == np.float32 and value.ndim == 1, key
         assert value.shape == env.observation_spec()[key].shape, key
         assert np.all(np.isfinite(value)), key
+
+
+def test_walkers_turn_on_the_keys_the_tasks_declare():
+    """The walker key constants the specs use are what the walkers enable."""
+    ant_task = registry.make_environment("seqnav_ant", seed=0).task
+    assert sorted(ant_task.walker_keys) == sorted(walkers.ANT_PROPRIOCEPTION)
+    point_task = registry.make_environment("multitask_pointmass", seed=0).task
+    expected = walkers.POINTMASS_PROPRIOCEPTION + walkers.POINTMASS_LOCATION
+    assert sorted(point_task.walker_keys) == sorted(expected)
+    with pytest.raises(ValueError, match="no heading"):
+        point_task.walker.place(None, (0.0, 0.0), yaw=0.0)
 
 
 def test_prior_facing_sets_exclude_the_goal_identity():
