@@ -213,7 +213,7 @@ def test_misspelt_command_is_one_error_line():
     result = bprl("rnu", timeout=120)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        "error: unknown command 'rnu'; use one of run, tasks, sweep, rollout, report"
+        "error: unknown command 'rnu'; use one of run, tasks, sweep, rollout, export-prior, report"
     ]
 
 
