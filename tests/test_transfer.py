@@ -220,6 +220,8 @@ def _variables(module) -> list[np.ndarray]:
     return [v.numpy() for v in module.variables]
 
 
+@pytest.mark.slow  # three real programs (~2-3 min); the learner's frozen path is also
+# checked in-process for every kind (tests/test_priors.py), the artifact round trip here
 def test_train_against_a_frozen_and_a_fine_tuned_prior(tmp_path):
     """Export from a real run of the source task, start two runs of the new task from it."""
     source, art = str(tmp_path / "source"), str(tmp_path / "prior")
