@@ -12,35 +12,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tests_support import (
-    BPRL,
-    CONFIG,
-    REPO,
     actor_workers,
     read_checkpoint_record,
     run_processes,
     wait_for,
 )
+from tests_support import (
+    start_run as _start,
+)
 
 from agents.config import LearnerHyperparams
 from agents.learner import Learner, NonFiniteUpdatesError
 from launch import netns
-
-
-def _start(workdir: str, *overrides: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            BPRL,
-            "run",
-            f"--config={CONFIG}:tiny",
-            "--config.checkpoint.every_seconds=3",
-            *overrides,
-            f"--workdir={workdir}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:

@@ -24,23 +24,9 @@ from tests_support import (
     run_processes,
     wait_for,
 )
-
-
-def _start(workdir: str, *overrides: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            BPRL,
-            "run",
-            f"--config={CONFIG}:tiny",
-            "--config.checkpoint.every_seconds=3",
-            *overrides,
-            f"--workdir={workdir}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
+from tests_support import (
+    start_run as _start,
+)
 
 
 def _bprl(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

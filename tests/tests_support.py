@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 import psutil
@@ -61,3 +62,21 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.5):
             return value
         time.sleep(poll)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def start_run(workdir: str, *overrides: str) -> subprocess.Popen:
+    """`bprl run` of the tiny walker config with 3 s checkpoints, as a child process."""
+    return subprocess.Popen(
+        [
+            BPRL,
+            "run",
+            f"--config={CONFIG}:tiny",
+            "--config.checkpoint.every_seconds=3",
+            *overrides,
+            f"--workdir={workdir}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
