@@ -1,4 +1,8 @@
-"""The learner: one update of policy, critic and prior per batch of replay sequences."""
+"""The learner: applies the learning rule (agents/learning_rule.py) to replay batches.
+
+This file holds the optimisers, target networks, the non-finite guard, checkpoint state
+and logging; the losses themselves are computed in agents/learning_rule.py.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +20,8 @@ from absl import logging
 from acme import core
 from acme.utils import counting, loggers
 
-from agents import losses as losses_lib
 from agents.config import LearnerHyperparams
-from agents.policy_terms import merge_time_batch
+from agents.learning_rule import SequenceBatch, compute_losses
 from networks.factory import Networks
 from networks.recurrent import LSTMState
 
@@ -27,121 +30,7 @@ class NonFiniteUpdatesError(RuntimeError):
     """Raised after too many consecutive updates with a non-finite loss or gradient."""
 
 
-def compute_losses(
-    networks: Networks,
-    target_networks: Networks,
-    batch: losses_lib.SequenceBatch,
-    hyper: LearnerHyperparams,
-    noise: tuple[tf.Tensor, tf.Tensor] | None = None,
-) -> losses_lib.Losses:
-    """All three losses on one time-major batch (see DESIGN.md, "The learning rule").
-
-    Policy and prior run once on the flattened [(T+1) * B] rows (no loop over time; an LSTM
-    prior unrolls over the T+1 steps). The target critic runs on the taken actions and S
-    target-policy samples of time steps 1..T only (Retrace reads no value at step 0); the
-    online critic on the taken actions of steps 0..T-1 (the critic loss) and on S
-    reparameterised policy samples of every step (SVG(0)), one sample set at a time
-    (`Critic.sampled`). What the policy and prior contribute comes from the prior's kind
-    (`agents.prior_kinds`, via `agents.policy_terms`). `noise` = (eps for the target-policy
-    samples, eps for the policy samples), each [S, (T+1) * B, action size] standard normal;
-    drawn when None (tests fix it; Gaussian policies only).
-    """
-    time_steps, batch_size = batch.reward.shape[0], batch.reward.shape[1]  # T+1, B
-    rows = time_steps * batch_size  # (T+1) * B, row t * B + b
-    num_samples = hyper.num_action_samples  # S
-    obs = {key: merge_time_batch(value) for key, value in batch.observation.items()}  # [rows, .]
-    action = merge_time_batch(batch.action)  # [rows, A]: as sampled (before clip or tanh)
-    terms = networks.kind.terms(networks, target_networks, batch, obs, num_samples, noise)
-
-    # The critic always sees actions as the environment executes them (clipped to the unit
-    # box, or squashed by tanh). Otherwise the policy could exploit the critic's
-    # extrapolation far outside the box.
-    def executed(raw: tf.Tensor) -> tf.Tensor:
-        return squash_action(raw, hyper.action_squash)
-
-    # Retrace reads Q'(x_t, a_t), V(x_t) and c_t only for t = 1..T: the target critic and
-    # everything after it work on those T * B rows ("later").
-    later = {key: value[batch_size:] for key, value in obs.items()}  # [T * B, .]
-    target_actions = tf.concat(  # [1 + S, rows, A]: the taken actions, then S samples
-        [action[None], tf.reshape(terms.target_samples, [num_samples, rows, -1])], 0
-    )
-    target_q = target_networks.critic.sampled(  # [1 + S, T * B]
-        later, executed(target_actions[:, batch_size:])
-    )
-    next_q_taken = target_q[0]  # [T * B] Q'(x_t, a_t), t = 1..T
-    next_soft_q = tf.reduce_mean(target_q[1:], axis=0)  # [T * B] E_{a~pi'} Q'(x_t, a)
-    next_values = tf.stop_gradient(  # [T * B] V(x_t) = E Q' - alpha KL(pi' || pi0'), t = 1..T
-        next_soft_q - hyper.alpha * terms.kl_to_target_prior[batch_size:]
-    )
-
-    log_ratio = terms.target_log_prob - merge_time_batch(batch.behaviour_log_prob)  # [rows]
-    ratio = tf.minimum(1.0, tf.exp(tf.minimum(log_ratio, 0.0)))  # [rows] min(1, pi'/mu)
-    next_traces = hyper.retrace_lambda * ratio[batch_size:]  # [T * B] c_t, t = 1..T
-
-    def by_time(tensor: tf.Tensor) -> tf.Tensor:  # [T * B] -> [T, B]
-        return tf.reshape(tensor, [time_steps - 1, batch_size])
-
-    targets, is_transition = losses_lib.retrace_targets(  # [T, B] each, rows 0..T-1
-        next_q_taken=by_time(next_q_taken),
-        next_values=by_time(next_values),
-        reward=batch.reward,
-        discount=batch.discount,
-        next_traces=by_time(next_traces),
-        start_of_episode=batch.start_of_episode,
-        gamma=hyper.discount,
-    )
-    targets = tf.stop_gradient(targets)
-
-    # Online critic on the taken actions (critic loss) and, in a separate call, on S
-    # reparameterised policy samples (SVG(0)): the critic's weight gradients then run over
-    # the taken actions only, the policy's input gradients over the samples only.
-    transitions = rows - batch_size  # T * B: rows 0..T-1 (the last row only bootstraps)
-    first_rows = {key: value[:transitions] for key, value in obs.items()}  # [T * B, .]
-    q_taken = tf.reshape(  # [T, B] Q(x_t, a_t), t = 0..T-1
-        networks.critic(first_rows, executed(action[:transitions])), [-1, batch_size]
-    )
-    policy_actions = tf.reshape(terms.policy_samples, [num_samples, rows, -1])  # [S, rows, A]
-    q_policy = tf.reduce_mean(  # [rows] E_eps Q(x, mu(x) + sigma(x) eps): SVG(0)
-        networks.critic.sampled(obs, executed(policy_actions)), axis=0
-    )
-
-    td = targets - q_taken  # [T, B]
-    critic_loss = (  # scalar: mean squared TD error over transition rows
-        0.5
-        * tf.reduce_sum(is_transition * tf.square(td))
-        / tf.maximum(tf.reduce_sum(is_transition), 1.0)
-    )
-    # scalar: -Q + alpha KL(pi || pi0'), every row
-    policy_loss = tf.reduce_mean(-q_policy + hyper.alpha * terms.kl_to_target_prior)
-    prior_loss = tf.reduce_mean(terms.prior_loss)  # scalar: KL(sg(pi) || pi0), every row
-    return losses_lib.Losses(
-        critic=critic_loss,
-        policy=policy_loss,
-        prior=prior_loss,
-        kl=tf.reduce_mean(terms.kl_to_target_prior),
-        q=tf.reduce_mean(q_taken),
-        retrace_target=tf.reduce_mean(targets),
-        importance_weight=tf.reduce_mean(ratio),
-    )
-
-
-ACTION_SQUASHES = ("clip", "tanh")
-
-
-def squash_action(action: tf.Tensor, squash: str = "clip") -> tf.Tensor:
-    """Actions as the environment executes them, from the Gaussian samples replay stores.
-
-    "clip": the canonical wrapper clips to [-1, 1] the same way; "tanh": the actors'
-    environments apply tanh first (`environments.wrappers.TanhActions`).
-    """
-    if squash == "clip":
-        return tf.clip_by_value(action, -1.0, 1.0)
-    if squash == "tanh":
-        return tf.tanh(action)
-    raise ValueError(f"unknown action_squash {squash!r}; use one of {ACTION_SQUASHES}")
-
-
-def batch_from_replay(sample: reverb.ReplaySample) -> losses_lib.SequenceBatch:
+def batch_from_replay(sample: reverb.ReplaySample) -> SequenceBatch:
     """Acme SequenceAdder sample ([B, T+1, ...]) -> time-major SequenceBatch."""
     data = sample.data
 
@@ -149,7 +38,7 @@ def batch_from_replay(sample: reverb.ReplaySample) -> losses_lib.SequenceBatch:
         perm = [1, 0] + list(range(2, len(x.shape)))
         return tf.transpose(x, perm)
 
-    return losses_lib.SequenceBatch(
+    return SequenceBatch(
         observation={k: time_major(v) for k, v in data.observation.items()},
         action=time_major(data.action),
         reward=time_major(data.reward),
@@ -254,7 +143,7 @@ class Learner(core.Learner):
             "bad_updates": self._bad_updates,
         }
 
-    def _gradients(self, batch: losses_lib.SequenceBatch, noise=None):
+    def _gradients(self, batch: SequenceBatch, noise=None):
         """(losses, (policy, critic, prior) gradients); `noise` as in `compute_losses`."""
         nets = self._networks
         with tf.GradientTape(persistent=True) as tape:
@@ -267,7 +156,7 @@ class Learner(core.Learner):
         del tape
         return loss, grads
 
-    def _step(self, batch: losses_lib.SequenceBatch) -> dict[str, tf.Tensor]:
+    def _step(self, batch: SequenceBatch) -> dict[str, tf.Tensor]:
         loss, (policy_grads, critic_grads, prior_grads) = self._gradients(batch)
         nets = self._networks
         checks = [
@@ -316,7 +205,7 @@ class Learner(core.Learner):
             "update_applied": applied,
         }
 
-    def learn_from_batch(self, batch: losses_lib.SequenceBatch) -> dict[str, np.ndarray]:
+    def learn_from_batch(self, batch: SequenceBatch) -> dict[str, np.ndarray]:
         """One update on an explicit batch (tests and benchmarks use this directly)."""
         metrics = {k: v.numpy() for k, v in self._step_fn(batch).items()}
         if metrics["update_applied"]:

@@ -22,8 +22,7 @@ import sonnet as snt
 import tensorflow as tf
 from acme import specs
 
-from agents import losses as losses_lib
-from agents import policy_terms
+from agents import learning_rule
 from networks import information
 from networks.critic import Critic
 from networks.factory import Networks
@@ -80,11 +79,11 @@ class PriorKind:
         self,
         networks: Networks,
         target_networks: Networks,
-        batch: losses_lib.SequenceBatch,
+        batch: learning_rule.SequenceBatch,
         obs: dict,
         num_samples: int,
         noise: tuple[tf.Tensor, tf.Tensor] | None,
-    ) -> policy_terms.PolicyTerms:
+    ) -> learning_rule.PolicyTerms:
         raise NotImplementedError
 
     def transfer_modules(self, networks: Networks) -> dict[str, snt.Module]:
@@ -102,19 +101,41 @@ class MlpPrior(PriorKind):
     name = "mlp"
 
     def make_heads(self, all_keys, prior_keys, action_size, sizes):
-        scales = (sizes.min_scale, sizes.init_scale)
-        bounds = (sizes.max_scale, sizes.mean_bound)
-        policy = GaussianHead(
-            all_keys, action_size, sizes.policy_hidden, *scales, "policy", *bounds
+        return self.policy_head(all_keys, action_size, sizes), self.prior_head(
+            prior_keys, action_size, sizes
         )
-        prior = GaussianHead(prior_keys, action_size, sizes.prior_hidden, *scales, "prior", *bounds)
-        return policy, prior
+
+    def policy_head(self, all_keys, action_size: int, sizes: HeadSizes) -> snt.Module:
+        """The task policy: a feed-forward Gaussian on every observation key."""
+        return GaussianHead(
+            all_keys,
+            action_size,
+            sizes.policy_hidden,
+            sizes.min_scale,
+            sizes.init_scale,
+            "policy",
+            sizes.max_scale,
+            sizes.mean_bound,
+        )
+
+    def prior_head(self, prior_keys, action_size: int, sizes: HeadSizes) -> snt.Module:
+        """The prior on its information set (same head shape as the policy here)."""
+        return GaussianHead(
+            prior_keys,
+            action_size,
+            sizes.prior_hidden,
+            sizes.min_scale,
+            sizes.init_scale,
+            "prior",
+            sizes.max_scale,
+            sizes.mean_bound,
+        )
 
     def terms(self, networks, target_networks, batch, obs, num_samples, noise):
         def moments(prior):
             return prior.moments(obs)
 
-        return policy_terms.flat_terms(
+        return learning_rule.flat_terms(
             networks, target_networks, batch, obs, num_samples, noise, moments
         )
 
@@ -128,16 +149,18 @@ class LstmPrior(MlpPrior):
     # per update at the seqnav local_short sizes, measured side by side on 2 cores).
     jit_compile = False
 
-    def make_heads(self, all_keys, prior_keys, action_size, sizes):
-        scales = (sizes.min_scale, sizes.init_scale)
-        bounds = (sizes.max_scale, sizes.mean_bound)
-        policy = GaussianHead(
-            all_keys, action_size, sizes.policy_hidden, *scales, "policy", *bounds
+    def prior_head(self, prior_keys, action_size, sizes):
+        return RecurrentGaussianHead(
+            prior_keys,
+            action_size,
+            sizes.prior_hidden,
+            sizes.lstm_size,
+            sizes.min_scale,
+            sizes.init_scale,
+            "prior",
+            sizes.max_scale,
+            sizes.mean_bound,
         )
-        prior = RecurrentGaussianHead(
-            prior_keys, action_size, sizes.prior_hidden, sizes.lstm_size, *scales, "prior", *bounds
-        )
-        return policy, prior
 
     def replay_extras(self, sizes):
         return {
@@ -158,7 +181,7 @@ class LstmPrior(MlpPrior):
             )
             return mean, scale
 
-        return policy_terms.flat_terms(
+        return learning_rule.flat_terms(
             networks, target_networks, batch, obs, num_samples, noise, moments
         )
 
@@ -201,7 +224,7 @@ class HierarchicalPrior(PriorKind):
     def terms(self, networks, target_networks, batch, obs, num_samples, noise):
         if noise is not None:  # latent and action noise are drawn inside
             raise ValueError("fixed noise is supported for flat (Gaussian) policies only")
-        return policy_terms.hierarchical_terms(networks, target_networks, batch, obs, num_samples)
+        return learning_rule.hierarchical_terms(networks, target_networks, batch, obs, num_samples)
 
     def transfer_modules(self, networks):
         modules = {"prior": networks.prior}

@@ -25,6 +25,7 @@ class ConfigError(ValueError):
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError naming the first problem found in `config`."""
+    check_known_fields(config)
     try:
         task = registry.get_task(config.task)
     except ValueError as error:
@@ -51,7 +52,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     except (ValueError, TypeError) as error:
         raise ConfigError(f"prior_info {tuple(config.prior_info)}: {error}") from None
 
-    from agents.learner import ACTION_SQUASHES
+    from agents.learning_rule import ACTION_SQUASHES
     from agents.prior_kinds import PRIOR_KINDS
 
     checks = [
@@ -314,3 +315,30 @@ def check_field(config: ml_collections.ConfigDict, name: str) -> None:
             where = f"config field {'.'.join(walked)!r}" if walked else "the config"
             hint = f"{where} has: {', '.join(choices)}"
         raise ConfigError(f"unknown config field {name!r}; {hint}")
+
+
+def _leaf_fields(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+    names = []
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, ml_collections.ConfigDict) and key != "task_kwargs":
+            names += _leaf_fields(value, f"{dotted}.")
+        else:
+            names.append(dotted)
+    return names
+
+
+def check_known_fields(config: ml_collections.ConfigDict) -> None:
+    """Raises ConfigError for a field that is not in the run's schema (launch/defaults.py).
+
+    An experiment config that sets a field no code reads (a typo, or a field since
+    removed) would otherwise be silently ignored; it is refused, naming the closest field.
+    """
+    from launch.defaults import base_config
+
+    schema = base_config()
+    for name in _leaf_fields(config):
+        try:
+            check_field(schema, name)
+        except ConfigError as error:
+            raise ConfigError(f"{error} (set by the experiment config; no code reads it)") from None

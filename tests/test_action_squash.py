@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from agents.config import LearnerHyperparams
-from agents.learner import squash_action
+from agents.learning_rule import squash_action
 from environments import registry
 from experiments.configs import seqnav_pointmass, walker_walk
 from launch import builders

@@ -8,9 +8,10 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import trfl
 
-from agents import losses
+from agents import learning_rule as losses
 from agents.config import LearnerHyperparams
-from agents.learner import Learner, compute_losses
+from agents.learner import Learner
+from agents.learning_rule import compute_losses
 from agents.prior_kinds import make_networks
 from environments import registry
 

@@ -23,7 +23,8 @@ from acme.utils import loggers
 
 from agents.actor import GaussianActor
 from agents.config import LearnerHyperparams
-from agents.learner import Learner, batch_from_replay, compute_losses
+from agents.learner import Learner, batch_from_replay
+from agents.learning_rule import compute_losses
 from agents.prior_kinds import make_networks
 from environments import registry
 from launch import builders

@@ -10,9 +10,13 @@ from acme import specs
 from agents.actor import GaussianActor
 from agents.config import LearnerHyperparams
 from agents.fast_adder import FastSequenceAdder
-from agents.learner import Learner, batch_from_replay, compute_losses
-from agents.losses import SequenceBatch, gaussian_log_prob
-from agents.policy_terms import hierarchical_kl_bound
+from agents.learner import Learner, batch_from_replay
+from agents.learning_rule import (
+    SequenceBatch,
+    compute_losses,
+    gaussian_log_prob,
+    hierarchical_kl_bound,
+)
 from agents.prior_kinds import make_networks
 from environments import registry
 from launch import builders
