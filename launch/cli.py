@@ -179,7 +179,8 @@ def _after_failure(config, workdir: str, failure) -> int:
     budget = int(config.reliability.max_program_restarts)
     counts = checkpointing.load_counts(workdir)
     at_checkpoint = int(counts.get("learner_steps", 0))
-    reached = RunProgress(workdir).poll().learner_steps
+    progress = RunProgress(workdir).poll()
+    reached = progress.learner_steps
     lost = max(0, reached - at_checkpoint)
     if local.stop_requested():
         print(
@@ -217,6 +218,18 @@ def _after_failure(config, workdir: str, failure) -> int:
     }
     with open(os.path.join(workdir, "restarts.jsonl"), "a") as f:
         f.write(json.dumps(entry) + "\n")
+    from launch import events, layout
+
+    events.append_events(  # TensorBoard: reliability/* under the "launcher" run
+        os.path.join(workdir, layout.LAUNCHER_DIR),
+        step=progress.actor_steps,  # every tag's x-axis is actor steps
+        scalars={"program_restarts": restarts + 1, "learner_steps_lost": lost},
+        text=(
+            f"restart {restarts + 1} of {budget}: {', '.join(failure.nodes) or 'a node'} died "
+            f"({failure.cause}); resumed from the checkpoint at learner step "
+            f"{at_checkpoint}, {lost} learner steps lost"
+        ),
+    )
     logs = os.path.join(workdir, "logs")
     if os.path.isdir(logs):  # keep the failed attempt's node logs
         os.replace(logs, os.path.join(workdir, f"logs.failed.{restarts + 1}"))

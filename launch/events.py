@@ -39,6 +39,10 @@ TAGS = {
     "learner_steps": "counts/learner_steps",
     # the writing process
     "process_cpu_seconds": "system/process_cpu_seconds",
+    # the launcher (RUN/launcher/): each whole-program restart after a node died
+    "program_restarts": "reliability/program_restarts",
+    "learner_steps_lost": "reliability/learner_steps_lost",
+    "restart": "reliability/restart",  # text: which node died, why, what was lost
 }
 _NAMES = {tag: name for name, tag in TAGS.items()}
 
@@ -101,3 +105,38 @@ def run_dirs(root: str) -> list[str]:
         if any(name.startswith("events.out.tfevents") for name in filenames):
             found.append(dirpath)
     return sorted(found)
+
+
+def append_events(logdir: str, step: int, scalars: dict[str, float], text: str = "") -> None:
+    """Appends scalars (short names, tagged through TAGS) and an optional text note at
+    `step` to a new event file under `logdir`, with TensorBoard's own writer and protos.
+
+    For processes that do not import TensorFlow (the launcher logging a restart).
+    """
+    import time
+
+    from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    values = [
+        summary_pb2.Summary.Value(tag=tag_for(name, "launcher"), simple_value=float(value))
+        for name, value in scalars.items()
+    ]
+    if text:
+        values.append(
+            summary_pb2.Summary.Value(
+                tag=TAGS["restart"],
+                metadata=summary_pb2.SummaryMetadata(
+                    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="text")
+                ),
+                tensor=tensor_pb2.TensorProto(dtype=7, string_val=[text.encode()]),  # DT_STRING
+            )
+        )
+    os.makedirs(logdir, exist_ok=True)
+    writer = EventFileWriter(logdir)
+    writer.add_event(
+        event_pb2.Event(
+            wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values)
+        )
+    )
+    writer.close()

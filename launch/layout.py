@@ -5,7 +5,10 @@ A run directory (`bprl run --workdir=RUN`):
     RUN/learner/               learner TensorBoard events
     RUN/actors/<i>/            actor i's events
     RUN/evaluator_<i>/         evaluator i's events (policy and prior returns)
+    RUN/launcher/              the launcher's events (a restart after a node died)
+    RUN/restarts.jsonl         the same restarts, one JSON line each
     RUN/logs/<group>/<i>       each node's output
+    RUN/logs.failed.<k>/       the node logs of the attempt that restart k replaced
     RUN/checkpoints/           learner, replay and counts (launch/checkpointing.py)
 A sweep directory (`bprl sweep --workdir=DIR`):
     DIR/seed_<k>/              one run per seed, or DIR/<variant>/seed_<k>/ per swept value
@@ -24,6 +27,7 @@ DONE = "DONE"
 RUN_LOG = "bprl_run.log"
 REPORT_DIR = "report"
 LEARNER_DIR = "learner"
+LAUNCHER_DIR = "launcher"
 ACTORS_DIR = "actors"
 EVALUATOR_PREFIX = "evaluator_"
 _SEED_DIR = re.compile(r"^seed_(\d+)$")

@@ -101,6 +101,7 @@ def layout() -> layout_pb2.Layout:
                     chart("prior loss", r"^loss/prior$"),
                     chart("learner steps", r"^counts/learner_steps$"),
                     chart("steps per second", r"^(actor|learner)/steps_per_second$"),
+                    chart("program restarts and learner steps lost (launcher)", r"^reliability/"),
                 ],
             ),
         ]

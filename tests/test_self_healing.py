@@ -325,7 +325,7 @@ def test_a_killed_learner_heals_by_restarting_the_program_from_its_checkpoint(tm
     assert proc.returncode == 0, err[-3000:]
     assert "error: learner/0 died (SIGKILL)" in err
     assert "restart 1 of 3 in 1 s" in err
-    assert "resuming" in out and "done." in out
+    assert "resuming" in out and "summary: " in out  # the end-of-run summary (launch/summary.py)
     (entry,) = [json.loads(line) for line in open(os.path.join(workdir, "restarts.jsonl"))]
     assert entry["nodes"] == ["learner/0"] and entry["cause"] == "SIGKILL"
     assert entry["checkpoint_learner_steps"] >= at_kill["counts"]["learner_steps"]
@@ -335,7 +335,59 @@ def test_a_killed_learner_heals_by_restarting_the_program_from_its_checkpoint(tm
     assert os.path.isdir(os.path.join(workdir, "logs.failed.1"))  # the failed attempt's logs
     final = read_checkpoint_record(workdir)
     assert final["counts"]["learner_steps"] >= 300 > resumed_at
+    _assert_restart_in_tensorboard(workdir, "learner/0", entry)
     _assert_records_name_existing_checkpoints(workdir)  # after a normal stop
+    assert run_processes(workdir) == []
+
+
+def _assert_restart_in_tensorboard(workdir: str, node: str, entry: dict) -> None:
+    """The launcher's TensorBoard run holds the restart: its count, the learner steps lost
+    and a text note naming the node (read back with TensorBoard's own reader)."""
+    from tensorboard.backend.event_processing import event_accumulator
+
+    from launch import events
+
+    launcher = os.path.join(workdir, "launcher")
+    scalars = events.read_events(launcher)
+    assert [value for _, _, value in scalars["program_restarts"]] == [1.0]
+    assert [value for _, _, value in scalars["learner_steps_lost"]] == [
+        float(entry["learner_steps_lost"])
+    ]
+    accumulator = event_accumulator.EventAccumulator(launcher, size_guidance={"tensors": 0})
+    accumulator.Reload()
+    (note,) = accumulator.Tensors("reliability/restart")
+    text = note.tensor_proto.string_val[0].decode()
+    assert f"{node} died (SIGKILL)" in text and "restart 1 of 3" in text, text
+
+
+@pytest.mark.slow  # about 3 minutes on 2 cores: two program starts
+def test_a_killed_replay_node_heals_by_restarting_the_program_from_its_checkpoint(tmp_path):
+    """kill -9 the Reverb replay node: the same whole-program restart; the learner goes on
+    from its checkpoint and learns past the step it had at the kill."""
+    workdir = str(tmp_path / "run")
+    proc = _start(
+        workdir,
+        "--config.stop.max_actor_steps=0",
+        "--config.stop.max_learner_steps=300",
+        "--config.reliability.restart_backoff_secs=1",
+    )
+    try:
+        wait_for(lambda: _checkpoint_with_steps(workdir, 5), 300, "a checkpoint")
+        killed_at = time.time()
+        _node(workdir, "replay").send_signal(signal.SIGKILL)
+        out, err = proc.communicate(timeout=600)
+    finally:
+        _kill_all(workdir)
+    assert proc.returncode == 0, err[-3000:]
+    assert "error: replay/0 died (SIGKILL)" in err, err[-3000:]
+    assert "restart 1 of 3 in 1 s" in err
+    (entry,) = [json.loads(line) for line in open(os.path.join(workdir, "restarts.jsonl"))]
+    assert entry["nodes"] == ["replay/0"] and entry["cause"] == "SIGKILL"
+    assert entry["time"] >= killed_at
+    final = read_checkpoint_record(workdir)
+    assert final["counts"]["learner_steps"] >= 300 > entry["learner_steps_at_failure"]
+    _assert_restart_in_tensorboard(workdir, "replay/0", entry)
+    _assert_records_name_existing_checkpoints(workdir)
     assert run_processes(workdir) == []
 
 
