@@ -6,6 +6,7 @@ A prior kind (`config.prior.kind`) decides:
   - whether an actor must run the prior too, to store its state (`actor_prior`),
   - what the policy and the prior contribute to the losses (`terms`),
   - whether the update compiles well with XLA (`jit_compile`),
+  - whether its log-likelihood of an action has a closed form (`closed_form_likelihood`),
   - which modules a prior artifact holds, and which variables stay fixed when a loaded
     prior is frozen (`transfer_modules`, `frozen_policy_variables`).
 Nothing outside this module branches on the kind: add a kind by adding a class here and
@@ -53,6 +54,8 @@ class PriorKind:
 
     name = ""
     jit_compile = True  # XLA helps the feed-forward kinds (docs/results.md, issue 5)
+    # log pi0(a | x) in closed form (experiments/prior_likelihood.py); a latent prior has none
+    closed_form_likelihood = True
     # `HeadSizes` fields that shape the prior (a loaded prior must match them).
     prior_size_fields: tuple[str, ...] = (
         "prior_hidden",
@@ -195,6 +198,7 @@ class HierarchicalPrior(PriorKind):
     """
 
     name = "hierarchical"
+    closed_form_likelihood = False  # the marginal over z has no closed form
     prior_size_fields = (
         *PriorKind.prior_size_fields,
         "latent_size",

@@ -61,7 +61,7 @@ def episode_log_likelihoods(networks, data: dict) -> dict[str, np.ndarray]:
 def main(argv: list[str]) -> None:
     del argv
     config, networks, record = load_run(_RUN.value)
-    if config.prior.kind == "hierarchical":
+    if not networks.kind.closed_form_likelihood:
         raise app.UsageError("hierarchical priors have no closed-form marginal likelihood")
     path = _ROLLOUTS.value or os.path.join(_RUN.value, "rollouts", "policy.npz")
     data = dict(np.load(path))
