@@ -127,6 +127,8 @@ def write_record(workdir: str, record: dict, keep_previous: bool) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(record, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())  # a full disk fails here, before the records are touched
     if keep_previous and os.path.exists(path):
         os.replace(path, previous_counts_path(workdir))
     os.replace(tmp, path)
@@ -288,12 +290,29 @@ class RunCheckpointer:
             return True
         return False
 
-    def save(self, include_replay: bool = True) -> dict:
+    def save(self, include_replay: bool = True) -> dict | None:
         """Writes a checkpoint; returns what was written and how long each part took.
 
         A replay checkpoint that fails (the server is shutting down) is logged and the
         rest is still written; the record then keeps the previous replay checkpoint.
+        A learner checkpoint or record that cannot be written (a full disk, a lost mount)
+        is logged and None returned: the records still name the previous complete
+        checkpoint, whose files are not touched, and training goes on (the next period
+        tries again).
         """
+        try:
+            return self._save(include_replay)
+        except (OSError, tf.errors.OpError) as error:
+            self.last_save_time = time.time()  # retry after a period, not at every step
+            logging.error(
+                "checkpoint failed (%s: %s); the previous complete checkpoint is kept: %s",
+                type(error).__name__,
+                error,
+                load_record(counts_path(self._workdir)) and counts_path(self._workdir),
+            )
+            return None
+
+    def _save(self, include_replay: bool) -> dict:
         started = time.time()
         counts = self._read_counts()
         if self._learner_steps is not None:  # the shared count lags by up to a second

@@ -205,6 +205,51 @@ def _save(workdir: str, checkpointer, state, value: float, step: int) -> dict:
     return record
 
 
+def _can_mount_tmpfs() -> bool:
+    probe = subprocess.run(
+        ["unshare", "--mount", "--map-root-user", "sh", "-c", "mount -t tmpfs -o size=1m x /mnt"],
+        capture_output=True,
+    )
+    return probe.returncode == 0
+
+
+def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path):
+    """A checkpoint that fails partway (a full disk: a small tmpfs in a private mount
+    namespace; where mounts are not allowed, a file-size limit that fails the write the
+    same way; BPRL_TEST_FSIZE=1 forces that path) is logged, the learner goes on, the
+    records still name the previous complete checkpoint whose files are unchanged and
+    which restores; once there is space again, checkpoints resume."""
+    workdir = str(tmp_path / "ckpt")
+    os.makedirs(workdir)
+    script = os.path.join(REPO, "tests", "full_disk_checkpoint.py")
+    if os.environ.get("BPRL_TEST_FSIZE") != "1" and _can_mount_tmpfs():
+        command = [
+            "unshare", "--mount", "--map-root-user", "sh", "-c",
+            'mount -t tmpfs -o size=16m tmpfs "$0" && exec "$1" "$2" "$0" tmpfs',
+            workdir, sys.executable, script,
+        ]  # fmt: skip
+        fault = "No space left on device"
+    else:
+        command = [sys.executable, script, workdir, "fsize"]
+        fault = "File too large"
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": REPO},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["failed_save"] is None
+    assert "checkpoint failed" in result.stderr and fault in result.stderr, result.stderr[-3000:]
+    assert seen["record_learner"] == seen["first_learner"] and seen["record_check"] is None
+    assert seen["first_files_unchanged"]
+    assert seen["restored"] and seen["restored_w"] == [1.0] * 1000 and seen["restored_step"] == 1
+    assert seen["again"]
+
+
 def test_truncated_latest_learner_checkpoint_falls_back_to_the_previous(tmp_path, capsys):
     """Real TensorFlow checkpoints: the newest one's data file is cut short; the resume
     reports it and restores the previous complete checkpoint instead."""
