@@ -301,6 +301,11 @@ def _cmd_sweep() -> int:
         if run.variant not in validated:
             validate.validate_config(run.config)
             validated.add(run.variant)
+    if _LAUNCH.value != "local":
+        from launch import vertex
+
+        for run in runs:
+            vertex.validate_cluster(run.config, submit=_LAUNCH.value == "vertex_ai")
     validate.validate_workdir(_WORKDIR.value)  # created only once everything checks out
     if _LAUNCH.value == "vertex_ai":
         from launch import vertex
