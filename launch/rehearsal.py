@@ -294,7 +294,11 @@ class StandIn:
                     self._reply(200, {})
                     on_cancel(self.client_address[0])
 
-        self.server = http.server.ThreadingHTTPServer((address, 80), Handler)
+        try:  # port 80: the metadata server's, which the stop node's urllib call uses
+            self.server = http.server.ThreadingHTTPServer((address, 80), Handler)
+        except OSError as error:
+            message = f"the rehearsal's stand-in cannot listen on {address}:80: {error}"
+            raise ConfigError(message) from None
         self.endpoint = f"http://{address}:80"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

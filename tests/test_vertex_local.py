@@ -232,6 +232,22 @@ def test_a_sigkilled_launcher_takes_its_replicas_along_and_its_hosts_are_removed
     assert _leftovers(record["run_id"]) == []
 
 
+def test_sigterm_to_the_launcher_cancels_the_job_and_removes_its_hosts(run):
+    workdir, procs = run
+    proc = _start(workdir, "--config.stop.max_actor_steps=1000000")
+    procs.append(proc)
+    record = wait_for(
+        lambda: (r := _record(workdir)) and r.get("replicas") and r, 120, "replicas started"
+    )
+    assert _leftovers(record["run_id"])
+    proc.send_signal(signal.SIGTERM)  # Ctrl-C or SIGTERM: the job is cancelled
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "rehearsed job CANCELLED: SIGTERM to the launcher" in out
+    assert _leftovers(record["run_id"]) == []
+    assert not _tree([r["pid"] for r in record["replicas"]])
+
+
 @pytest.mark.slow  # about 70 s
 def test_sigterm_to_every_replica_writes_a_final_checkpoint_and_leaves_nothing(run):
     workdir, procs = run
@@ -278,3 +294,35 @@ def test_a_killed_actor_worker_is_replaced_and_the_run_completes(run):
     assert proc.returncode == 0, out[-2000:] + err[-3000:]
     assert read_checkpoint_record(workdir)["counts"]["actor_steps"] >= 6000
     assert _leftovers(record["run_id"]) == []
+
+
+@pytest.mark.slow  # about 150 s
+def test_a_dead_replica_fails_the_job_with_final_checkpoints_and_the_run_resumes(run):
+    workdir, procs = run
+    proc = _start(workdir, "--config.stop.max_actor_steps=1000000")
+    procs.append(proc)
+    wait_for(
+        lambda: (read_checkpoint_record(workdir) or {}).get("counts", {}).get("learner_steps"),
+        180,
+        "a first checkpoint",
+    )
+    record = _record(workdir)
+    actor = next(r for r in record["replicas"] if r["node"] == "actor/1")
+    killed = time.time()
+    os.kill(actor["pid"], signal.SIGKILL)  # the replica's own process, not a worker
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 1
+    assert "rehearsed job FAILED: actor/1 exited with SIGKILL" in out
+    assert "error: actor/1 failed" in err
+    assert _record(workdir)["outcome"]["failed"] == ["actor/1"]
+    checkpoint = read_checkpoint_record(workdir)
+    assert checkpoint["time"] >= killed  # the others stopped on SIGTERM with checkpoints
+    assert _leftovers(record["run_id"]) == []
+    at_failure = checkpoint["counts"]["actor_steps"]
+    again = _start(workdir, f"--config.stop.max_actor_steps={at_failure + 800}")
+    procs.append(again)
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err[-3000:]
+    assert f"resuming {workdir}: learner step" in out
+    assert read_checkpoint_record(workdir)["counts"]["actor_steps"] >= at_failure + 800
+    assert _leftovers(_record(workdir)["run_id"]) == []
