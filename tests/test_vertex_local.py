@@ -83,6 +83,9 @@ def run(tmp_path):
             proc.communicate()
     record = _record(workdir) or {}
     pids = [r["pid"] for r in record.get("replicas", [])]
+    deadline = time.time() + 15  # replicas of a killed launcher die with it (asynchronously)
+    while _tree(pids) and time.time() < deadline:
+        time.sleep(0.5)
     left_procs = _tree(pids)
     for proc in left_procs:
         proc.kill()
@@ -167,12 +170,14 @@ def test_rehearsal_runs_to_its_budget_on_its_own_hosts_and_stops_through_the_can
     assert ours not in inodes and len(inodes) == len(replicas)
     # the learner and the actors reached the replay over the bridge, not loopback
     wanted = {replicas[n]["address"] for n in ("learner/0", "actor/0", "actor/1")}
-    wait_for(
-        lambda: wanted <= _replay_peers(replicas["replay/0"]["namespace"]),
-        150,
-        "the learner and both actors connected to the replay's address",
-        poll=2.0,
-    )
+    seen: set[str] = set()
+
+    def connected() -> bool:
+        seen.update(_replay_peers(replicas["replay/0"]["namespace"]))
+        assert proc.poll() is None, f"the run ended; replay peers seen: {seen}"
+        return wanted <= seen
+
+    wait_for(connected, 300, "the learner and both actors connected to the replay's address")
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, out[-2000:] + err[-3000:]
     assert "rehearsed job CANCELLED: cancel request from stopper/0" in out
