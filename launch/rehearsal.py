@@ -155,7 +155,7 @@ def _free_subnet() -> str:
 class Hosts:
     """The replicas' hosts: a bridge, and a namespace with a veth and an address each."""
 
-    def __init__(self, run_id: str, job: dict, pools: list[vertex.Pool]):
+    def __init__(self, run_id: str, pools: list[vertex.Pool]):
         self.run_id = run_id
         self.bridge = f"{PREFIX}{run_id}"
         self.subnet = ""
@@ -366,7 +366,7 @@ def launch_rehearsal(config: ml_collections.ConfigDict, workdir: str, grace_secs
     pools = vertex.plan_pools(config)
     vertex.write_node_pickles(config, workdir)
     job = vertex.custom_job_spec(config, workdir, vertex.display_name(config, workdir))
-    hosts = Hosts(run_id, job, pools)
+    hosts = Hosts(run_id, pools)
     cancel = threading.Event()
     why: dict[str, str] = {}
 
