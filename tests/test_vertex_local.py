@@ -232,12 +232,14 @@ def test_a_sigkilled_launcher_takes_its_replicas_along_and_its_hosts_are_removed
         lambda: (r := _record(workdir)) and r.get("replicas") and r, 120, "replicas started"
     )
     pids = [r["pid"] for r in record["replicas"]]
-    assert len(_tree(pids)) >= len(pids)
+    alive = _tree(pids)
+    assert {p.pid for p in alive} >= set(pids), (pids, alive)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
-    wait_for(lambda: not _tree(pids), 15, "the replicas to die with their launcher")
+    wait_for(lambda: not _tree(pids), 15, f"the replicas to die with their launcher: {pids}")
     assert _leftovers(record["run_id"])  # nothing could remove them yet
-    assert record["run_id"] in rehearsal.remove_stale_hosts()
+    removed = rehearsal.remove_stale_hosts()
+    assert record["run_id"] in removed, (record["run_id"], removed)
     assert _leftovers(record["run_id"]) == []
 
 
