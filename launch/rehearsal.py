@@ -25,6 +25,7 @@ import http.server
 import json
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -102,6 +103,12 @@ def remove_hosts(run_id: str) -> None:
         for name in os.listdir(NETNS_ETC):
             if name.startswith(f"{PREFIX}-{run_id}-"):
                 shutil.rmtree(os.path.join(NETNS_ETC, name), ignore_errors=True)
+    # A namespace goes (with its veth) once its last process is reaped, which may be after
+    # this: delete the veths' host ends now, then the bridge.
+    for line in _links():
+        name = line.split(":")[1].strip().split("@")[0]
+        if name.startswith(f"bv{run_id}"):
+            _run(["ip", "link", "delete", name])
     _run(["ip", "link", "delete", f"{PREFIX}{run_id}"])
     with contextlib.suppress(FileNotFoundError):
         os.remove(os.path.join(STATE_DIR, f"{run_id}.json"))
@@ -130,6 +137,8 @@ def remove_stale_hosts() -> list[str]:
             run_id = name.split("-")[1]
         elif name.startswith(PREFIX) and not name.startswith(f"{PREFIX}-"):
             run_id = name[len(PREFIX) :]
+        elif re.fullmatch(r"bv[0-9a-f]{6}\d+x\d+", name):  # a veth's host end
+            run_id = name[2:8]
         else:
             continue
         if run_id not in live:
