@@ -3,7 +3,9 @@
 # a non-root user with `bprl` as the entry point:
 #   docker build -t bprl .
 #   docker run --rm bprl run --config=experiments/configs/walker_walk.py:tiny --workdir=/tmp/run
-# See docs/cluster.md for Vertex AI.
+# On Vertex AI every node runs this image with the command
+#   python -m launch.node_entry --data_file=gs://.../nodes/workerpoolN.pkl
+# (launch/vertex.py writes the job request; see docs/cluster.md).
 FROM python:3.10-slim
 
 ENV PYTHONUNBUFFERED=1 \

@@ -1,10 +1,10 @@
 """`bprl`: the command line of the behavior-prior trainer.
 
 bprl run --config=experiments/configs/walker_walk.py[:variant] [--config.key=value ...]
-         --workdir=DIR [--launch=local|vertex_ai]
+         --workdir=DIR [--launch=local|vertex_ai|vertex_ai_local]
 bprl sweep --config=... --seeds=5 --workdir=DIR [--parallel=1]
            [--sweep_field=prior_info --sweep_values='proprioception;velocity']
-           [--config.key=value ...] [--launch=local|vertex_ai]
+           [--config.key=value ...] [--launch=local|vertex_ai|vertex_ai_local]
 bprl report DIR [--threshold=RETURN] [--baseline=VARIANT]
 bprl rollout --workdir=RUN [--prior] [--episodes=20] [--out=FILE.npz]
 bprl export-prior --workdir=RUN [--step=N] --out=DIR
@@ -42,7 +42,11 @@ _NETWORK = flags.DEFINE_enum(
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (logs, TensorBoard, checkpoints).")
 _LAUNCH = flags.DEFINE_enum(
-    "launch", "local", ["local", "vertex_ai"], "Where to run: this machine, or Vertex AI."
+    "launch",
+    "local",
+    ["local", "vertex_ai", "vertex_ai_local"],
+    "Where to run: this machine, Vertex AI, or 'vertex_ai_local': the Vertex AI job "
+    "rehearsed on this machine, every replica its own host (network namespace; root).",
 )
 _SEEDS = flags.DEFINE_integer("seeds", 5, "sweep: seeds per variant (config.seed, +1, ...).")
 _PARALLEL = flags.DEFINE_integer("parallel", 1, "sweep: local runs at a time.")
@@ -103,13 +107,18 @@ def _cmd_run() -> int:
     validate.validate_workdir(_WORKDIR.value)
     workdir = os.path.abspath(_WORKDIR.value)
     lock = None
-    if _LAUNCH.value == "local":
+    if _LAUNCH.value == "vertex_ai_local":
+        from launch import rehearsal, vertex
+
+        rehearsal.check_can_rehearse()
+        vertex.validate_cluster(config, submit=False)
+    if _LAUNCH.value in ("local", "vertex_ai_local"):
         from launch import runlock
 
         validate.validate_fits_machine(config)
         lock = runlock.acquire(workdir, "bprl run")  # kept across the re-executions below
     resuming = validate.validate_resume(config, workdir)
-    if _NETWORK.value == "isolated" and _LAUNCH.value != "vertex_ai":
+    if _NETWORK.value == "isolated" and _LAUNCH.value == "local":
         from launch import netns
 
         netns.reexec_isolated(sys.argv)  # returns only where isolation is not possible
@@ -119,7 +128,7 @@ def _cmd_run() -> int:
     if resuming:
         from launch import checkpointing
 
-        if _LAUNCH.value == "local":
+        if _LAUNCH.value != "vertex_ai":
             try:  # a damaged newest checkpoint falls back to the previous one
                 checkpointing.prepare_resume(workdir)
             except checkpointing.CheckpointError as error:
@@ -137,6 +146,14 @@ def _cmd_run() -> int:
         vertex.launch_vertex(config, _WORKDIR.value)
         return 0
     started = time.monotonic()
+    if _LAUNCH.value == "vertex_ai_local":
+        try:
+            code = _rehearse(config, workdir)
+        finally:
+            runlock.release(lock)
+        if code:
+            return code
+        return _summary(config, workdir, started)
     try:
         local.launch_local(config, workdir)
     except local.LaunchInterrupted as interrupted:
@@ -149,6 +166,28 @@ def _cmd_run() -> int:
             from launch import runlock
 
             runlock.release(lock)
+    return _summary(config, workdir, started)
+
+
+def _rehearse(config, workdir: str) -> int:
+    """The rehearsal of the Vertex AI job; 0 when the job ended as a finished run does
+    (the stop node's cancel request at the budget)."""
+    from launch import local, rehearsal
+
+    outcome = rehearsal.launch_rehearsal(config, workdir)
+    print(f"rehearsed job {outcome.state}: {outcome.reason}")
+    if outcome.state == "CANCELLED" and outcome.cancel_from.startswith("stopper/"):
+        return 0
+    for node in outcome.failed:
+        print(
+            f"error: {node} failed; its log: {os.path.join(workdir, 'logs', node)}", file=sys.stderr
+        )
+        for line in local.log_tail(workdir, node):
+            print(f"    {line}", file=sys.stderr)
+    return 0 if outcome.state == "SUCCEEDED" else 1
+
+
+def _summary(config, workdir: str, started: float) -> int:
     from launch import summary
 
     task = f"{config.task}, prior sees {', '.join(config.prior_info)}"
@@ -275,11 +314,22 @@ def _cmd_sweep() -> int:
         if run.variant not in validated:
             validate.validate_config(run.config)
             validated.add(run.variant)
+    if _LAUNCH.value != "local":
+        from launch import vertex
+
+        for run in runs:
+            vertex.validate_cluster(run.config, submit=_LAUNCH.value == "vertex_ai")
     validate.validate_workdir(_WORKDIR.value)  # created only once everything checks out
     if _LAUNCH.value == "vertex_ai":
         from launch import vertex
 
         return vertex.launch_sweep(runs, _WORKDIR.value)
+    launch_args = []
+    if _LAUNCH.value == "vertex_ai_local":
+        from launch import rehearsal
+
+        rehearsal.check_can_rehearse()
+        launch_args = ["--launch=vertex_ai_local"]
     from launch import runlock
 
     at_once = max(1, min(_PARALLEL.value, len(runs)))
@@ -289,7 +339,9 @@ def _cmd_sweep() -> int:
     try:
         print(f"sweep directory: {workdir}")
         print(f"watch it with: tensorboard --logdir {workdir}")
-        code = sweep.run_local(runs, sweep.config_args_from_argv(sys.argv[1:]), _PARALLEL.value)
+        code = sweep.run_local(
+            runs, [*launch_args, *sweep.config_args_from_argv(sys.argv[1:])], _PARALLEL.value
+        )
     finally:
         runlock.release(lock)
     if code == 0:

@@ -103,7 +103,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.resources.learner_threads = 0  # TensorFlow intra-op threads of the learner (0: all)
     config.resources.actor_threads = 1  # threads of each actor / evaluator process
 
-    # Vertex AI (`--launch=vertex_ai`, see docs/cluster.md); unused by local runs.
+    # Vertex AI (`--launch=vertex_ai` and its rehearsal `vertex_ai_local`, see
+    # docs/cluster.md); unused by local runs.
     config.cluster = ml_collections.ConfigDict()
     config.cluster.project = ""  # Google Cloud project id that runs and pays for the jobs
     config.cluster.region = "us-central1"  # Vertex AI region of the jobs and the bucket
@@ -121,9 +122,14 @@ def base_config() -> ml_collections.ConfigDict:
         config.cluster[group] = ml_collections.ConfigDict()
         config.cluster[group].cpu = cpu  # vCPUs of each node of the group
         config.cluster[group].memory_gb = memory_gb  # GiB of memory of each node
-    # GPU of the learner: "" (none) or T4, P4, P100, V100, A100, A100_80GIB, L4, H100.
-    config.cluster.learner.accelerator = "T4"
-    config.cluster.learner.accelerator_count = 1  # GPUs of that type (1, 2, 4 or 8)
+    # The image every node runs (built from the Dockerfile and pushed); "" means
+    # REGION-docker.pkg.dev/PROJECT/bprl/bprl:latest.
+    config.cluster.image = ""
+    # GPU of the learner: "" (none, the default: the image installs tensorflow-cpu) or
+    # T4, P4, P100, V100. A GPU needs `learner_image`: an image with a GPU TensorFlow 2.8.
+    config.cluster.learner.accelerator = ""
+    config.cluster.learner.accelerator_count = 0  # GPUs of that type (1, 2, 4 or 8)
+    config.cluster.learner_image = ""  # the learner's image when it has a GPU
     return config
 
 

@@ -270,7 +270,8 @@ class StopConditionNode:
         self._poll_secs = poll_secs
 
     def run(self) -> None:
-        while True:
+        stop = lp.stop_event()  # SIGTERM (a person, or a cancelled Vertex AI job): return
+        while not stop.is_set():
             counts = self._counter.get_counts()
             actor_steps = counts.get("actor_steps", 0)
             learner_steps = counts.get("learner_steps", 0)
@@ -284,4 +285,4 @@ class StopConditionNode:
                 )
                 lp.stop()
                 return
-            time.sleep(self._poll_secs)
+            stop.wait(self._poll_secs)

