@@ -269,6 +269,7 @@ class RunCheckpointer:
         self.last_save_time = time.time()
         self._last_counts: dict = {}
         self._last_replay: tuple[str | None, dict] = (None, {})
+        self._saved_learner_steps: int | None = None  # learner steps of the newest checkpoint
 
     def restore(self) -> bool:
         """Restores the newest complete checkpoint that reads back; False when there is none.
@@ -286,6 +287,7 @@ class RunCheckpointer:
                 logging.error("cannot restore %s (%s); trying the previous", path, error)
                 continue
             self._last_replay = (record.get("replay"), record.get("replay_items", {}))
+            self._saved_learner_steps = self._current_learner_steps()
             logging.info("learner restored from %s", record["learner"])
             return True
         return False
@@ -351,7 +353,38 @@ class RunCheckpointer:
             }
             write_record(self._workdir, record, keep_previous=True)
         self.last_save_time = time.time()
+        self._saved_learner_steps = counts.get("learner_steps")
         logging.info("checkpoint written in %.2fs: %s", record["total_seconds"], learner_path)
+        return record
+
+    def _current_learner_steps(self) -> int | None:
+        return None if self._learner_steps is None else int(self._learner_steps())
+
+    def learner_unchanged(self) -> bool:
+        """True when no update was applied since the newest checkpoint (or restore)."""
+        steps = self._current_learner_steps()
+        return steps is not None and steps == self._saved_learner_steps
+
+    def save_counts(self) -> dict | None:
+        """A record with the counter's latest counts naming the newest learner checkpoint,
+        without touching the learner's variables: for a final checkpoint while an update
+        (e.g. the first one, compiling) holds them and none was applied since that
+        checkpoint. None when there is no checkpoint to name yet."""
+        try:
+            with record_lock(self._workdir):
+                record = load_record(counts_path(self._workdir))
+                if record is None:
+                    return None
+                counts = self._read_counts()
+                counts["learner_steps"] = int(record.get("counts", {}).get("learner_steps", 0))
+                record = dict(record, counts=counts, time=time.time())
+                if self._replay is not None:
+                    record["replay"] = latest_replay_checkpoint(self._workdir) or record["replay"]
+                write_record(self._workdir, record, keep_previous=True)
+        except OSError as error:
+            logging.error("counts record failed (%s); the previous one is kept", error)
+            return None
+        logging.info("counts recorded with the unchanged learner checkpoint %s", record["learner"])
         return record
 
     def _read_counts(self) -> dict:
@@ -368,3 +401,26 @@ class RunCheckpointer:
         except Exception:  # noqa: BLE001 - a checkpoint without fresh counts beats none
             logging.warning("counter did not answer; checkpointing the last counts read")
         return dict(self._last_counts)
+
+
+def final_checkpoint(
+    checkpointer: RunCheckpointer, update_lock, wait_secs: float = 5.0
+) -> dict | None:
+    """The learner node's last checkpoint when the program stops.
+
+    An update holds `update_lock`; the first one compiles, which can take longer than the
+    launcher's grace period on a loaded machine. If the lock is not free within
+    `wait_secs` and no update was applied since the newest checkpoint, the latest counts
+    are recorded with that (unchanged) checkpoint instead of waiting, so a stop during the
+    first compile still keeps the actors' progress. Otherwise it waits for the update.
+    """
+    if update_lock.acquire(timeout=wait_secs):
+        try:
+            return checkpointer.save(include_replay=False)
+        finally:
+            update_lock.release()
+    if checkpointer.learner_unchanged():
+        logging.info("an update is still running and none was applied since the last checkpoint")
+        return checkpointer.save_counts()
+    with update_lock:
+        return checkpointer.save(include_replay=False)

@@ -95,7 +95,7 @@ class LearnerNode:
         finally:
             # Final checkpoint at the budget, on SIGTERM and on errors. The replay server
             # is stopping too and writes its own final checkpoint (CheckpointingReverbNode).
-            self.checkpoint(include_replay=False)
+            checkpointing.final_checkpoint(self._checkpointer, self._lock)
 
     def checkpoint(self, include_replay: bool = True) -> dict:
         """Writes a checkpoint now, between two updates, and returns its record."""

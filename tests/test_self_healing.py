@@ -205,6 +205,48 @@ def _save(workdir: str, checkpointer, state, value: float, step: int) -> dict:
     return record
 
 
+def test_a_stop_during_a_long_update_still_records_the_latest_counts(tmp_path):
+    """The final checkpoint while an update holds the learner (the first update compiles,
+    which can outlast the launcher's grace period): with no update applied since the last
+    checkpoint, the latest counts are recorded with that unchanged learner checkpoint at
+    once; once an update was applied, it waits for the update and saves the learner."""
+    import threading
+
+    import tensorflow as tf
+    from acme.utils import counting
+
+    from launch import checkpointing
+
+    workdir = str(tmp_path)
+    state = {"w": tf.Variable([1.0]), "step": tf.Variable(0, dtype=tf.int64)}
+    counter = counting.Counter()
+    checkpointer = checkpointing.RunCheckpointer(
+        workdir, state, counter, learner_steps=lambda: int(state["step"].numpy())
+    )
+    counter.increment(actor_steps=100)
+    first = checkpointer.save()
+    counter.increment(actor_steps=900)  # the actors go on while the learner compiles
+
+    update_lock = threading.Lock()
+    update_lock.acquire()  # an update in progress (compiling), held past the stop
+    started = time.monotonic()
+    record = checkpointing.final_checkpoint(checkpointer, update_lock, wait_secs=1.0)
+    assert time.monotonic() - started < 10
+    assert record["learner"] == first["learner"]
+    assert record["counts"]["actor_steps"] == 1000 and record["counts"]["learner_steps"] == 0
+    latest = checkpointing.load_record(checkpointing.counts_path(workdir))
+    assert latest["counts"]["actor_steps"] == 1000 and checkpointing.check_record(latest) is None
+
+    state["step"].assign(1)  # an update was applied; the next one is still running
+    state["w"].assign([2.0])
+    threading.Timer(2.0, update_lock.release).start()
+    record = checkpointing.final_checkpoint(checkpointer, update_lock, wait_secs=0.5)
+    assert record["learner"] != first["learner"] and record["counts"]["learner_steps"] == 1
+    restored = {"w": tf.Variable([0.0]), "step": tf.Variable(0, dtype=tf.int64)}
+    assert checkpointing.RunCheckpointer(workdir, restored, None).restore()
+    assert restored["w"].numpy().tolist() == [2.0]
+
+
 def _can_mount_tmpfs() -> bool:
     probe = subprocess.run(
         ["unshare", "--mount", "--map-root-user", "sh", "-c", "mount -t tmpfs -o size=1m x /mnt"],
