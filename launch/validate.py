@@ -120,6 +120,7 @@ def _bound_checks(config: ml_collections.ConfigDict) -> list[tuple[bool, str]]:
         ("actors.variable_update_period", 1, True),
         ("actors.max_errors", 1, True),
         ("actors.max_restarts", 0, True),
+        ("actors.envs_per_process", 0, True),
         ("actors.inject_fault_every_steps", 0, True),
         ("checkpoint.every_seconds", 0.0, False),
         ("evaluators.episodes", 1, True),

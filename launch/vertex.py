@@ -223,7 +223,8 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, staging_dir: str):
     from launch.program import make_program
 
     directory = run_dir(config, workdir)
-    program = make_program(config, directory)
+    # Auto packing on Vertex AI: one stream per actor VM (each VM is one node), as before.
+    program = make_program(config, directory, cores=config.actors.num_actors)
     missing = set(program.groups) - set(GROUPS)
     if missing:
         raise ConfigError(f"cluster: no resources for program groups {sorted(missing)}")
