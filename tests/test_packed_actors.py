@@ -4,18 +4,27 @@ real Reverb, real MuJoCo, real Launchpad programs."""
 from __future__ import annotations
 
 import os
+import signal
 
 import acme
 import numpy as np
+import psutil
 import pytest
 import reverb
 from acme.utils import counting, loggers
-from tests_support import REPO
+from tests_support import (
+    REPO,
+    actor_workers,
+    read_checkpoint_record,
+    run_processes,
+    start_run,
+    wait_for,
+)
 
 from agents.actor import GaussianActor
 from agents.fast_adder import FastSequenceAdder
 from agents.packed_actor import PackedActor, PackedLoop
-from launch import builders, validate
+from launch import builders, events, packing, validate
 from launch.validate import load_config
 
 POINT_MASS = os.path.join(REPO, "experiments", "configs", "point_mass_right.py")
@@ -144,3 +153,114 @@ def test_envs_per_process_validated_and_auto_packing():
     config.actors.envs_per_process = -1
     with pytest.raises(validate.ConfigError, match="actors.envs_per_process must be >= 0"):
         validate.validate_config(config)
+    config.actors.num_actors = 32
+    config.actors.envs_per_process = 8
+    groups = packing.stream_groups(config)
+    assert groups == [tuple(range(k, k + 8)) for k in (0, 8, 16, 24)]
+    config.actors.envs_per_process = 5  # the last process takes the rest
+    assert [len(g) for g in packing.stream_groups(config)] == [5, 5, 5, 5, 5, 5, 2]
+    config.actors.envs_per_process = 0  # auto: about one process per core, capped
+    assert len(packing.stream_groups(config, cores=2)) == 2
+    assert len(packing.stream_groups(config, cores=64)) == 32
+    assert packing.envs_per_process(config, cores=1) == packing.MAX_AUTO_ENVS_PER_PROCESS
+    config.actors.num_actors = 3
+    assert packing.stream_groups(config, cores=2) == [(0, 1), (2,)]
+    # Every stream keeps its id (and so its seed and event directory) whatever the packing.
+    for size in (1, 2, 3):
+        config.actors.envs_per_process = size
+        assert sum(packing.stream_groups(config), ()) == (0, 1, 2)
+
+
+def _node_processes(workdir: str, group: str) -> list[psutil.Process]:
+    found = []
+    for proc in run_processes(workdir):
+        try:
+            if proc.environ().get("BPRL_NODE_GROUP") == group and "--lp_task_id" in " ".join(
+                proc.cmdline()
+            ):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _inserted_streams(workdir: str) -> set[int]:
+    from benchmarks import memory
+
+    return memory.inserted_streams(workdir)
+
+
+def test_packed_program_inserts_from_every_stream_and_survives_a_killed_worker(tmp_path):
+    """4 streams, 2 per process: 2 light actor nodes (no TensorFlow) and 2 workers; a
+    SIGKILLed worker is replaced and its streams insert again; the run reaches its budget."""
+    workdir = str(tmp_path / "run")
+    proc = start_run(
+        workdir,
+        "--config.actors.num_actors=4",
+        "--config.actors.envs_per_process=2",
+        "--config.stop.max_actor_steps=5000",
+    )
+    try:
+        wait_for(lambda: len(actor_workers(workdir)) == 2, 180, "two packed actor workers")
+        nodes = _node_processes(workdir, "actor")
+        assert len(nodes) == 2
+        for node in nodes:  # the supervising node never loads TensorFlow's Python library
+            with open(f"/proc/{node.pid}/maps") as f:
+                assert "_pywrap_tensorflow_internal" not in f.read()
+        wait_for(lambda: _inserted_streams(workdir) == {0, 1, 2, 3}, 180, "every stream")
+        victim = next(w for w in actor_workers(workdir) if w.ppid() == nodes[0].pid)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        wait_for(
+            lambda: [w for w in actor_workers(workdir) if w.pid != victim.pid][1:],
+            120,
+            "the killed worker to be replaced",
+        )
+        out, err = proc.communicate(timeout=300)
+        code = proc.returncode
+    finally:
+        if proc.poll() is None:
+            for leftover in run_processes(workdir):
+                leftover.kill()
+            proc.communicate()
+    assert code == 0, err[-3000:]
+    assert read_checkpoint_record(workdir)["counts"]["actor_steps"] >= 5000
+    logs = {i: open(os.path.join(workdir, "logs", "actor", str(i))).read() for i in (0, 1)}
+    killed = 0 if f"worker process {victim.pid} died" in logs[0] else 1
+    assert f"worker process {victim.pid} died" in logs[killed]
+    # The replacement worker ran the same two streams again from new episodes.
+    streams = {0: (0, 1), 1: (2, 3)}[killed]
+    for stream in streams:
+        assert logs[killed].count(f"actor stream {stream}: first sequence inserted") == 2
+    for stream in range(4):  # per-stream event files, as unpacked actors write them
+        curves = events.read_scalars(os.path.join(workdir, "actors", str(stream)))
+        assert curves.get("actor_steps"), f"stream {stream} logged no episode"
+        assert curves.get("episode_return")
+    # The process's CPU time is written once per process (its first stream), not per stream.
+    cpu = [
+        bool(
+            events.read_scalars(os.path.join(workdir, "actors", str(s))).get("process_cpu_seconds")
+        )
+        for s in range(4)
+    ]
+    assert cpu == [True, False, True, False]
+    assert run_processes(workdir) == []
+
+
+@pytest.mark.slow  # two small programs started and stopped (~3 min on 2 cores)
+def test_memory_benchmark_runs_at_a_tiny_size(tmp_path):
+    from benchmarks import memory
+
+    out = str(tmp_path / "memory.json")
+    report = memory.main(["--streams", "2", "--packing", "2,1", "--window", "4", "--out", out])
+    assert os.path.exists(out)
+    packed, unpacked = report["runs"]
+    for run, processes in ((packed, 1), (unpacked, 2)):
+        assert "error" not in run and "skipped" not in run, run
+        assert run["actor_processes"] == processes
+        assert run["total_gib"] > run["actor_gib"] > 0
+        # Each actor process: its node, its worker and multiprocessing's resource tracker.
+        assert run["actor_pids"] == 3 * processes
+        assert run["learner_pids"] == run["replay_pids"] == 1
+        assert run["left_behind"] == 0
+        assert run["all_inserted_s"] > 0
