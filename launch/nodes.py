@@ -255,30 +255,3 @@ class EvaluatorNode:
                 prior_return,
             )
             next_eval = actor_steps + config.evaluators.every_actor_steps
-
-
-class StopConditionNode:
-    """Stops the whole program once the actor-step or learner-step budget is spent."""
-
-    def __init__(self, config: ml_collections.ConfigDict, counter, poll_secs: float = 1.0):
-        self._max_actor_steps = config.stop.max_actor_steps
-        self._max_learner_steps = config.stop.max_learner_steps
-        self._counter = counter
-        self._poll_secs = poll_secs
-
-    def run(self) -> None:
-        while True:
-            counts = self._counter.get_counts()
-            actor_steps = counts.get("actor_steps", 0)
-            learner_steps = counts.get("learner_steps", 0)
-            done_actor = self._max_actor_steps and actor_steps >= self._max_actor_steps
-            done_learner = self._max_learner_steps and learner_steps >= self._max_learner_steps
-            if done_actor or done_learner:
-                logging.info(
-                    "budget reached (actor steps %d, learner steps %d): stopping",
-                    actor_steps,
-                    learner_steps,
-                )
-                lp.stop()
-                return
-            time.sleep(self._poll_secs)

@@ -9,7 +9,7 @@ import launchpad as lp
 import ml_collections
 import reverb
 
-from launch import actor_node, builders, checkpointing, nodes, packing
+from launch import builders, checkpointing, light_nodes, nodes, packing
 
 
 def _replay_tables(config: ml_collections.ConfigDict):
@@ -49,11 +49,11 @@ def make_program(
     with program.group("actor"):
         # Each actor node runs a group of streams (launch/packing.py). It gets the replay's
         # address, not its handle: the node stays free of Reverb and TensorFlow
-        # (launch/actor_node.py); its worker process connects.
+        # (launch/light_nodes.py); its worker process connects.
         for streams in packing.stream_groups(config, cores):
             program.add_node(
                 lp.CourierNode(
-                    actor_node.ActorNode,
+                    light_nodes.ActorNode,
                     config,
                     streams,
                     replay_node.reverb_address,
@@ -68,5 +68,5 @@ def make_program(
                 lp.CourierNode(nodes.EvaluatorNode, config, evaluator_id, counter, learner, workdir)
             )
     with program.group("stopper"):
-        program.add_node(lp.CourierNode(nodes.StopConditionNode, config, counter))
+        program.add_node(lp.CourierNode(light_nodes.StopConditionNode, config, counter))
     return program
