@@ -12,8 +12,9 @@ process per stream, or N), one after the other in this process:
      program (the launcher and all its descendants) is sampled; the largest total is
      reported, split by role from each node's BPRL_NODE_GROUP (actor: nodes, their worker
      and resource-tracker processes; learner; replay; others: counter, stopper,
-     evaluators, launcher). Aggregate actor steps/s over the window are read from the
-     learner's TensorBoard events (`launch/events.py`).
+     evaluators, launcher). Aggregate actor steps/s over the window's second half are
+     read from the shared counter's actor_steps in the TensorBoard events
+     (`launch/events.py`).
   4. SIGTERM to the launcher; the time to a clean exit (every process gone) is recorded.
 A configuration whose estimated size (`launch.validate.program_size`) exceeds the memory
 available at that moment is skipped and reported as such.
@@ -187,7 +188,8 @@ def measure(streams: int, packing: int, args: argparse.Namespace) -> dict:
         result["launch_to_exit_s"] = round(ended - started, 1)
         result["returncode"] = proc.returncode
         result["left_behind"] = sum(psutil.pid_exists(pid) for pid in tree)
-        rate = actor_rate(workdir, inserted, window_end)
+        # The second half of the window: the learner is past its first updates by then.
+        rate = actor_rate(workdir, inserted + args.window / 2, window_end)
         result["actor_steps_per_s"] = None if rate is None else round(rate, 1)
     finally:
         if proc.poll() is None:
@@ -214,7 +216,7 @@ def parse_args(argv):
     parser.add_argument(
         "--packing", type=ints, default=(0, 1), help="envs_per_process values (0: auto)"
     )
-    parser.add_argument("--window", type=float, default=30.0, help="seconds of PSS sampling")
+    parser.add_argument("--window", type=float, default=60.0, help="seconds of PSS sampling")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to first inserts")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--keep-workdirs", action="store_true")

@@ -132,7 +132,9 @@ def run_actor_process(config, stream_ids, replay_address, counter, learner, work
     """The actor worker process: runs streams `stream_ids` packed (one batched inference
     per step); rebuilds them all and continues after an exception (`actors.max_errors`)."""
     supervision.exit_with_parent()
-    logging.set_verbosity(logging.INFO)  # a spawned process: absl's flags were never parsed
+    # A spawned process: absl's flags were never parsed; log as the nodes do (timestamps).
+    logging.use_absl_handler()
+    logging.set_verbosity(logging.INFO)
     builders.set_tf_threads(config.resources.actor_threads)
     replay = reverb.Client(replay_address.resolve())
     name = f"actor_{stream_ids[0]}" + (f"-{stream_ids[-1]}" if len(stream_ids) > 1 else "")
