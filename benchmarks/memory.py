@@ -234,8 +234,19 @@ def main(argv: list[str] | None = None) -> dict:
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "runs": [],
     }
+    from launch import packing as packing_lib
+    from launch import validate
+
     for streams in args.streams:
+        done = set()  # e.g. 1 stream: auto, 8 and 1 are the same program
         for packing in args.packing:
+            config = validate.load_config(args.config)
+            config.actors.num_actors = streams
+            config.actors.envs_per_process = packing
+            effective = packing_lib.envs_per_process(config)
+            if effective in done:
+                continue
+            done.add(effective)
             result = measure(streams, packing, args)
             report["runs"].append(result)
             print_run(result)
