@@ -3,7 +3,7 @@
 A run directory (`bprl run --workdir=RUN`):
     RUN/config.json            the run's whole config (launch/defaults.py's fields)
     RUN/learner/               learner TensorBoard events
-    RUN/actors/<i>/            actor i's events
+    RUN/actors/<i>/            actor stream i's events (whatever the packing)
     RUN/evaluator_<i>/         evaluator i's events (policy and prior returns)
     RUN/logs/<group>/<i>       each node's output
     RUN/checkpoints/           learner, replay and counts (launch/checkpointing.py)
