@@ -17,7 +17,6 @@ import ml_collections
 
 from environments import registry
 from launch import packing
-from networks import information
 
 
 class ConfigError(ValueError):
@@ -43,6 +42,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             f"prior_info must be a non-empty tuple of information-set names, got "
             f"{config.prior_info!r}; task {task.name!r} has {sorted(task.information_sets)}"
         )
+    from networks import information  # TensorFlow: not needed to parse the command line
+
     try:
         keys = task.keys_for(tuple(config.prior_info))
         env = registry.make_environment(config.task, config.seed, **config.task_kwargs.to_dict())
