@@ -20,7 +20,7 @@ import launchpad as lp
 import ml_collections
 from absl import logging
 
-from launch import supervision
+from launch import packing, supervision
 
 
 class ActorNode:
@@ -37,9 +37,7 @@ class ActorNode:
     ):
         self._args = (config, tuple(stream_ids), replay_address, counter, learner, workdir)
         self._max_restarts = config.actors.max_restarts
-        self._name = f"actor_{stream_ids[0]}" + (
-            f"-{stream_ids[-1]}" if len(stream_ids) > 1 else ""
-        )
+        self._name = packing.process_name(stream_ids)
 
     def run(self) -> None:
         supervision.supervise(run_worker, self._args, self._max_restarts, name=self._name)

@@ -18,7 +18,7 @@ from acme.utils import counting
 from agents.actor import GaussianActor, VersionedVariableClient
 from agents.learner import Learner
 from agents.packed_actor import PackedActor, PackedLoop
-from launch import builders, checkpointing, layout, supervision
+from launch import builders, checkpointing, layout, packing, supervision
 from launch.quiet import quiet_warnings
 from launch.tensorboard import TensorBoardLogger
 
@@ -137,7 +137,7 @@ def run_actor_process(config, stream_ids, replay_address, counter, learner, work
     logging.set_verbosity(logging.INFO)
     builders.set_tf_threads(config.resources.actor_threads)
     replay = reverb.Client(replay_address.resolve())
-    name = f"actor_{stream_ids[0]}" + (f"-{stream_ids[-1]}" if len(stream_ids) > 1 else "")
+    name = packing.process_name(stream_ids)
 
     def build_and_run() -> None:
         seeds = [config.seed * 1000 + stream for stream in stream_ids]  # as unpacked actors

@@ -49,3 +49,9 @@ def stream_groups(
     streams = int(config.actors.num_actors)
     size = envs_per_process(config, cores)
     return [tuple(range(start, min(start + size, streams))) for start in range(0, streams, size)]
+
+
+def process_name(stream_ids) -> str:
+    """An actor process's name in logs: actor_<id> or actor_<first>-<last>."""
+    ids = tuple(stream_ids)
+    return f"actor_{ids[0]}" + (f"-{ids[-1]}" if len(ids) > 1 else "")
