@@ -15,7 +15,7 @@ worker process.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import dm_env
 import numpy as np
@@ -147,7 +147,6 @@ class PackedLoop:
         loggers_: Sequence[loggers.Logger],
         stream_ids: Sequence[int],
         first_insert_steps: int = 0,
-        should_stop: Callable[[], bool] = lambda: False,
     ):
         if not len(environments) == len(loggers_) == len(stream_ids) == actor.num_streams:
             raise ValueError("one environment, logger and stream id per stream of the actor")
@@ -157,11 +156,10 @@ class PackedLoop:
         self._loggers = list(loggers_)
         self._ids = list(stream_ids)
         self._first_insert_steps = first_insert_steps
-        self._should_stop = should_stop
 
     def run(self, num_steps: int | None = None) -> None:
-        """Steps every stream `num_steps` times (None: until `should_stop`); episodes run on
-        across calls' ends only within one call (each call starts new episodes)."""
+        """Steps every stream `num_steps` times (None: for ever; the process is stopped
+        from outside). Each call starts every stream on a new episode."""
         n = len(self._envs)
         timesteps = [None] * n
         lengths, returns, starts = [0] * n, [0.0] * n, [0.0] * n
@@ -172,7 +170,7 @@ class PackedLoop:
             self._actor.observe_first(i, timesteps[i])
             starts[i] = time.time()
         steps = 0
-        while (num_steps is None or steps < num_steps) and not self._should_stop():
+        while num_steps is None or steps < num_steps:
             actions = self._actor.select_actions([ts.observation for ts in timesteps])
             for i, env in enumerate(self._envs):
                 action = actions[i]
