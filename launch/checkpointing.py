@@ -29,7 +29,6 @@ import os
 import time
 from collections.abc import Callable
 
-import tensorflow as tf
 from absl import logging
 from acme.utils import counting
 
@@ -89,6 +88,8 @@ def check_record(record: dict) -> str | None:
     if not learner or not os.path.exists(learner + ".index"):
         return f"learner checkpoint {learner} is missing"
     try:
+        import tensorflow as tf  # here: the counter node imports this module, light
+
         reader = tf.train.load_checkpoint(learner)
         for name in reader.get_variable_to_shape_map():
             reader.get_tensor(name)
@@ -258,6 +259,8 @@ class RunCheckpointer:
         self._learner_steps = learner_steps
         self._counter = counter
         self._replay = replay_client
+        import tensorflow as tf
+
         self._checkpoint = tf.train.Checkpoint(**learner_state)
         self._manager = tf.train.CheckpointManager(
             # Two records (newest, previous) name two of these; the third is the one a
@@ -302,6 +305,8 @@ class RunCheckpointer:
         checkpoint, whose files are not touched, and training goes on (the next period
         tries again).
         """
+        import tensorflow as tf
+
         try:
             return self._save(include_replay)
         except (OSError, tf.errors.OpError) as error:

@@ -98,6 +98,12 @@ def _cmd_run() -> int:
         os.environ["LAUNCHPAD_LOGGING_DIR"] = os.path.join(os.path.abspath(_WORKDIR.value), "logs")
     from launch import local, validate
 
+    if _NETWORK.value == "isolated" and _LAUNCH.value == "local":  # (a rehearsal: its own)
+        from launch import netns
+
+        # First, so the checks below (which import TensorFlow) run once, in the run's
+        # own namespace; a bad config still ends with one error line before any node.
+        netns.reexec_isolated(sys.argv)  # returns only where isolation is not possible
     config = _CONFIG.value
     if config is None:
         raise validate.ConfigError("--config is required")
@@ -116,12 +122,8 @@ def _cmd_run() -> int:
         from launch import runlock
 
         validate.validate_fits_machine(config)
-        lock = runlock.acquire(workdir, "bprl run")  # kept across the re-executions below
+        lock = runlock.acquire(workdir, "bprl run")  # kept across restarts (exec)
     resuming = validate.validate_resume(config, workdir)
-    if _NETWORK.value == "isolated" and _LAUNCH.value == "local":
-        from launch import netns
-
-        netns.reexec_isolated(sys.argv)  # returns only where isolation is not possible
     if _LAUNCH.value != "vertex_ai":  # where the run is and how to watch it: first
         print(f"run directory: {workdir}")
         print(f"watch it with: tensorboard --logdir {workdir}")

@@ -64,7 +64,12 @@ def base_config() -> ml_collections.ConfigDict:
     config.replay.adder = "fast"
 
     config.actors = ml_collections.ConfigDict()
-    config.actors.num_actors = 32  # actor processes
+    config.actors.num_actors = 32  # environment streams (each an actor: own seed, episodes)
+    # Streams per actor process, stepped together with one batched inference per step
+    # (launch/packing.py): ceil(num_actors / envs_per_process) actor processes. 0 (auto):
+    # about one process per core of the launching machine, at most 16 streams each
+    # (Vertex AI: 1, one stream per actor VM as before). 1: one process per stream.
+    config.actors.envs_per_process = 0
     config.actors.variable_update_period = 1000  # actor steps between weight refreshes
     config.actors.max_errors = 10  # exceptions an actor process rebuilds after, then dies
     config.actors.max_restarts = 100  # dead actor processes a node replaces before failing

@@ -3,7 +3,7 @@
 A run directory (`bprl run --workdir=RUN`):
     RUN/config.json            the run's whole config (launch/defaults.py's fields)
     RUN/learner/               learner TensorBoard events
-    RUN/actors/<i>/            actor i's events
+    RUN/actors/<i>/            actor stream i's events (whatever the packing)
     RUN/evaluator_<i>/         evaluator i's events (policy and prior returns)
     RUN/launcher/              the launcher's events (a restart after a node died)
     RUN/restarts.jsonl         the same restarts, one JSON line each

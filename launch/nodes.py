@@ -11,12 +11,14 @@ import acme
 import launchpad as lp
 import ml_collections
 import numpy as np
+import reverb
 from absl import logging
 from acme.utils import counting
 
 from agents.actor import GaussianActor, VersionedVariableClient
 from agents.learner import Learner
-from launch import builders, checkpointing, layout, supervision
+from agents.packed_actor import PackedActor, PackedLoop
+from launch import builders, checkpointing, layout, packing, supervision
 from launch.quiet import quiet_warnings
 from launch.tensorboard import TensorBoardLogger
 
@@ -126,40 +128,27 @@ class CheckpointingReverbNode(lp.ReverbNode):
             checkpointing.note_final_replay(self._workdir, path, items)
 
 
-class ActorNode:
-    """Supervises one actor process that runs Acme's environment loop into replay."""
-
-    def __init__(
-        self,
-        config: ml_collections.ConfigDict,
-        actor_id: int,
-        replay,
-        counter,
-        learner,
-        workdir: str,
-    ):
-        self._args = (config, actor_id, replay, counter, learner, workdir)
-        self._max_restarts = config.actors.max_restarts
-
-    def run(self) -> None:
-        actor_id = self._args[1]
-        supervision.supervise(
-            run_actor_process, self._args, self._max_restarts, name=f"actor_{actor_id}"
-        )
-
-
-def run_actor_process(config, actor_id, replay, counter, learner, workdir) -> None:
-    """The actor's worker process: rebuilds and continues after an exception."""
+def run_actor_process(config, stream_ids, replay_address, counter, learner, workdir) -> None:
+    """The actor worker process: runs streams `stream_ids` packed (one batched inference
+    per step); rebuilds them all and continues after an exception (`actors.max_errors`)."""
     supervision.exit_with_parent()
+    # A spawned process: absl's flags were never parsed; log as the nodes do (timestamps).
+    logging.use_absl_handler()
+    logging.set_verbosity(logging.INFO)
     builders.set_tf_threads(config.resources.actor_threads)
-    logdir = layout.actor_dir(workdir, actor_id)
+    replay = reverb.Client(replay_address.resolve())
+    name = packing.process_name(stream_ids)
 
     def build_and_run() -> None:
-        seed = config.seed * 1000 + actor_id
-        env = builders.make_environment(config, seed)
+        seeds = [config.seed * 1000 + stream for stream in stream_ids]  # as unpacked actors
+        envs = [builders.make_environment(config, seed) for seed in seeds]
         if config.actors.inject_fault_every_steps:
-            env = supervision.FaultInjector(env, config.actors.inject_fault_every_steps, seed)
-        networks = builders.build_networks(config, acme.make_environment_spec(env))
+            every = config.actors.inject_fault_every_steps
+            envs = [
+                supervision.FaultInjector(env, every, seed)
+                for env, seed in zip(envs, seeds, strict=True)
+            ]
+        networks = builders.build_networks(config, acme.make_environment_spec(envs[0]))
         # A prior whose state is stored with every step (LSTM) runs in the actor too.
         recurrent_prior = networks.kind.actor_prior(networks)
         fetched = {"policy": networks.policy.variables}
@@ -169,25 +158,35 @@ def run_actor_process(config, actor_id, replay, counter, learner, workdir) -> No
             learner, fetched, update_period=config.actors.variable_update_period
         )
         client.update_and_wait()
-        actor = GaussianActor(
+        actor = PackedActor(
             networks.policy,
-            stochastic=True,
-            adder=builders.make_adder(config, replay),
+            [builders.make_adder(config, replay) for _ in stream_ids],
+            seeds,
             variable_client=client,
-            seed=seed,
             recurrent_prior=recurrent_prior,
         )
-        loop = acme.EnvironmentLoop(
-            env,
+        # One event directory per stream (actors/<id>/, as unpacked); the process's CPU
+        # time is recorded in its first stream's only, so summing over streams is right.
+        stream_loggers = [
+            TensorBoardLogger(layout.actor_dir(workdir, stream), "actor", cpu_seconds=(k == 0))
+            for k, stream in enumerate(stream_ids)
+        ]
+        loop = PackedLoop(
+            envs,
             actor,
-            counter=counting.Counter(counter, prefix="actor"),
-            logger=TensorBoardLogger(logdir, "actor"),
-            label=f"actor_{actor_id}",
+            counting.Counter(counter, prefix="actor"),
+            stream_loggers,
+            stream_ids,
+            first_insert_steps=config.replay.sequence_length,
         )
-        logging.info("actor %d running", actor_id)
-        loop.run()
+        logging.info("%s running %d streams %s", name, len(stream_ids), list(stream_ids))
+        try:
+            loop.run()
+        finally:
+            for stream_logger in stream_loggers:
+                stream_logger.close()
 
-    supervision.run_with_retries(build_and_run, config.actors.max_errors, f"actor_{actor_id}")
+    supervision.run_with_retries(build_and_run, config.actors.max_errors, name)
 
 
 def run_episode(env, actor: GaussianActor) -> float:
@@ -258,31 +257,3 @@ class EvaluatorNode:
                 prior_return,
             )
             next_eval = actor_steps + config.evaluators.every_actor_steps
-
-
-class StopConditionNode:
-    """Stops the whole program once the actor-step or learner-step budget is spent."""
-
-    def __init__(self, config: ml_collections.ConfigDict, counter, poll_secs: float = 1.0):
-        self._max_actor_steps = config.stop.max_actor_steps
-        self._max_learner_steps = config.stop.max_learner_steps
-        self._counter = counter
-        self._poll_secs = poll_secs
-
-    def run(self) -> None:
-        stop = lp.stop_event()  # SIGTERM (a person, or a cancelled Vertex AI job): return
-        while not stop.is_set():
-            counts = self._counter.get_counts()
-            actor_steps = counts.get("actor_steps", 0)
-            learner_steps = counts.get("learner_steps", 0)
-            done_actor = self._max_actor_steps and actor_steps >= self._max_actor_steps
-            done_learner = self._max_learner_steps and learner_steps >= self._max_learner_steps
-            if done_actor or done_learner:
-                logging.info(
-                    "budget reached (actor steps %d, learner steps %d): stopping",
-                    actor_steps,
-                    learner_steps,
-                )
-                lp.stop()
-                return
-            stop.wait(self._poll_secs)

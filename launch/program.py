@@ -1,4 +1,5 @@
-"""One Launchpad program per seed: replay, counter, learner, actors, evaluators, stopper."""
+"""One Launchpad program per seed: replay, counter, learner, actor processes (each running
+one or more environment streams), evaluators, stopper."""
 
 from __future__ import annotations
 
@@ -8,15 +9,20 @@ import launchpad as lp
 import ml_collections
 import reverb
 
-from launch import builders, checkpointing, nodes
+from launch import builders, checkpointing, light_nodes, nodes, packing
 
 
 def _replay_tables(config: ml_collections.ConfigDict):
     return [builders.replay_table(config, builders.environment_spec(config))]
 
 
-def make_program(config: ml_collections.ConfigDict, workdir: str) -> lp.Program:
-    """Builds (does not launch) the program for `config`, logging under `workdir`."""
+def make_program(
+    config: ml_collections.ConfigDict, workdir: str, cores: int | None = None
+) -> lp.Program:
+    """Builds (does not launch) the program for `config`, logging under `workdir`.
+
+    `cores`: what auto packing (`actors.envs_per_process = 0`) spreads the actor streams
+    over; None: this machine's cores."""
     program = lp.Program(name=f"bprl_{config.task}_seed{config.seed}")
     # The learner checkpoints the replay together with its own state (so the two match);
     # the replay node loads the latest checkpoint when it starts and writes a last one
@@ -27,14 +33,13 @@ def make_program(config: ml_collections.ConfigDict, workdir: str) -> lp.Program:
             reverb.checkpointers.DefaultCheckpointer,
             path=checkpointing.checkpoint_dir(workdir, "replay"),
         )
+    replay_node = nodes.CheckpointingReverbNode(
+        functools.partial(_replay_tables, config),
+        checkpoint_ctor=checkpoint_ctor,
+        workdir=workdir,
+    )
     with program.group("replay"):
-        replay = program.add_node(
-            nodes.CheckpointingReverbNode(
-                functools.partial(_replay_tables, config),
-                checkpoint_ctor=checkpoint_ctor,
-                workdir=workdir,
-            )
-        )
+        replay = program.add_node(replay_node)
     with program.group("counter"):
         counter = program.add_node(lp.CourierNode(checkpointing.RestoringCounter, workdir))
     with program.group("learner"):
@@ -42,9 +47,20 @@ def make_program(config: ml_collections.ConfigDict, workdir: str) -> lp.Program:
             lp.CourierNode(nodes.LearnerNode, config, replay, counter, workdir)
         )
     with program.group("actor"):
-        for actor_id in range(config.actors.num_actors):
+        # Each actor node runs a group of streams (launch/packing.py). It gets the replay's
+        # address, not its handle: the node stays free of Reverb and TensorFlow
+        # (launch/light_nodes.py); its worker process connects.
+        for streams in packing.stream_groups(config, cores):
             program.add_node(
-                lp.CourierNode(nodes.ActorNode, config, actor_id, replay, counter, learner, workdir)
+                lp.CourierNode(
+                    light_nodes.ActorNode,
+                    config,
+                    streams,
+                    replay_node.reverb_address,
+                    counter,
+                    learner,
+                    workdir,
+                )
             )
     with program.group("evaluator"):
         for evaluator_id in range(config.evaluators.num_evaluators):
@@ -52,5 +68,5 @@ def make_program(config: ml_collections.ConfigDict, workdir: str) -> lp.Program:
                 lp.CourierNode(nodes.EvaluatorNode, config, evaluator_id, counter, learner, workdir)
             )
     with program.group("stopper"):
-        program.add_node(lp.CourierNode(nodes.StopConditionNode, config, counter))
+        program.add_node(lp.CourierNode(light_nodes.StopConditionNode, config, counter))
     return program

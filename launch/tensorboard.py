@@ -25,7 +25,8 @@ class TensorBoardLogger(loggers.Logger):
     goes under `group/`). The x-axis is `data[step_key]` when present (every node passes
     the shared `actor_steps`, so all curves of a run line up), else the number of writes
     so far. Every write also records `process_cpu_seconds` (CPU time of the writing
-    process so far), from which the CPU split between learner and actors is read
+    process so far; `cpu_seconds=False` leaves it out, as all but the first stream of a
+    packed actor process do), from which the CPU split between learner and actors is read
     (benchmarks/throughput.py).
     """
 
@@ -35,6 +36,7 @@ class TensorBoardLogger(loggers.Logger):
         group: str,
         step_key: str | None = "actor_steps",
         flush_secs: float = 5.0,
+        cpu_seconds: bool = True,
     ):
         os.makedirs(logdir, exist_ok=True)
         self._writer = tf.summary.create_file_writer(
@@ -42,6 +44,7 @@ class TensorBoardLogger(loggers.Logger):
         )
         self._step_key = step_key
         self._group = group
+        self._cpu_seconds = cpu_seconds
         self._num_writes = 0
         self.logdir = logdir
 
@@ -51,9 +54,10 @@ class TensorBoardLogger(loggers.Logger):
         if self._step_key is not None and self._step_key in data:
             step = int(data[self._step_key])
         with self._writer.as_default():
-            tf.summary.scalar(
-                events.tag_for("process_cpu_seconds", self._group), time.process_time(), step
-            )
+            if self._cpu_seconds:
+                tf.summary.scalar(
+                    events.tag_for("process_cpu_seconds", self._group), time.process_time(), step
+                )
             for key, value in data.items():
                 value = np.asarray(value)
                 if value.ndim == 0 and isinstance(value.item(), numbers.Number):

@@ -16,7 +16,7 @@ import tempfile
 import ml_collections
 
 from environments import registry
-from networks import information
+from launch import packing
 
 
 class ConfigError(ValueError):
@@ -43,6 +43,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             f"prior_info must be a non-empty tuple of information-set names, got "
             f"{config.prior_info!r}; task {task.name!r} has {sorted(task.information_sets)}"
         )
+    from networks import information  # TensorFlow: not needed to parse the command line
+
     try:
         keys = task.keys_for(tuple(config.prior_info))
         env = registry.make_environment(config.task, config.seed, **config.task_kwargs.to_dict())
@@ -76,6 +78,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         (
             config.actors.num_actors >= 1,
             f"actors.num_actors must be >= 1, got {config.actors.num_actors}",
+        ),
+        (
+            (packed := config.actors.envs_per_process) >= 0,
+            f"actors.envs_per_process must be >= 0 (0: auto), got {packed}",
         ),
         (config.evaluators.num_evaluators >= 0, "evaluators.num_evaluators must be >= 0"),
         (config.replay.sequence_length >= 1, "replay.sequence_length must be >= 1"),
@@ -151,19 +157,32 @@ def _bound_checks(config: ml_collections.ConfigDict) -> list[tuple[bool, str]]:
     return checks
 
 
-# Measured resident memory of one node process (each imports TensorFlow, Reverb, Acme and
-# dm_control): 17.63 GiB over the 38 processes of a 32-actor run (docs/results.md).
+# Memory of one node process that imports TensorFlow, Reverb, Acme and dm_control (learner,
+# replay, counter, stopper, evaluators; the launcher too): 17.63 GiB RSS over the 38
+# processes of an unpacked 32-actor run (docs/results.md).
 GIB_PER_NODE = 0.5
+# An actor process: its light supervising node (no TensorFlow), the worker it spawns and
+# multiprocessing's resource tracker; and each environment stream the worker runs
+# (benchmarks/memory.py, docs/results.md "Throughput II"; rounded up).
+GIB_PER_ACTOR_PROCESS = 0.4
+GIB_PER_STREAM = 0.02
 
 
 def program_size(config: ml_collections.ConfigDict) -> tuple[int, int, float]:
-    """(nodes, processes, GiB) of a local run of `config`: an actor is a node plus its
-    worker process; replay, counter, learner, stopper and the evaluators one each."""
-    actors = int(config.actors.num_actors)
+    """(nodes, processes, GiB) of a local run of `config`: each actor process is a node,
+    its worker and a resource tracker (launch/packing.py groups the streams); replay,
+    counter, learner, stopper and the evaluators one process each; and the launcher."""
+    streams = int(config.actors.num_actors)
+    actor_processes = len(packing.stream_groups(config))
     others = 4 + int(config.evaluators.num_evaluators)
-    nodes = actors + others
-    processes = 1 + nodes + actors  # launcher, nodes, actor workers
-    return nodes, processes, GIB_PER_NODE * (actors + others + 1)
+    nodes = actor_processes + others
+    processes = 1 + nodes + 2 * actor_processes  # launcher, nodes, workers, trackers
+    gib = (
+        GIB_PER_NODE * (others + 1)
+        + GIB_PER_ACTOR_PROCESS * actor_processes
+        + GIB_PER_STREAM * streams
+    )
+    return nodes, processes, gib
 
 
 def validate_fits_machine(config: ml_collections.ConfigDict, runs_at_once: int = 1) -> None:
@@ -175,16 +194,17 @@ def validate_fits_machine(config: ml_collections.ConfigDict, runs_at_once: int =
     nodes, processes, gib = program_size(config)
     processes, gib = processes * runs_at_once, gib * runs_at_once
     total = psutil.virtual_memory().total / 2**30
+    streams = int(config.actors.num_actors)
+    actor_processes = len(packing.stream_groups(config))
     what = (
-        f"{config.actors.num_actors} actors + {nodes - config.actors.num_actors} other nodes "
-        f"+ the launcher, ~{GIB_PER_NODE} GiB each"
+        f"{streams} actor streams in {actor_processes} actor processes, "
+        f"~{GIB_PER_ACTOR_PROCESS} GiB each + {GIB_PER_STREAM} GiB per stream; "
+        f"{nodes - actor_processes} other nodes + the launcher, ~{GIB_PER_NODE} GiB each"
     )
     if runs_at_once > 1:
-        what += f", times {runs_at_once} runs at once"
+        what += f"; times {runs_at_once} runs at once"
     if gib > total:
-        fit = max(
-            0, int(total / GIB_PER_NODE / runs_at_once) - (nodes - config.actors.num_actors) - 1
-        )
+        fit = _most_streams_that_fit(config, total / runs_at_once)
         raise ConfigError(
             f"the program needs about {gib:.1f} GiB of memory ({what}; {processes} "
             f"processes) but this machine has {total:.1f} GiB; "
@@ -199,6 +219,20 @@ def validate_fits_machine(config: ml_collections.ConfigDict, runs_at_once: int =
             f"the program needs {processes} processes ({what}) but this machine allows "
             f"{ceiling} (ulimit -u / kernel.pid_max)"
         )
+
+
+def _most_streams_that_fit(config: ml_collections.ConfigDict, gib: float) -> int:
+    """The most actor streams (same packing setting) whose program fits in `gib`."""
+    trial = ml_collections.ConfigDict(config.to_dict())
+    low, high = 0, int(config.actors.num_actors)
+    while low < high:  # program_size grows with the number of streams
+        middle = (low + high + 1) // 2
+        trial.actors.num_actors = middle
+        if program_size(trial)[2] <= gib:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def validate_workdir(workdir: str) -> None:

@@ -150,11 +150,14 @@ def validate_cluster(config: ml_collections.ConfigDict, submit: bool = True) -> 
 
 def group_sizes(config: ml_collections.ConfigDict) -> dict[str, int]:
     """Nodes per group of the program (launch/program.py), empty groups left out."""
+    from launch import packing
+
     sizes = {
         "replay": 1,
         "counter": 1,
         "learner": 1,
-        "actor": int(config.actors.num_actors),
+        # actor processes (one per VM): streams packed by actors.envs_per_process (auto: 1)
+        "actor": len(packing.stream_groups(config, cores=int(config.actors.num_actors))),
         "evaluator": int(config.evaluators.num_evaluators),
         "stopper": 1,
     }
@@ -300,7 +303,9 @@ def write_node_pickles(config: ml_collections.ConfigDict, run_dir: str, stopper=
 
     stopper = stopper or vertex_stop.cancel_job
     pools = plan_pools(config)
-    program = make_program(config, run_dir)
+    # Auto packing on Vertex AI: one stream per actor VM (each VM is one node); an explicit
+    # actors.envs_per_process = N runs N streams in one process on each actor VM.
+    program = make_program(config, run_dir, cores=config.actors.num_actors)
     sizes = {group: len(nodes) for group, nodes in program.groups.items() if nodes}
     if sizes != group_sizes(config):
         raise ConfigError(f"cluster: program groups {sizes} differ from {group_sizes(config)}")

@@ -151,19 +151,32 @@ class GaussianHead(snt.Module):
         return (*self.numpy_moments(params, observation), state)
 
     @snt.no_name_scope
-    def numpy_act(self, params, observation, state, rng: np.random.Generator | None):
-        """(action, log-probability, extras, state); `rng` None takes the mean."""
+    def numpy_act(self, params, observation, state, rng):
+        """(action, log-probability, extras, state); `rng` None takes the mean, a sequence
+        of generators samples a packed batch (one per row)."""
         mean, scale = self.numpy_moments(params, observation)
         return (*act_from_moments(mean, scale, rng), {}, state)
 
 
-def act_from_moments(mean: np.ndarray, scale: np.ndarray, rng: np.random.Generator | None):
-    """(float32 action, its float32 log-probability); the mean (log-prob 0) when `rng` is None."""
+def standard_normal(rng, shape: tuple[int, ...]) -> np.ndarray:
+    """Unit Gaussian noise of `shape`: from one generator, or, for a packed batch of
+    streams ([N, ...] rows), row i from generator i of the sequence `rng`. A stream's row
+    is then the draw it would get acting alone, whatever the other streams do."""
+    if isinstance(rng, np.random.Generator):
+        return rng.standard_normal(shape)
+    return np.stack([generator.standard_normal(shape[1:]) for generator in rng])
+
+
+def act_from_moments(mean: np.ndarray, scale: np.ndarray, rng):
+    """(float32 action, its float32 log-probability); the mean (log-prob 0) when `rng` is None.
+
+    `rng`: a generator, or one per row for a packed batch (`standard_normal`).
+    """
     if rng is None:
-        return mean.astype(np.float32), np.float32(0.0)
-    action = (mean + scale * rng.standard_normal(mean.shape)).astype(np.float32)
+        return mean.astype(np.float32), np.zeros(mean.shape[:-1], np.float32)[()]
+    action = (mean + scale * standard_normal(rng, mean.shape)).astype(np.float32)
     # log mu of the float32 action actually sent to the environment and stored.
-    return action, np.float32(gaussian_log_prob(mean, scale, action))
+    return action, np.asarray(gaussian_log_prob(mean, scale, action), np.float32)[()]
 
 
 def sigmoid_numpy(z: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 import sonnet as snt
 import tensorflow as tf
 
-from networks.gaussian import GaussianHead, gaussian_log_prob
+from networks.gaussian import GaussianHead, gaussian_log_prob, standard_normal
 
 LATENT_KEY = "__latent__"
 
@@ -84,20 +84,21 @@ class HierarchicalHead(snt.Module):
         return None
 
     @snt.no_name_scope
-    def numpy_act(self, params, observation, state, rng: np.random.Generator | None):
-        """(action, log mu(z, a), {"latent": z}, state); `rng` None takes both means."""
+    def numpy_act(self, params, observation, state, rng):
+        """(action, log mu(z, a), {"latent": z}, state); `rng` None takes both means, a
+        sequence of generators samples a packed batch (one per row, z then a per row)."""
         high_params, low_params = params
         z_mean, z_scale = self.high.numpy_moments(high_params, observation)
-        z = z_mean if rng is None else z_mean + z_scale * rng.standard_normal(z_mean.shape)
+        z = z_mean if rng is None else z_mean + z_scale * standard_normal(rng, z_mean.shape)
         z = z.astype(np.float32)
         a_mean, a_scale = self.low.numpy_moments(low_params, {**observation, LATENT_KEY: z})
         if rng is None:
-            return a_mean.astype(np.float32), np.float32(0.0), {"latent": z}, state
-        action = (a_mean + a_scale * rng.standard_normal(a_mean.shape)).astype(np.float32)
-        log_prob = gaussian_log_prob(z_mean, z_scale, z) + gaussian_log_prob(
-            a_mean, a_scale, action
-        )
-        return action, np.float32(log_prob), {"latent": z}, state
+            zero = np.zeros(a_mean.shape[:-1], np.float32)[()]
+            return a_mean.astype(np.float32), zero, {"latent": z}, state
+        action = (a_mean + a_scale * standard_normal(rng, a_mean.shape)).astype(np.float32)
+        log_prob = gaussian_log_prob(z_mean, z_scale, z)
+        log_prob = log_prob + gaussian_log_prob(a_mean, a_scale, action)
+        return action, np.asarray(log_prob, np.float32)[()], {"latent": z}, state
 
 
 def make_hierarchical_pair(

@@ -166,7 +166,8 @@ class RecurrentGaussianHead(snt.Module):
         return (*moments, state)
 
     @snt.no_name_scope
-    def numpy_act(self, params, observation, state, rng: np.random.Generator | None):
-        """(action, log-probability, extras, next state); `rng` None takes the mean."""
+    def numpy_act(self, params, observation, state, rng):
+        """(action, log-probability, extras, next state); `rng` None takes the mean, a
+        sequence of generators samples a packed batch (one per row)."""
         mean, scale, state = self.numpy_step(params, observation, state)
         return (*act_from_moments(mean, scale, rng), {}, state)

@@ -1,0 +1,280 @@
+"""Memory (PSS) and start-up time of a whole local program, packed actors against unpacked.
+
+Usage:
+  python benchmarks/memory.py [--streams 1,4,32] [--packing 0,1] [--window 30] [--out FILE]
+
+For each number of streams and each packing (`actors.envs_per_process`: 0 auto, 1 one
+process per stream, or N), one after the other in this process:
+  1. `bprl run` (the real local_mp program; default walker_walk:tiny, no budget) starts.
+  2. Once every stream has logged "first sequence inserted" (its first replay item reached
+     the server, `agents/packed_actor.py`), the time from launch is recorded.
+  3. For `--window` seconds the PSS (/proc/<pid>/smaps_rollup) of every process of the
+     program (the launcher and all its descendants) is sampled; the largest total is
+     reported, split by role from each node's BPRL_NODE_GROUP (actor: nodes, their worker
+     and resource-tracker processes; learner; replay; others: counter, stopper,
+     evaluators, launcher). Aggregate actor steps/s over the window's second half are
+     read from the shared counter's actor_steps in the TensorBoard events
+     (`launch/events.py`).
+  4. SIGTERM to the launcher; the time to a clean exit (every process gone) is recorded.
+A configuration whose estimated size (`launch.validate.program_size`) exceeds the memory
+available at that moment is skipped and reported as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from benchmarks import machine  # noqa: E402
+
+_INSERTED = re.compile(r"actor stream (\d+): first sequence inserted")
+ROLES = ("actor", "learner", "replay", "others")
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size of one process in KiB (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def role_of(proc) -> str:
+    """actor / learner / replay / others, from the node group a process inherited."""
+    import psutil
+
+    try:
+        group = proc.environ().get("BPRL_NODE_GROUP", "")
+    except psutil.Error:
+        return "others"
+    return group if group in ROLES else "others"
+
+
+def program_pss(launcher_pid: int) -> dict:
+    """PSS in GiB per role and in total, over the launcher and all its descendants."""
+    import psutil
+
+    try:
+        root = psutil.Process(launcher_pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return {}
+    gib = {role: 0.0 for role in ROLES}
+    counted = {role: 0 for role in ROLES}
+    for proc in procs:
+        kib = pss_kib(proc.pid)
+        if kib:
+            role = role_of(proc) if proc.pid != launcher_pid else "others"
+            gib[role] += kib / 2**20
+            counted[role] += 1
+    return {
+        **{f"{role}_gib": gib[role] for role in ROLES},
+        **{f"{role}_pids": counted[role] for role in ROLES},
+        "total_gib": sum(gib.values()),
+        "processes": sum(counted.values()),
+    }
+
+
+def inserted_streams(workdir: str) -> set[int]:
+    """Streams whose first sequence reached replay (from the actor nodes' logs)."""
+    found: set[int] = set()
+    root = os.path.join(workdir, "logs", "actor")
+    for name in os.listdir(root) if os.path.isdir(root) else []:
+        with open(os.path.join(root, name), errors="replace") as f:
+            found.update(int(m.group(1)) for m in _INSERTED.finditer(f.read()))
+    return found
+
+
+def actor_rate(workdir: str, start: float, end: float) -> float | None:
+    """Aggregate actor steps/s between wall times `start` and `end`: the shared counter's
+    actor_steps as every node logged it (learner, actor streams; `launch/events.py`)."""
+    from launch import events
+
+    points = sorted(
+        (wall, value)
+        for run_dir in events.run_dirs(workdir)
+        for wall, _, value in events.read_events(run_dir).get("actor_steps", [])
+        if start <= wall <= end
+    )
+    if len(points) < 2 or points[-1][0] - points[0][0] < 1.0:
+        return None
+    return (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
+
+
+def measure(streams: int, packing: int, args: argparse.Namespace) -> dict:
+    """One program: launch, wait for every stream's first insert, sample, SIGTERM, exit."""
+    import psutil
+
+    from launch import packing as packing_lib
+    from launch import validate
+
+    config = validate.load_config(args.config)
+    config.actors.num_actors = streams
+    config.actors.envs_per_process = packing
+    processes = len(packing_lib.stream_groups(config))
+    estimate = validate.program_size(config)[2]
+    available = psutil.virtual_memory().available / 2**30
+    result = {
+        "streams": streams,
+        "envs_per_process": packing,
+        "actor_processes": processes,
+        "estimated_gib": round(estimate, 2),
+        "available_gib_before": round(available, 2),
+        "load_before": machine.loadavg(),
+    }
+    if estimate > 0.9 * available:
+        result["skipped"] = f"needs ~{estimate:.1f} GiB, {available:.1f} GiB available"
+        return result
+    workdir = tempfile.mkdtemp(prefix=f"bprl_mem_{streams}_{packing}_")
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "bprl"),
+        "run",
+        f"--config={args.config}",
+        f"--config.actors.num_actors={streams}",
+        f"--config.actors.envs_per_process={packing}",
+        "--config.stop.max_actor_steps=1000000000",
+        f"--workdir={workdir}",
+    ]
+    result["command"] = " ".join(command)
+    started = time.time()
+    proc = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        while len(inserted_streams(workdir)) < streams:
+            if proc.poll() is not None:
+                result["error"] = f"exited early ({proc.returncode}): {proc.stderr.read()[-1500:]}"
+                return result
+            if time.time() - started > args.timeout:
+                result["error"] = f"not every stream inserted within {args.timeout} s"
+                break
+            time.sleep(0.25)
+        inserted = time.time()
+        result["all_inserted_s"] = round(inserted - started, 1)
+        peak: dict = {}
+        while time.time() - inserted < args.window and proc.poll() is None:
+            sample = program_pss(proc.pid)
+            if sample.get("total_gib", 0.0) > peak.get("total_gib", 0.0):
+                peak = sample
+            time.sleep(2.0)
+        window_end = time.time()
+        result.update({k: round(v, 3) if isinstance(v, float) else v for k, v in peak.items()})
+        tree = [proc.pid] + [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+        stop = time.time()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+        gone = time.time()
+        while any(psutil.pid_exists(pid) for pid in tree) and time.time() - gone < 60:
+            time.sleep(0.2)
+        ended = time.time()
+        result["exit_after_sigterm_s"] = round(ended - stop, 1)
+        result["launch_to_exit_s"] = round(ended - started, 1)
+        result["returncode"] = proc.returncode
+        result["left_behind"] = sum(psutil.pid_exists(pid) for pid in tree)
+        # The second half of the window: the learner is past its first updates by then.
+        rate = actor_rate(workdir, inserted + args.window / 2, window_end)
+        result["actor_steps_per_s"] = None if rate is None else round(rate, 1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        with contextlib.suppress(Exception):
+            proc.stderr.close()
+        result["load_after"] = machine.loadavg()
+        if not args.keep_workdirs:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            result["workdir"] = workdir
+    return result
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ints = lambda s: tuple(int(x) for x in s.split(",") if x)  # noqa: E731
+    parser.add_argument(
+        "--config",
+        default=os.path.join(ROOT, "experiments/configs/walker_walk.py") + ":tiny",
+        help="config FILE:variant the programs run (no budget; stopped by SIGTERM)",
+    )
+    parser.add_argument("--streams", type=ints, default=(1, 4, 32), help="actor streams")
+    parser.add_argument(
+        "--packing", type=ints, default=(0, 1), help="envs_per_process values (0: auto)"
+    )
+    parser.add_argument("--window", type=float, default=60.0, help="seconds of PSS sampling")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to first inserts")
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument("--keep-workdirs", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    report = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "cpu": machine.cpu_model(),
+        "nproc": os.cpu_count(),
+        "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + (argv or sys.argv[1:])),
+        "uptime_start": machine.uptime(),
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "runs": [],
+    }
+    from launch import packing as packing_lib
+    from launch import validate
+
+    for streams in args.streams:
+        done = set()  # e.g. 1 stream: auto, 8 and 1 are the same program
+        for packing in args.packing:
+            config = validate.load_config(args.config)
+            config.actors.num_actors = streams
+            config.actors.envs_per_process = packing
+            effective = packing_lib.envs_per_process(config)
+            if effective in done:
+                continue
+            done.add(effective)
+            result = measure(streams, packing, args)
+            report["runs"].append(result)
+            print_run(result)
+    report["uptime_end"] = machine.uptime()
+    print(f"{report['cpu']}, {report['nproc']} CPUs")
+    print(f"load: start [{report['uptime_start']}] end [{report['uptime_end']}]")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(report, f, indent=2)
+    return report
+
+
+def print_run(r: dict) -> None:
+    head = f"{r['streams']:>3} streams, envs_per_process {r['envs_per_process']} "
+    head += f"({r['actor_processes']} actor processes):"
+    if "skipped" in r or "total_gib" not in r:
+        print(head, r.get("skipped") or r.get("error"))
+        return
+    print(
+        f"{head} PSS total {r['total_gib']:.2f} GiB over {r['processes']} processes "
+        f"(actors {r['actor_gib']:.2f}, learner {r['learner_gib']:.2f}, replay "
+        f"{r['replay_gib']:.2f}, others {r['others_gib']:.2f}); every stream inserted "
+        f"{r['all_inserted_s']} s after launch; exit {r['exit_after_sigterm_s']} s after "
+        f"SIGTERM ({r['launch_to_exit_s']} s from launch, rc {r['returncode']}); actor "
+        f"steps/s {r['actor_steps_per_s']}"
+    )
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        main()

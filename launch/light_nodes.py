@@ -1,0 +1,78 @@
+"""Nodes whose processes stay light (no TensorFlow): the actor supervisor, the stop
+condition (and the counter, `launch.checkpointing.RestoringCounter`).
+
+Launchpad runs each node in a process that unpickles the node and everything its
+arguments reference. This module, the config, the Courier handles and the replay's
+`lp.Address` import only Launchpad, Courier, ml_collections, Acme's counter and NumPy, so
+these processes stay small (an actor node ~40 MB PSS against ~250 MB when it imported
+TensorFlow, docs/results.md) and start fast. The actor worker process an actor node
+spawns imports `launch.nodes` (TensorFlow, Reverb, Acme, MuJoCo) and runs the node's
+packed streams (`launch.nodes.run_actor_process`). The replay is passed to it as its
+address, not as Launchpad's Reverb handle: dereferencing that handle would import Reverb
+(and TensorFlow) into the supervising process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import launchpad as lp
+import ml_collections
+from absl import logging
+
+from launch import packing, supervision
+
+
+class ActorNode:
+    """Supervises one worker process that runs streams `stream_ids` into replay."""
+
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        stream_ids: Sequence[int],
+        replay_address,
+        counter,
+        learner,
+        workdir: str,
+    ):
+        self._args = (config, tuple(stream_ids), replay_address, counter, learner, workdir)
+        self._max_restarts = config.actors.max_restarts
+        self._name = packing.process_name(stream_ids)
+
+    def run(self) -> None:
+        supervision.supervise(run_worker, self._args, self._max_restarts, name=self._name)
+
+
+def run_worker(*args) -> None:
+    """The worker process's entry: imports the heavy modules here, not in the node."""
+    from launch import nodes
+
+    nodes.run_actor_process(*args)
+
+
+class StopConditionNode:
+    """Stops the whole program once the actor-step or learner-step budget is spent."""
+
+    def __init__(self, config: ml_collections.ConfigDict, counter, poll_secs: float = 1.0):
+        self._max_actor_steps = config.stop.max_actor_steps
+        self._max_learner_steps = config.stop.max_learner_steps
+        self._counter = counter
+        self._poll_secs = poll_secs
+
+    def run(self) -> None:
+        while True:
+            counts = self._counter.get_counts()
+            actor_steps = counts.get("actor_steps", 0)
+            learner_steps = counts.get("learner_steps", 0)
+            done_actor = self._max_actor_steps and actor_steps >= self._max_actor_steps
+            done_learner = self._max_learner_steps and learner_steps >= self._max_learner_steps
+            if done_actor or done_learner:
+                logging.info(
+                    "budget reached (actor steps %d, learner steps %d): stopping",
+                    actor_steps,
+                    learner_steps,
+                )
+                lp.stop()
+                return
+            if lp.stop_event().wait(self._poll_secs):
+                return  # the program is stopping (SIGTERM, Ctrl-C): nothing left to do
