@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -40,7 +39,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks import machine  # noqa: E402
 
-_INSERTED = re.compile(r"actor stream (\d+): first sequence inserted")
 ROLES = ("actor", "learner", "replay", "others")
 
 
@@ -93,13 +91,10 @@ def program_pss(launcher_pid: int) -> dict:
 
 
 def inserted_streams(workdir: str) -> set[int]:
-    """Streams whose first sequence reached replay (from the actor nodes' logs)."""
-    found: set[int] = set()
-    root = os.path.join(workdir, "logs", "actor")
-    for name in os.listdir(root) if os.path.isdir(root) else []:
-        with open(os.path.join(root, name), errors="replace") as f:
-            found.update(int(m.group(1)) for m in _INSERTED.finditer(f.read()))
-    return found
+    """Streams whose first sequence reached replay (`launch.layout.inserted_streams`)."""
+    from launch import layout
+
+    return layout.inserted_streams(workdir)
 
 
 def actor_rate(workdir: str, start: float, end: float) -> float | None:

@@ -70,3 +70,17 @@ def evaluator_dirs(run_dir: str) -> list[str]:
         for name in sorted(os.listdir(run_dir))
         if name.startswith(EVALUATOR_PREFIX)
     ]
+
+
+# Logged by each actor stream once its first sequence is in replay (agents/packed_actor.py).
+_FIRST_INSERT = re.compile(r"actor stream (\d+): first sequence inserted")
+
+
+def inserted_streams(run_dir: str) -> set[int]:
+    """Ids of the actor streams whose first sequence reached replay (from the node logs)."""
+    found: set[int] = set()
+    root = os.path.join(run_dir, "logs", "actor")
+    for name in os.listdir(root) if os.path.isdir(root) else []:
+        with open(os.path.join(root, name), errors="replace") as f:
+            found.update(int(m.group(1)) for m in _FIRST_INSERT.finditer(f.read()))
+    return found

@@ -185,9 +185,9 @@ def _node_processes(workdir: str, group: str) -> list[psutil.Process]:
 
 
 def _inserted_streams(workdir: str) -> set[int]:
-    from benchmarks import memory
+    from launch import layout
 
-    return memory.inserted_streams(workdir)
+    return layout.inserted_streams(workdir)
 
 
 def test_packed_program_inserts_from_every_stream_and_survives_a_killed_worker(tmp_path):
