@@ -26,7 +26,22 @@ class VersionedVariableClient(variable_utils.VariableClient):
         self.version += 1
 
 
-class GaussianActor(core.Actor):
+class LearnerParams:
+    """NumPy copies of the acting head's (and a recurrent prior's) parameters, taken again
+    whenever the variable client has fetched a newer version from the learner."""
+
+    _client: VersionedVariableClient | None
+    _version: int
+
+    def _refresh(self) -> None:
+        if self._client is not None and self._client.version != self._version:
+            self._params = self._head.numpy_params()
+            if self._prior is not None:
+                self._prior_params = self._prior.numpy_params()
+            self._version = self._client.version
+
+
+class GaussianActor(LearnerParams, core.Actor):
     """Acts with a head (policy or prior): samples (`stochastic=True`) or takes the mean.
 
     Any head of networks/ works: feed-forward, recurrent (its state is carried from step to
@@ -58,13 +73,6 @@ class GaussianActor(core.Actor):
             self._prior_state = recurrent_prior.numpy_initial_state()
         self._version = variable_client.version if variable_client else 0
         self._extras: dict = {}
-
-    def _refresh(self) -> None:
-        if self._client is not None and self._client.version != self._version:
-            self._params = self._head.numpy_params()
-            if self._prior is not None:
-                self._prior_params = self._prior.numpy_params()
-            self._version = self._client.version
 
     def reset(self) -> None:
         """Starts a new episode: recurrent states back to zeros."""

@@ -24,7 +24,7 @@ from absl import logging
 from acme import adders
 from acme.utils import counting, loggers
 
-from agents.actor import VersionedVariableClient
+from agents.actor import LearnerParams, VersionedVariableClient
 
 
 def _stack_rows(states: Sequence) -> object:
@@ -40,7 +40,7 @@ def _reset_row(batched, initial, row: int) -> None:
         tree.map_structure(lambda b, i: b.__setitem__(row, i), batched, initial)
 
 
-class PackedActor:
+class PackedActor(LearnerParams):
     """Acts for N streams with one head call per step; writes each stream to its adder.
 
     `head`: any head of networks/ (feed-forward, recurrent or hierarchical); `adders[i]`
@@ -77,13 +77,6 @@ class PackedActor:
     @property
     def num_streams(self) -> int:
         return len(self._rngs)
-
-    def _refresh(self) -> None:
-        if self._client is not None and self._client.version != self._version:
-            self._params = self._head.numpy_params()
-            if self._prior is not None:
-                self._prior_params = self._prior.numpy_params()
-            self._version = self._client.version
 
     def reset(self, stream: int) -> None:
         """Starts stream `stream`'s new episode: its recurrent state rows back to zeros."""

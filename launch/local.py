@@ -15,8 +15,8 @@ from absl import logging
 from launch import lifeline, xla
 
 # Every node process runs single-threaded numerical libraries unless it says otherwise:
-# 32 actors on a few cores must not oversubscribe the CPU.
-_NODE_ENV = {
+# 32 actors on a few cores must not oversubscribe the CPU. (Vertex AI nodes get the same.)
+NODE_ENV = {
     "OPENBLAS_NUM_THREADS": "1",
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
@@ -83,7 +83,7 @@ def launch_local(config: ml_collections.ConfigDict, workdir: str) -> None:
     program = make_program(config, workdir)
     resources = {}
     for group in program.groups:
-        env = dict(_NODE_ENV)
+        env = dict(NODE_ENV)
         if group == "learner":  # the learner may use every core for its matrix products
             env = {k: v for k, v in env.items() if not k.endswith("_NUM_THREADS")}
             env.update(xla.learner_environment())

@@ -25,6 +25,7 @@ import tempfile
 
 import ml_collections
 
+from launch import local
 from launch.validate import ConfigError
 
 GROUPS = ("replay", "counter", "learner", "actor", "evaluator", "stopper")
@@ -63,14 +64,7 @@ _ACCELERATOR_COUNTS = (1, 2, 4, 8)
 # Every node: single-threaded numerical libraries (many nodes may share cores in the
 # rehearsal; on Vertex each has its VM, and the numbers mirror local runs), headless
 # MuJoCo, quiet TensorFlow, unbuffered logs. The learner: all cores and XLA fast math.
-_NODE_ENV = {
-    "OPENBLAS_NUM_THREADS": "1",
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "MUJOCO_GL": "disable",
-    "TF_CPP_MIN_LOG_LEVEL": "2",
-    "PYTHONUNBUFFERED": "1",
-}
+_NODE_ENV = {**local.NODE_ENV, "PYTHONUNBUFFERED": "1"}
 # Set in the pools' environment so the stop node can cancel its own job
 STOP_REGION_ENV = "BPRL_VERTEX_REGION"
 STOP_PROJECT_ENV = "BPRL_VERTEX_PROJECT"

@@ -11,7 +11,7 @@ import time
 
 import psutil
 import pytest
-from tests_support import BPRL, CONFIG, REPO, read_checkpoint_record, wait_for
+from tests_support import read_checkpoint_record, start_run, wait_for
 
 from launch import defaults, rehearsal, vertex
 
@@ -19,22 +19,7 @@ CLUSTER = ("--config.cluster.project=my-project", "--config.cluster.bucket=gs://
 
 
 def _start(workdir: str, *overrides: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            BPRL,
-            "run",
-            f"--config={CONFIG}:tiny",
-            "--launch=vertex_ai_local",
-            "--config.checkpoint.every_seconds=3",
-            *CLUSTER,
-            *overrides,
-            f"--workdir={workdir}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
+    return start_run(workdir, "--launch=vertex_ai_local", *CLUSTER, *overrides)
 
 
 def _record(workdir: str) -> dict | None:
