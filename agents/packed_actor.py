@@ -124,12 +124,15 @@ class PackedActor(LearnerParams):
 class PackedLoop:
     """Acme's `EnvironmentLoop`, for N streams stepped in lockstep with one inference.
 
-    Per stream and episode, what Acme's loop does for one actor: the shared counter is
-    incremented by (episodes=1, steps=episode length) and stream i's logger gets the
-    episode's length, return and steps/s with the counts. `first_insert_steps`: after that
-    many steps of a stream (its first replay item), the loop waits for the item to reach
-    replay and logs "actor stream <id>: first sequence inserted" (read by
-    benchmarks/memory.py).
+    Per stream and episode, what Acme's loop does for one actor: stream i's logger gets
+    the episode's length, return and steps/s with the counts, and the shared counter one
+    more episode. Steps reach the counter after every lockstep (N at a time; Acme's
+    counter sends them on at most once a second), not at episode ends as in Acme's loop:
+    N streams started together end their episodes together, so per-episode steps would
+    move the count (its progress, rates and the step budget) by N x 1,000 steps at once.
+    `first_insert_steps`: after that many steps of a stream (its first replay item), the
+    loop waits for the item to reach replay and logs "actor stream <id>: first sequence
+    inserted" (read by `launch.layout.inserted_streams`).
     """
 
     def __init__(
@@ -183,11 +186,12 @@ class PackedLoop:
                     self._actor.observe_first(i, timestep)
                     starts[i] = time.time()
                 timesteps[i] = timestep
+            self._counter.increment(steps=n)
             self._actor.update()
             steps += 1
 
     def _end_episode(self, i: int, length: int, episode_return: float, start: float) -> None:
-        counts = self._counter.increment(episodes=1, steps=length)
+        counts = self._counter.increment(episodes=1)
         result = {
             "episode_length": length,
             "episode_return": episode_return,
