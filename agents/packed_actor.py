@@ -126,10 +126,13 @@ class PackedLoop:
 
     Per stream and episode, what Acme's loop does for one actor: stream i's logger gets
     the episode's length, return and steps/s with the counts, and the shared counter one
-    more episode. Steps reach the counter after every lockstep (N at a time; Acme's
-    counter sends them on at most once a second), not at episode ends as in Acme's loop:
-    N streams started together end their episodes together, so per-episode steps would
-    move the count (its progress, rates and the step budget) by N x 1,000 steps at once.
+    more episode. Steps reach the counter at least every `count_every_s` seconds, at
+    episode ends and when the loop stops (an injected or real error included), not only
+    at episode ends as in Acme's loop: N streams started together end their episodes
+    together, so per-episode steps would move the count (its progress, rates and the step
+    budget) by N x 1,000 steps at once, and a stream rebuilt after an error before its
+    episode ended would never count its steps. Give it a counter that forwards every
+    increment (Acme's `Counter(parent, time_delta=0)`): this loop does the batching.
     `first_insert_steps`: after that many steps of a stream (its first replay item), the
     loop waits for the item to reach replay and logs "actor stream <id>: first sequence
     inserted" (read by `launch.layout.inserted_streams`).
@@ -143,6 +146,7 @@ class PackedLoop:
         loggers_: Sequence[loggers.Logger],
         stream_ids: Sequence[int],
         first_insert_steps: int = 0,
+        count_every_s: float = 1.0,
     ):
         if not len(environments) == len(loggers_) == len(stream_ids) == actor.num_streams:
             raise ValueError("one environment, logger and stream id per stream of the actor")
@@ -152,6 +156,9 @@ class PackedLoop:
         self._loggers = list(loggers_)
         self._ids = list(stream_ids)
         self._first_insert_steps = first_insert_steps
+        self._count_every_s = count_every_s
+        self._pending = 0  # steps taken and not yet added to the counter
+        self._last_count = 0.0
 
     def run(self, num_steps: int | None = None) -> None:
         """Steps every stream `num_steps` times (None: for ever; the process is stopped
@@ -166,32 +173,49 @@ class PackedLoop:
             self._actor.observe_first(i, timesteps[i])
             starts[i] = time.time()
         steps = 0
-        while num_steps is None or steps < num_steps:
-            actions = self._actor.select_actions([ts.observation for ts in timesteps])
-            for i, env in enumerate(self._envs):
-                action = actions[i]
-                timestep = env.step(action)
-                self._actor.observe(i, action, timestep)
-                lengths[i] += 1
-                total[i] += 1
-                returns[i] += float(timestep.reward)
-                if not announced[i] and total[i] >= self._first_insert_steps:
-                    self._actor.flush(i)
-                    logging.info("actor stream %d: first sequence inserted", self._ids[i])
-                    announced[i] = True
-                if timestep.last():
-                    self._end_episode(i, lengths[i], returns[i], starts[i])
-                    lengths[i], returns[i] = 0, 0.0
-                    timestep = env.reset()
-                    self._actor.observe_first(i, timestep)
-                    starts[i] = time.time()
-                timesteps[i] = timestep
-            self._counter.increment(steps=n)
-            self._actor.update()
-            steps += 1
+        self._last_count = time.time()
+        try:
+            while num_steps is None or steps < num_steps:
+                actions = self._actor.select_actions([ts.observation for ts in timesteps])
+                for i, env in enumerate(self._envs):
+                    action = actions[i]
+                    timestep = env.step(action)
+                    self._pending += 1
+                    self._actor.observe(i, action, timestep)
+                    lengths[i] += 1
+                    total[i] += 1
+                    returns[i] += float(timestep.reward)
+                    if not announced[i] and total[i] >= self._first_insert_steps:
+                        self._actor.flush(i)
+                        logging.info("actor stream %d: first sequence inserted", self._ids[i])
+                        announced[i] = True
+                    if timestep.last():
+                        self._end_episode(i, lengths[i], returns[i], starts[i])
+                        lengths[i], returns[i] = 0, 0.0
+                        timestep = env.reset()
+                        self._actor.observe_first(i, timestep)
+                        starts[i] = time.time()
+                    timesteps[i] = timestep
+                if time.time() - self._last_count >= self._count_every_s:
+                    self._count()
+                self._actor.update()
+                steps += 1
+        finally:
+            try:  # the steps taken so far count, also when a stream's step raised
+                if self._pending:
+                    self._count()
+            except Exception as error:  # noqa: BLE001 - the loop's own error matters more
+                logging.warning("could not add %d steps to the counter: %s", self._pending, error)
+
+    def _count(self, **more: int) -> dict:
+        """Adds the pending steps (and `more`) to the counter; returns its counts."""
+        counts = self._counter.increment(steps=self._pending, **more)
+        self._pending = 0
+        self._last_count = time.time()
+        return counts
 
     def _end_episode(self, i: int, length: int, episode_return: float, start: float) -> None:
-        counts = self._counter.increment(episodes=1)
+        counts = self._count(episodes=1)
         result = {
             "episode_length": length,
             "episode_return": episode_return,

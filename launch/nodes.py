@@ -174,7 +174,8 @@ def run_actor_process(config, stream_ids, replay_address, counter, learner, work
         loop = PackedLoop(
             envs,
             actor,
-            counting.Counter(counter, prefix="actor"),
+            # every increment forwarded: the loop batches them itself (once a second)
+            counting.Counter(counter, prefix="actor", time_delta=0.0),
             stream_loggers,
             stream_ids,
             first_insert_steps=config.replay.sequence_length,
