@@ -98,6 +98,20 @@ class PriorKind:
         return ()
 
 
+def _gaussian_head(keys, action_size: int, hidden, sizes: HeadSizes, name: str) -> snt.Module:
+    """A feed-forward Gaussian head on `keys` with the run's scale and mean bounds."""
+    return GaussianHead(
+        keys,
+        action_size,
+        hidden,
+        sizes.min_scale,
+        sizes.init_scale,
+        name,
+        sizes.max_scale,
+        sizes.mean_bound,
+    )
+
+
 class MlpPrior(PriorKind):
     """pi0(a | x^D): a feed-forward Gaussian, like the policy but on fewer inputs."""
 
@@ -110,29 +124,11 @@ class MlpPrior(PriorKind):
 
     def policy_head(self, all_keys, action_size: int, sizes: HeadSizes) -> snt.Module:
         """The task policy: a feed-forward Gaussian on every observation key."""
-        return GaussianHead(
-            all_keys,
-            action_size,
-            sizes.policy_hidden,
-            sizes.min_scale,
-            sizes.init_scale,
-            "policy",
-            sizes.max_scale,
-            sizes.mean_bound,
-        )
+        return _gaussian_head(all_keys, action_size, sizes.policy_hidden, sizes, "policy")
 
     def prior_head(self, prior_keys, action_size: int, sizes: HeadSizes) -> snt.Module:
         """The prior on its information set (same head shape as the policy here)."""
-        return GaussianHead(
-            prior_keys,
-            action_size,
-            sizes.prior_hidden,
-            sizes.min_scale,
-            sizes.init_scale,
-            "prior",
-            sizes.max_scale,
-            sizes.mean_bound,
-        )
+        return _gaussian_head(prior_keys, action_size, sizes.prior_hidden, sizes, "prior")
 
     def terms(self, networks, target_networks, batch, obs, num_samples, noise):
         def moments(prior):

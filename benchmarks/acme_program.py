@@ -6,9 +6,10 @@ Usage (normally started by system_vs_acme.py, one program per process):
 
 The program is Acme's, built by its `build()` and launched with Launchpad's local_mp, one
 process per node, as Acme's examples launch it; only three things are added from outside:
-- each node's environment names its group (`BPRL_NODE_GROUP`, so memory can be split by
-  role) and gets the single-threaded BLAS settings our actor nodes get (the learner keeps
-  every thread), so both programs run under the same process settings;
+- each node's environment names its group (`launch.local.NODE_GROUP_ENV`, so memory can
+  be split by role) and has what our nodes have (`launch.local.node_environment`:
+  single-threaded BLAS but in the learner, headless MuJoCo), so both programs run under
+  the same process settings;
 - each actor's environment is wrapped to write `<workdir>/first_insert/<pid>` with the wall
   time of its (T+1)-th step: Acme's SequenceAdder (period T, T+1 steps per item) has
   created that actor's first replay item by then;
@@ -49,12 +50,6 @@ flags.DEFINE_list("prior_hidden", ["200", "100"], "prior widths")
 flags.DEFINE_list("critic_hidden", ["400", "300"], "critic widths")
 flags.DEFINE_list("prior_info", ["proprioception"], "the prior's information sets")
 flags.DEFINE_integer("seed", 0, "environment seed of actor 0 (others: seed + pid)")
-
-_SINGLE_THREAD = {
-    "OPENBLAS_NUM_THREADS": "1",
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-}
 
 
 def make_environment(task: str, marks_dir: str, mark_at: int, seed: int, is_eval: bool):
@@ -127,6 +122,7 @@ def main(argv) -> None:
     from launchpad.nodes.python.local_multi_processing import PythonProcess
 
     from environments import registry
+    from launch import local
 
     spec_env = registry.make_environment(FLAGS.task, seed=FLAGS.seed)
     task = registry.get_task(FLAGS.task)
@@ -157,12 +153,12 @@ def main(argv) -> None:
         sequence_length=FLAGS.sequence_length,
     )
     program = agent.build()
-    resources = {}
-    for group in program.groups:
-        env = {"BPRL_NODE_GROUP": group, "PYTHONPATH": ROOT, "MUJOCO_GL": "disable"}
-        if group != "learner":
-            env.update(_SINGLE_THREAD)
-        resources[group] = PythonProcess(env=env)
+    resources = {
+        group: PythonProcess(
+            env={**local.node_environment(group), local.NODE_GROUP_ENV: group, "PYTHONPATH": ROOT}
+        )
+        for group in program.groups
+    }
     manager = lp.launch(
         program, launch_type="local_mp", terminal="output_to_files", local_resources=resources
     )

@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def cpu_model() -> str:
@@ -27,3 +31,17 @@ def uptime() -> str:
         return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     except OSError:
         return ""
+
+
+def report_header(argv: list[str] | None, args) -> dict:
+    """The first fields of a benchmark's JSON report: when, on what, the exact command
+    (script relative to the repository, then its arguments) and every setting but --out."""
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "cpu": cpu_model(),
+        "nproc": os.cpu_count(),
+        "python": platform.python_version(),
+        "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + (argv or sys.argv[1:])),
+        "uptime_start": uptime(),
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+    }

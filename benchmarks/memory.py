@@ -58,8 +58,10 @@ def role_of(proc) -> str:
     """actor / learner / replay / others, from the node group a process inherited."""
     import psutil
 
+    from launch import local
+
     try:
-        group = proc.environ().get("BPRL_NODE_GROUP", "")
+        group = proc.environ().get(local.NODE_GROUP_ENV, "")
     except psutil.Error:
         return "others"
     return group if group in ROLES else "others"
@@ -220,15 +222,7 @@ def parse_args(argv):
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    report = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "cpu": machine.cpu_model(),
-        "nproc": os.cpu_count(),
-        "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + (argv or sys.argv[1:])),
-        "uptime_start": machine.uptime(),
-        "settings": {k: v for k, v in vars(args).items() if k != "out"},
-        "runs": [],
-    }
+    report = {**machine.report_header(argv, args), "runs": []}
     from launch import packing as packing_lib
     from launch import validate
 

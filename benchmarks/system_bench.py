@@ -16,7 +16,7 @@ from benchmarks import machine
 from benchmarks.common import ROOT
 
 
-def _learner_events(workdir: str):
+def learner_events(workdir: str):
     """(wall_time, learner_steps, actor_steps) triples from the learner's event files."""
     from launch import events
 
@@ -95,7 +95,7 @@ def bench_system(num_actors: int, args: argparse.Namespace) -> dict:
         "load_after": machine.loadavg(),
         "command": " ".join(command),
     }
-    points = _learner_events(workdir)
+    points = learner_events(workdir)
     if len(points) >= 2:
         (t0, l0, a0), (t1, l1, a1) = points[0], points[-1]
         with open(os.path.join(workdir, "config.json")) as f:

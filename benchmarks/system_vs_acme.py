@@ -93,7 +93,9 @@ def command(side: str, actors: int, workdir: str, args: argparse.Namespace) -> l
 def inserted(side: str, workdir: str) -> int:
     """How many actor streams have inserted their first sequence so far."""
     if side == "ours":
-        return len(memory.inserted_streams(workdir))
+        from launch import layout
+
+        return len(layout.inserted_streams(workdir))
     marks = os.path.join(workdir, "first_insert")
     return len(os.listdir(marks)) if os.path.isdir(marks) else 0
 
@@ -107,33 +109,34 @@ def counts(side: str, workdir: str, sequence_length: int) -> list[tuple[float, i
     loop adds an actor's steps to the counter only when an episode ends (1,000 steps on
     walker), too coarse for a rate over a minute or two."""
     if side == "ours":
-        from benchmarks.system_bench import _learner_events
+        from benchmarks.system_bench import learner_events
 
-        return [(wall, actor, learner) for wall, learner, actor in _learner_events(workdir)]
-    points = []
+        return [(wall, actor, learner) for wall, learner, actor in learner_events(workdir)]
+    return [
+        (r["time"], r["inserted"] * sequence_length, int(r["counts"].get("learner_steps", 0)))
+        for r in probe_records(workdir)
+        if "counts" in r
+    ]
+
+
+def probe_records(workdir: str) -> list[dict]:
+    """Acme's side: the probe's lines that hold Reverb's counts (benchmarks/acme_program.py),
+    oldest first; a line still being written is skipped."""
     path = os.path.join(workdir, "probe.jsonl")
+    records = []
     if os.path.exists(path):
         with open(path) as f:
             for line in f:
                 with contextlib.suppress(ValueError):
                     record = json.loads(line)
-                    c = record.get("counts")
-                    if c is not None and "inserted" in record:
-                        actor_steps = record["inserted"] * sequence_length
-                        points.append((record["time"], actor_steps, int(c.get("learner_steps", 0))))
-    return points
+                    if "inserted" in record:
+                        records.append(record)
+    return records
 
 
 def reverb_ratio(workdir: str, start: float, end: float) -> float | None:
     """Acme's side: sampled over inserted items in [start, end], Reverb's own counts."""
-    path = os.path.join(workdir, "probe.jsonl")
-    rows = []
-    with open(path) as f:
-        for line in f:
-            with contextlib.suppress(ValueError):
-                record = json.loads(line)
-                if "inserted" in record and start <= record["time"] <= end:
-                    rows.append(record)
+    rows = [r for r in probe_records(workdir) if start <= r["time"] <= end]
     if len(rows) < 2 or rows[-1]["inserted"] == rows[0]["inserted"]:
         return None
     return (rows[-1]["sampled"] - rows[0]["sampled"]) / (rows[-1]["inserted"] - rows[0]["inserted"])
@@ -292,31 +295,25 @@ def print_run(r: dict) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    report = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "cpu": machine.cpu_model(),
-        "nproc": os.cpu_count(),
-        "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + (argv or sys.argv[1:])),
-        "uptime_start": machine.uptime(),
-        "settings": {k: v for k, v in vars(args).items() if k != "out"},
-        "runs": [],
-    }
+    report = {**machine.report_header(argv, args), "runs": []}
+
+    def save() -> None:
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(report, f, indent=2)
+
     for actors in args.actors:
         for side in args.sides.split(","):
             result = run_side(side, actors, args)
             report["runs"].append(result)
             print_run(result)
-            if args.out:  # after every run: a long benchmark keeps what it measured
-                with open(args.out, "w") as f:
-                    json.dump(report, f, indent=2)
+            save()  # after every run: a long benchmark keeps what it measured
     report["uptime_end"] = machine.uptime()
     print(
         f"{report['cpu']}, {report['nproc']} CPUs; load [{report['uptime_start']}] -> "
         f"[{report['uptime_end']}]"
     )
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=2)
+    save()
     return report
 
 

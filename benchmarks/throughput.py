@@ -39,9 +39,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse
 import contextlib
 import json
-import platform
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -100,16 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     xla.request_fast_math()  # as a learner node's environment has it (launch/local.py)
     args = parse_args(argv)
-    report: dict = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "cpu": machine.cpu_model(),
-        "nproc": os.cpu_count(),
-        "python": platform.python_version(),
-        "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + (argv or sys.argv[1:])),
-        "uptime_start": machine.uptime(),
-        "settings": {k: v for k, v in vars(args).items() if k != "out"},
-        "tasks": {},
-    }
+    report: dict = {**machine.report_header(argv, args), "tasks": {}}
     rows = (args.sequence_length + 1) * args.batch_size
     rate = flops.matmul_rate(
         rows * (args.num_samples + 1),

@@ -25,6 +25,14 @@ NODE_ENV = {
 }
 
 
+def node_environment(group: str) -> dict[str, str]:
+    """`NODE_ENV` as a node of `group` starts with it: the learner keeps every thread for
+    its matrix products (its XLA flags are added by the launcher, `launch/xla.py`)."""
+    if group == "learner":
+        return {k: v for k, v in NODE_ENV.items() if not k.endswith("_NUM_THREADS")}
+    return dict(NODE_ENV)
+
+
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> str:
     path = os.path.join(workdir, "config.json")
     with open(path, "w") as f:
@@ -46,7 +54,7 @@ class LaunchInterrupted(Exception):
     """SIGTERM or Ctrl-C arrived while the nodes were being started."""
 
 
-_NODE_ENV_NAME = "BPRL_NODE_GROUP"
+NODE_GROUP_ENV = "BPRL_NODE_GROUP"  # each local node's group, read to tell nodes apart
 _STOP_REQUESTED = ""
 
 
@@ -83,11 +91,10 @@ def launch_local(config: ml_collections.ConfigDict, workdir: str) -> None:
     program = make_program(config, workdir)
     resources = {}
     for group in program.groups:
-        env = dict(NODE_ENV)
-        if group == "learner":  # the learner may use every core for its matrix products
-            env = {k: v for k, v in env.items() if not k.endswith("_NUM_THREADS")}
+        env = node_environment(group)
+        if group == "learner":
             env.update(xla.learner_environment())
-        env[_NODE_ENV_NAME] = group
+        env[NODE_GROUP_ENV] = group
         resources[group] = PythonProcess(args={"init_file": init_file}, env=env)
     logging.info("launching %s: node logs in %s", program.name, os.environ["LAUNCHPAD_LOGGING_DIR"])
     from absl import flags
@@ -190,7 +197,7 @@ def _live_nodes() -> set[str]:
         try:
             if child.status() == psutil.STATUS_ZOMBIE:
                 continue
-            group = child.environ().get(_NODE_ENV_NAME)
+            group = child.environ().get(NODE_GROUP_ENV)
             cmdline = child.cmdline()
         except psutil.Error:
             continue

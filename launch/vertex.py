@@ -61,10 +61,6 @@ ACCELERATORS = {
     "V100": "NVIDIA_TESLA_V100",
 }
 _ACCELERATOR_COUNTS = (1, 2, 4, 8)
-# Every node: single-threaded numerical libraries (many nodes may share cores in the
-# rehearsal; on Vertex each has its VM, and the numbers mirror local runs), headless
-# MuJoCo, quiet TensorFlow, unbuffered logs. The learner: all cores and XLA fast math.
-_NODE_ENV = {**local.NODE_ENV, "PYTHONUNBUFFERED": "1"}
 # Set in the pools' environment so the stop node can cancel its own job
 STOP_REGION_ENV = "BPRL_VERTEX_REGION"
 STOP_PROJECT_ENV = "BPRL_VERTEX_PROJECT"
@@ -165,9 +161,11 @@ def node_environment(config: ml_collections.ConfigDict, group: str) -> dict[str,
     """
     from launch import xla
 
-    env = dict(_NODE_ENV)
-    if group == "learner":  # the learner may use every core for its matrix products
-        env = {k: v for k, v in env.items() if not k.endswith("_NUM_THREADS")}
+    # As local nodes (single-threaded numerical libraries but the learner's: many nodes may
+    # share cores in the rehearsal; headless MuJoCo; quiet TensorFlow), logs unbuffered;
+    # the learner also gets XLA fast math.
+    env = {**local.node_environment(group), "PYTHONUNBUFFERED": "1"}
+    if group == "learner":
         env.update(xla.learner_environment({}))
     env[STOP_PROJECT_ENV] = str(config.cluster.project)
     env[STOP_REGION_ENV] = str(config.cluster.region)

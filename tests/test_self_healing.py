@@ -395,19 +395,23 @@ def test_a_killed_learner_is_named_and_stops_the_run_when_no_restart_is_allowed(
     wait_for(lambda: not run_processes(workdir), 5, "no process of the run left")
 
 
-@pytest.mark.slow  # about 3 minutes on 2 cores: two program starts
-def test_a_killed_learner_heals_by_restarting_the_program_from_its_checkpoint(tmp_path):
-    """kill -9 the learner: the launcher names it, restarts the whole program from the
-    last complete checkpoint by itself, and the run reaches its budget without a person."""
-    workdir = str(tmp_path / "run")
-    # A learner-step budget: actors racing ahead on a loaded machine cannot end the run
-    # (at its budget) before the kill is noticed.
-    proc = _start(
+def _start_to_learner_budget(workdir: str):
+    """A run that ends at 300 learner steps and restarts after 1 s: actors racing ahead on
+    a loaded machine cannot end the run (at its budget) before a kill is noticed."""
+    return _start(
         workdir,
         "--config.stop.max_actor_steps=0",
         "--config.stop.max_learner_steps=300",
         "--config.reliability.restart_backoff_secs=1",
     )
+
+
+@pytest.mark.slow  # about 3 minutes on 2 cores: two program starts
+def test_a_killed_learner_heals_by_restarting_the_program_from_its_checkpoint(tmp_path):
+    """kill -9 the learner: the launcher names it, restarts the whole program from the
+    last complete checkpoint by itself, and the run reaches its budget without a person."""
+    workdir = str(tmp_path / "run")
+    proc = _start_to_learner_budget(workdir)
     try:
         at_kill = wait_for(lambda: _checkpoint_with_steps(workdir, 5), 300, "a checkpoint")
         _node(workdir, "learner").send_signal(signal.SIGKILL)
@@ -457,12 +461,7 @@ def test_a_killed_replay_node_heals_by_restarting_the_program_from_its_checkpoin
     """kill -9 the Reverb replay node: the same whole-program restart; the learner goes on
     from its checkpoint and learns past the step it had at the kill."""
     workdir = str(tmp_path / "run")
-    proc = _start(
-        workdir,
-        "--config.stop.max_actor_steps=0",
-        "--config.stop.max_learner_steps=300",
-        "--config.reliability.restart_backoff_secs=1",
-    )
+    proc = _start_to_learner_budget(workdir)
     try:
         wait_for(lambda: _checkpoint_with_steps(workdir, 5), 300, "a checkpoint")
         killed_at = time.time()
