@@ -28,15 +28,13 @@ def fill_table(task: str, config, client, num_steps: int) -> None:
     acme.EnvironmentLoop(env, actor, logger=loggers.NoOpLogger()).run(num_steps=num_steps)
 
 
-def bench_learners(task: str, args: argparse.Namespace) -> dict:
+def setup(task: str, args: argparse.Namespace) -> dict:
+    """A Reverb table filled with real environment data, the config, spec and a dataset
+    maker: what both learners sample from."""
     import acme
     import reverb
-    import tensorflow as tf
     from acme import datasets
-    from acme.agents.tf.svg0_prior import learning as acme_learning
-    from acme.utils import counting, loggers
 
-    from agents.learner import Learner
     from launch import builders
 
     config = common.make_config(task, args)
@@ -44,8 +42,7 @@ def bench_learners(task: str, args: argparse.Namespace) -> dict:
     env_spec = acme.make_environment_spec(env)
     server = reverb.Server([common.never_blocking_table(config, env_spec, 1_000_000)])
     address = f"localhost:{server.port}"
-    client = reverb.Client(address)
-    fill_table(task, config, client, args.fill_steps)
+    fill_table(task, config, reverb.Client(address), args.fill_steps)
 
     def dataset():
         return iter(
@@ -57,16 +54,42 @@ def bench_learners(task: str, args: argparse.Namespace) -> dict:
             )
         )
 
-    hyper = builders.hyperparams(config)
+    return {"config": config, "env_spec": env_spec, "server": server, "dataset": dataset}
+
+
+def make_ours(data: dict, kernels: str = "xla_float32"):
+    """Our Learner on `setup`'s data with these learner kernels (`launch/xla.py`; the
+    process's environment must match); returns (step function, a variable to sync on)."""
+    from acme.utils import counting, loggers
+
+    from agents.learner import Learner
+    from launch import builders
+
+    config = copy.deepcopy(data["config"])
+    config.resources.learner_kernels = kernels
+    networks = builders.build_networks(config, data["env_spec"])
     ours = Learner(
-        networks=builders.build_networks(config, env_spec),
-        dataset=dataset(),
-        hyper=hyper,
+        networks=networks,
+        dataset=data["dataset"](),
+        hyper=builders.hyperparams(config),
         counter=counting.Counter(),
         logger=loggers.NoOpLogger(),
         log_every_steps=10**9,
+        jit_compile=builders.apply_learner_kernels(config, networks),
     )
-    online = common.make_acme_networks(env_spec, builders.prior_keys(config), args)
+    return ours.step, ours.networks.critic.variables[0]
+
+
+def make_acme(data: dict, args: argparse.Namespace):
+    """Acme's SVG0Learner on `setup`'s data, same sizes and hyperparameters."""
+    from acme.agents.tf.svg0_prior import learning as acme_learning
+    from acme.utils import counting, loggers
+
+    from launch import builders
+
+    config = data["config"]
+    hyper = builders.hyperparams(config)
+    online = common.make_acme_networks(data["env_spec"], builders.prior_keys(config), args)
     target = copy.deepcopy(online)
     theirs = acme_learning.SVG0Learner(
         policy_network=online["policy"],
@@ -77,7 +100,7 @@ def bench_learners(task: str, args: argparse.Namespace) -> dict:
         target_prior_network=target["prior"],
         discount=hyper.discount,
         target_update_period=hyper.target_update_period,
-        dataset_iterator=dataset(),
+        dataset_iterator=data["dataset"](),
         distillation_cost=hyper.alpha,
         entropy_regularizer_cost=0.0,  # ours has no entropy bonus; the term is still computed
         num_action_samples=hyper.num_action_samples,
@@ -86,8 +109,37 @@ def bench_learners(task: str, args: argparse.Namespace) -> dict:
         logger=loggers.NoOpLogger(),
         checkpoint=False,
     )
-    sync = {"ours": ours.networks.critic.variables[0], "acme": online["critic"].variables[0]}
-    steppers = {"ours": ours.step, "acme": theirs.step}
+    return theirs.step, online["critic"].variables[0]
+
+
+def timed_updates(step, sync_variable, updates: int) -> tuple[int, float]:
+    """(updates, seconds) of `updates` calls of `step`, waiting for the last to finish."""
+    start = time.perf_counter()
+    for _ in range(updates):
+        step()
+    sync_variable.numpy()
+    return updates, time.perf_counter() - start
+
+
+def sizes(data: dict) -> dict:
+    from launch import builders
+
+    spec = data["env_spec"]
+    return {
+        "obs_size": int(sum(np.prod(s.shape) for s in spec.observations.values())),
+        "prior_obs_size": int(
+            sum(np.prod(spec.observations[k].shape) for k in builders.prior_keys(data["config"]))
+        ),
+        "action_size": int(np.prod(spec.actions.shape)),
+    }
+
+
+def bench_learners(task: str, args: argparse.Namespace) -> dict:
+    data = setup(task, args)
+    config = data["config"]
+    (ours_step, ours_var), (acme_step, acme_var) = make_ours(data), make_acme(data, args)
+    sync = {"ours": ours_var, "acme": acme_var}
+    steppers = {"ours": ours_step, "acme": acme_step}
     for step in steppers.values():  # trace and compile outside the timings
         for _ in range(args.warmup_updates):
             step()
@@ -95,18 +147,14 @@ def bench_learners(task: str, args: argparse.Namespace) -> dict:
     totals = {k: [0, 0.0] for k in steppers}
     rounds = []
     for _ in range(args.rounds):
-        measured = {}
-        for key, step in steppers.items():
-            start = time.perf_counter()
-            for _ in range(args.learner_updates):
-                step()
-            sync[key].numpy()
-            measured[key] = (args.learner_updates, time.perf_counter() - start)
-            totals[key][0] += measured[key][0]
-            totals[key][1] += measured[key][1]
+        measured = {
+            k: timed_updates(step, sync[k], args.learner_updates) for k, step in steppers.items()
+        }
+        for key, (n, seconds) in measured.items():
+            totals[key][0] += n
+            totals[key][1] += seconds
         rounds.append({k: common.rate(*v) for k, v in measured.items()})
-    server.stop()
-    del tf  # imported for its side effect of being initialised before the learners
+    data["server"].stop()
     rates = {k: common.rate(*v) for k, v in totals.items()}
     transitions = config.replay.batch_size * config.replay.sequence_length
     return {
@@ -117,9 +165,5 @@ def bench_learners(task: str, args: argparse.Namespace) -> dict:
         "learner_over_acme": rates["ours"] / rates["acme"],
         "learner_update_s": 1.0 / rates["ours"],
         "learner_rounds": rounds,
-        "obs_size": int(sum(np.prod(s.shape) for s in env_spec.observations.values())),
-        "prior_obs_size": int(
-            sum(np.prod(env_spec.observations[k].shape) for k in builders.prior_keys(config))
-        ),
-        "action_size": int(np.prod(env_spec.actions.shape)),
+        **sizes(data),
     }

@@ -16,6 +16,12 @@ process per stream, or N), one after the other in this process:
      read from the shared counter's actor_steps in the TensorBoard events
      (`launch/events.py`).
   4. SIGTERM to the launcher; the time to a clean exit (every process gone) is recorded.
+With `--checkout DIR` the programs are another checkout's (an A/B against older code, e.g.
+a `git worktree` of the commit before packed actors): its `launch/cli.py run`, with that
+directory first on PYTHONPATH. A checkout without packed actors runs one actor process per
+stream (its runs list envs_per_process as null), and one whose actors do not log their
+first insert counts a stream once its actor has logged an episode's actor_steps to
+TensorBoard (`actors/<id>/`): later than its first insert, by up to one episode.
 A configuration whose estimated size (`launch.validate.program_size`) exceeds the memory
 available at that moment is skipped and reported as such.
 """
@@ -93,10 +99,29 @@ def program_pss(launcher_pid: int) -> dict:
 
 
 def inserted_streams(workdir: str) -> set[int]:
-    """Streams whose first sequence reached replay (`launch.layout.inserted_streams`)."""
-    from launch import layout
+    """Streams whose first sequence reached replay (`launch.layout.inserted_streams`), or,
+    for a checkout from before that log line, whose actor logged a finished episode."""
+    from launch import events, layout
 
-    return layout.inserted_streams(workdir)
+    found = layout.inserted_streams(workdir)
+    if found:
+        return found
+    root = os.path.join(workdir, "actors")
+    seen = _EPISODE_LOGGED.setdefault(workdir, set())
+    for name in os.listdir(root) if os.path.isdir(root) else []:
+        if name.isdigit() and int(name) not in seen:
+            if events.read_events(os.path.join(root, name)).get("actor_steps"):
+                seen.add(int(name))
+    return set(seen)
+
+
+_EPISODE_LOGGED: dict[str, set[int]] = {}  # workdir -> streams found (read once each)
+
+
+def has_packing(checkout: str) -> bool:
+    """Whether the checkout's defaults have packed actors (`actors.envs_per_process`)."""
+    with open(os.path.join(checkout, "launch", "defaults.py")) as f:
+        return "envs_per_process" in f.read()
 
 
 def actor_rate(workdir: str, start: float, end: float) -> float | None:
@@ -115,22 +140,23 @@ def actor_rate(workdir: str, start: float, end: float) -> float | None:
     return (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
 
 
-def measure(streams: int, packing: int, args: argparse.Namespace) -> dict:
+def measure(streams: int, packing: int | None, args: argparse.Namespace) -> dict:
     """One program: launch, wait for every stream's first insert, sample, SIGTERM, exit."""
     import psutil
 
     from launch import packing as packing_lib
     from launch import validate
 
-    config = validate.load_config(args.config)
+    config = validate.load_config(os.path.join(ROOT, args.config))
     config.actors.num_actors = streams
-    config.actors.envs_per_process = packing
+    config.actors.envs_per_process = 1 if packing is None else packing
     processes = len(packing_lib.stream_groups(config))
     estimate = validate.program_size(config)[2]
     available = psutil.virtual_memory().available / 2**30
     result = {
         "streams": streams,
         "envs_per_process": packing,
+        "checkout": args.checkout,
         "actor_processes": processes,
         "estimated_gib": round(estimate, 2),
         "available_gib_before": round(available, 2),
@@ -140,19 +166,26 @@ def measure(streams: int, packing: int, args: argparse.Namespace) -> dict:
         result["skipped"] = f"needs ~{estimate:.1f} GiB, {available:.1f} GiB available"
         return result
     workdir = tempfile.mkdtemp(prefix=f"bprl_mem_{streams}_{packing}_")
-    command = [
-        os.path.join(os.path.dirname(sys.executable), "bprl"),
-        "run",
-        f"--config={args.config}",
-        f"--config.actors.num_actors={streams}",
-        f"--config.actors.envs_per_process={packing}",
-        "--config.stop.max_actor_steps=1000000000",
-        f"--workdir={workdir}",
-    ]
+    env = dict(os.environ)
+    if args.checkout == ROOT:
+        command = [os.path.join(os.path.dirname(sys.executable), "bprl"), "run"]
+    else:
+        command = [sys.executable, "-m", "launch.cli", "run"]
+        env["PYTHONPATH"] = os.pathsep.join([args.checkout, env.get("PYTHONPATH", "")])
+    config_file = os.path.join(args.checkout, args.config)  # an absolute path stays itself
+    command += [f"--config={config_file}", f"--config.actors.num_actors={streams}"]
+    if packing is not None:
+        command.append(f"--config.actors.envs_per_process={packing}")
+    command += ["--config.stop.max_actor_steps=1000000000", f"--workdir={workdir}"]
     result["command"] = " ".join(command)
     started = time.time()
     proc = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        command,
+        cwd=args.checkout,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         while len(inserted_streams(workdir)) < streams:
@@ -206,8 +239,9 @@ def parse_args(argv):
     ints = lambda s: tuple(int(x) for x in s.split(",") if x)  # noqa: E731
     parser.add_argument(
         "--config",
-        default=os.path.join(ROOT, "experiments/configs/walker_walk.py") + ":tiny",
-        help="config FILE:variant the programs run (no budget; stopped by SIGTERM)",
+        default="experiments/configs/walker_walk.py:tiny",
+        help="config FILE:variant the programs run, a relative FILE in the checkout "
+        "(no budget; stopped by SIGTERM)",
     )
     parser.add_argument("--streams", type=ints, default=(1, 4, 32), help="actor streams")
     parser.add_argument(
@@ -217,7 +251,10 @@ def parse_args(argv):
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to first inserts")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--keep-workdirs", action="store_true")
-    return parser.parse_args(argv)
+    parser.add_argument("--checkout", default=ROOT, help="run this bprl checkout's programs (A/B)")
+    args = parser.parse_args(argv)
+    args.checkout = os.path.abspath(args.checkout)
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -226,12 +263,13 @@ def main(argv: list[str] | None = None) -> dict:
     from launch import packing as packing_lib
     from launch import validate
 
+    packings = args.packing if has_packing(args.checkout) else (None,)
     for streams in args.streams:
         done = set()  # e.g. 1 stream: auto, 8 and 1 are the same program
-        for packing in args.packing:
-            config = validate.load_config(args.config)
+        for packing in packings:
+            config = validate.load_config(os.path.join(ROOT, args.config))
             config.actors.num_actors = streams
-            config.actors.envs_per_process = packing
+            config.actors.envs_per_process = 1 if packing is None else packing
             effective = packing_lib.envs_per_process(config)
             if effective in done:
                 continue

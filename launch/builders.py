@@ -16,6 +16,7 @@ from agents import prior_kinds
 from agents.config import LearnerHyperparams
 from environments import registry
 from environments.wrappers import TanhActions
+from launch import xla
 from networks.factory import Networks
 
 REPLAY_TABLE = "replay"
@@ -93,6 +94,17 @@ def build_networks(config: ml_collections.ConfigDict, env_spec: specs.Environmen
 
         prior_artifact.load_into(config.prior.artifact, networks)
     return networks
+
+
+def apply_learner_kernels(config: ml_collections.ConfigDict, networks: Networks) -> bool:
+    """Sets the learner's networks up for `config.resources.learner_kernels` (resolved on
+    this machine if still auto, `launch/xla.py`); returns whether to XLA-compile the
+    update. The process's environment must match (`xla.learner_environment`)."""
+    kernels = xla.resolve_kernels(config.resources.learner_kernels)
+    if kernels == "onednn_bfloat16":
+        networks.set_product_dtype(tf.bfloat16)
+        return False  # products on oneDNN; XLA's auto-clustering fuses the rest
+    return networks.kind.jit_compile
 
 
 def hyperparams(config: ml_collections.ConfigDict) -> LearnerHyperparams:

@@ -107,6 +107,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.resources = ml_collections.ConfigDict()
     config.resources.learner_threads = 0  # TensorFlow intra-op threads of the learner (0: all)
     config.resources.actor_threads = 1  # threads of each actor / evaluator process
+    # How the learner's update runs (launch/xla.py): "xla_float32" (one XLA program),
+    # "onednn_bfloat16" (bfloat16 products on oneDNN, float32 weights and accumulation),
+    # "auto": onednn_bfloat16 where the CPU has bfloat16 instructions, else xla_float32.
+    config.resources.learner_kernels = "auto"
 
     # Vertex AI (`--launch=vertex_ai` and its rehearsal `vertex_ai_local`, see
     # docs/cluster.md); unused by local runs.

@@ -88,12 +88,15 @@ def launch_local(config: ml_collections.ConfigDict, workdir: str) -> None:
 
     from launch.program import make_program
 
+    # The learner runs on this machine: its kernels are chosen for this CPU.
+    kernels = xla.resolve_kernels(config.resources.learner_kernels)
+    config.resources.learner_kernels = kernels
     program = make_program(config, workdir)
     resources = {}
     for group in program.groups:
         env = node_environment(group)
         if group == "learner":
-            env.update(xla.learner_environment())
+            env.update(xla.learner_environment(kernels))
         env[NODE_GROUP_ENV] = group
         resources[group] = PythonProcess(args={"init_file": init_file}, env=env)
     logging.info("launching %s: node logs in %s", program.name, os.environ["LAUNCHPAD_LOGGING_DIR"])

@@ -61,6 +61,14 @@ class LearnerNode:
         env_spec = builders.environment_spec(config)
         self._lock = threading.Lock()
         networks = builders.build_networks(config, env_spec)
+        jit_compile = builders.apply_learner_kernels(config, networks)
+        logging.info(
+            "learner kernels: %s (update XLA-compiled: %s; TF_XLA_FLAGS=%r, oneDNN %s)",
+            config.resources.learner_kernels,
+            jit_compile,
+            os.environ.get("TF_XLA_FLAGS", ""),
+            os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
+        )
         self._learner = Learner(
             networks=networks,
             dataset=iter(builders.make_dataset(config, replay.server_address)),
@@ -70,7 +78,7 @@ class LearnerNode:
             logger=TensorBoardLogger(os.path.join(workdir, "learner"), "learner"),
             log_every_steps=config.logging.learner_every_steps,
             update_lock=self._lock,
-            jit_compile=networks.kind.jit_compile,
+            jit_compile=jit_compile,
             frozen_prior=config.prior.frozen,
         )
         self._checkpointer = checkpointing.RunCheckpointer(

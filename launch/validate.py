@@ -16,7 +16,7 @@ import tempfile
 import ml_collections
 
 from environments import registry
-from launch import packing
+from launch import packing, xla
 
 
 class ConfigError(ValueError):
@@ -74,6 +74,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             config.agent.action_squash in ACTION_SQUASHES,
             f"agent.action_squash must be one of {ACTION_SQUASHES}, "
             f"got {config.agent.action_squash!r}",
+        ),
+        (
+            config.resources.learner_kernels in xla.KERNELS,
+            f"resources.learner_kernels must be one of {xla.KERNELS}, "
+            f"got {config.resources.learner_kernels!r}",
         ),
         (
             config.actors.num_actors >= 1,

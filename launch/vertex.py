@@ -18,6 +18,7 @@ Internal Launchpad API relied on (0.5.2): `Node.launch_context.initialize`,
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -154,6 +155,17 @@ def group_sizes(config: ml_collections.ConfigDict) -> dict[str, int]:
     return {group: n for group, n in sizes.items() if n > 0}
 
 
+def learner_kernels_resolved(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """`config` with `resources.learner_kernels` as a Vertex AI learner runs it: the
+    launching machine is not the learner's, so auto means xla_float32 there (set
+    onednn_bfloat16 for a machine type with AVX512-BF16 or AMX)."""
+    if config.resources.learner_kernels != "auto":
+        return config
+    config = copy.deepcopy(config)
+    config.resources.learner_kernels = "xla_float32"
+    return config
+
+
 def node_environment(config: ml_collections.ConfigDict, group: str) -> dict[str, str]:
     """The environment a node of `group` starts with on Vertex AI (and in the rehearsal).
 
@@ -166,7 +178,8 @@ def node_environment(config: ml_collections.ConfigDict, group: str) -> dict[str,
     # the learner also gets XLA fast math.
     env = {**local.node_environment(group), "PYTHONUNBUFFERED": "1"}
     if group == "learner":
-        env.update(xla.learner_environment({}))
+        kernels = learner_kernels_resolved(config).resources.learner_kernels
+        env.update(xla.learner_environment(kernels, {}))
     env[STOP_PROJECT_ENV] = str(config.cluster.project)
     env[STOP_REGION_ENV] = str(config.cluster.region)
     return env
@@ -297,7 +310,9 @@ def write_node_pickles(config: ml_collections.ConfigDict, run_dir: str, stopper=
     pools = plan_pools(config)
     # Auto packing on Vertex AI: one stream per actor VM (each VM is one node); an explicit
     # actors.envs_per_process = N runs N streams in one process on each actor VM.
-    program = make_program(config, run_dir, cores=config.actors.num_actors)
+    program = make_program(
+        learner_kernels_resolved(config), run_dir, cores=config.actors.num_actors
+    )
     sizes = {group: len(nodes) for group, nodes in program.groups.items() if nodes}
     if sizes != group_sizes(config):
         raise ConfigError(f"cluster: program groups {sizes} differ from {group_sizes(config)}")

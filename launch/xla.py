@@ -1,9 +1,11 @@
-"""XLA flags of the learner's process, set from outside the learning rule.
+"""XLA flags and TensorFlow kernel settings of the learner's process, set from outside the
+learning rule.
 
 The learner node gets them in its process environment (launch/local.py, beside the BLAS
 thread settings); the benchmark and the tests, which run the learner in their own
 process, call `request_fast_math()` before anything compiles. XLA reads XLA_FLAGS once,
-at a process's first compilation.
+at a process's first compilation; TensorFlow reads TF_ENABLE_ONEDNN_OPTS and
+TF_XLA_FLAGS once, at its import.
 
 Fast math lets XLA:CPU reassociate float sums, which lets LLVM vectorise the layer norm's
 and the output layer's row sums: about 10% off the learner update on a 2-core machine
@@ -11,6 +13,19 @@ and the output layer's row sums: about 10% off the learner update on a 2-core ma
 is kept (`xla_cpu_fast_math_honor_nans/infs` stay at their default, true), so the learner's
 non-finite update guard still works. A fast-math setting the user already put in
 XLA_FLAGS is left alone.
+
+Kernels (`config.resources.learner_kernels`, docs/results.md, issue 18):
+  xla_float32      the whole update one XLA program, float32 throughout (TF's oneDNN
+                   kernels on for what runs around it: ~10% more updates/s).
+  onednn_bfloat16  the update in TensorFlow's graph: its matrix products in bfloat16 on
+                   oneDNN (float32 accumulation; float32 weights, optimiser state, losses
+                   and everything elementwise), the elementwise ops between them fused by
+                   XLA's auto-clustering (`--tf_xla_ops_to_cluster=FUSIBLE`: products are
+                   left to oneDNN). ~1.3x the updates/s of xla_float32 on a CPU with
+                   bfloat16 instructions (AVX512-BF16 or AMX); emulated, so slower, on one
+                   without.
+  auto             onednn_bfloat16 where the launching machine's CPU has bfloat16
+                   instructions, else xla_float32.
 """
 
 from __future__ import annotations
@@ -18,6 +33,11 @@ from __future__ import annotations
 import os
 
 FAST_MATH_FLAG = "--xla_cpu_enable_fast_math=true"
+ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+# XLA clusters TensorFlow's elementwise ops only; MatMul stays a oneDNN kernel.
+FUSIBLE_CLUSTERING = "--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit --tf_xla_ops_to_cluster=FUSIBLE"
+KERNELS = ("auto", "xla_float32", "onednn_bfloat16")
+BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def with_fast_math(flags: str) -> str:
@@ -27,10 +47,47 @@ def with_fast_math(flags: str) -> str:
     return f"{flags} {FAST_MATH_FLAG}".strip()
 
 
-def learner_environment(environ: dict | None = None) -> dict[str, str]:
-    """The XLA variables a learner process starts with (from this process's, by default)."""
+def cpu_has_bfloat16(cpuinfo: str | None = None) -> bool:
+    """Whether this machine's CPU (or the /proc/cpuinfo text given) has bfloat16 products."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    return any(flag in flags for flag in BFLOAT16_CPU_FLAGS)
+
+
+def resolve_kernels(setting: str, has_bfloat16: bool | None = None) -> str:
+    """`setting` (one of KERNELS) as it runs: auto becomes onednn_bfloat16 on a CPU with
+    bfloat16 products (this machine's, unless `has_bfloat16` says), else xla_float32."""
+    if setting not in KERNELS:
+        raise ValueError(f"learner kernels must be one of {', '.join(KERNELS)}, not {setting!r}")
+    if setting != "auto":
+        return setting
+    if has_bfloat16 is None:
+        has_bfloat16 = cpu_has_bfloat16()
+    return "onednn_bfloat16" if has_bfloat16 else "xla_float32"
+
+
+def learner_environment(kernels: str = "xla_float32", environ: dict | None = None) -> dict:
+    """The variables a learner process with these (resolved) kernels starts with, from this
+    process's environment by default: what it already says is kept."""
     environ = os.environ if environ is None else environ
-    return {"XLA_FLAGS": with_fast_math(environ.get("XLA_FLAGS", ""))}
+    env = {
+        "XLA_FLAGS": with_fast_math(environ.get("XLA_FLAGS", "")),
+        ONEDNN_ENV: environ.get(ONEDNN_ENV, "1"),
+    }
+    if kernels == "onednn_bfloat16":
+        flags = environ.get("TF_XLA_FLAGS", "")
+        env["TF_XLA_FLAGS"] = (
+            flags if "tf_xla_auto_jit" in flags else (f"{flags} {FUSIBLE_CLUSTERING}".strip())
+        )
+    return env
 
 
 def request_fast_math() -> bool:

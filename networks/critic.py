@@ -17,7 +17,7 @@ class Critic(snt.Module):
         super().__init__(name=name)
         self.keys = tuple(keys)
         self._torso = mlp.LayerNormMLP(hidden_sizes)
-        self._out = snt.Linear(1, name="value")
+        self._out = mlp.Linear(1, name="value")
 
     def __call__(self, observation: Mapping[str, tf.Tensor], action: tf.Tensor) -> tf.Tensor:
         inputs = tf.concat([information.select(observation, self.keys), action], axis=-1)

@@ -12,6 +12,7 @@ import tensorflow as tf
 from networks.critic import Critic
 from networks.gaussian import GaussianHead
 from networks.hierarchical import HierarchicalHead
+from networks.mlp import Linear
 from networks.recurrent import RecurrentGaussianHead
 
 
@@ -36,6 +37,15 @@ class Networks:
         self.policy.create_variables(dummy)
         self.prior.create_variables(dummy)
         self.critic(dummy, tf.zeros((1, self.policy.action_size), tf.float32))
+
+    def set_product_dtype(self, dtype: tf.DType) -> None:
+        """Every dense layer's matrix product in `dtype` (the learner's bfloat16 kernels,
+        `launch/xla.py`); variables and everything elementwise stay float32. (An LSTM
+        prior's recurrent cell keeps its float32 products.)"""
+        for net in (self.policy, self.prior, self.critic):
+            for module in net.submodules:
+                if isinstance(module, Linear):
+                    module.product_dtype = dtype
 
 
 def observation_arrays(observation_spec: Mapping) -> dict[str, np.ndarray]:

@@ -59,8 +59,8 @@ def output_layers(action_size: int) -> tuple[snt.Linear, snt.Linear]:
     """The mean and scale layers of a head, initialised near zero (created in its scope)."""
     small = snt.initializers.VarianceScaling(1e-4, "fan_in", "uniform")
     return (
-        snt.Linear(action_size, w_init=small, name="mean"),
-        snt.Linear(action_size, w_init=small, name="scale"),
+        mlp.Linear(action_size, w_init=small, name="mean"),
+        mlp.Linear(action_size, w_init=small, name="scale"),
     )
 
 

@@ -9,6 +9,27 @@ import sonnet as snt
 import tensorflow as tf
 
 
+class Linear(snt.Linear):
+    """`snt.Linear` whose matrix product can run in bfloat16 (`product_dtype`, set by
+    `Networks.set_product_dtype` for the learner's onednn_bfloat16 kernels, launch/xla.py).
+
+    x @ w + b: [N, in] -> [N, out] float32. In bfloat16, x and w are rounded for the
+    product only (oneDNN accumulates in float32, rounds the result to bfloat16; it comes
+    back as float32); w stays a float32 variable with a float32 gradient, so the optimiser
+    and the actors see float32 weights.
+    """
+
+    product_dtype = tf.float32
+
+    def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
+        if self.product_dtype == tf.float32:
+            return super().__call__(inputs)
+        self._initialize(inputs)
+        dtype = self.product_dtype
+        product = tf.matmul(tf.cast(inputs, dtype), tf.cast(self.w, dtype))  # [N, out]
+        return tf.cast(product, tf.float32) + self.b
+
+
 class LayerNormMLP(snt.Module):
     """Linear -> LayerNorm -> tanh, then (Linear -> ELU) for each further layer.
 
@@ -21,7 +42,7 @@ class LayerNormMLP(snt.Module):
         if not hidden_sizes:
             raise ValueError("an MLP needs at least one hidden layer")
         self._linears = [
-            snt.Linear(size, w_init=snt.initializers.VarianceScaling(1.0, "fan_in", "uniform"))
+            Linear(size, w_init=snt.initializers.VarianceScaling(1.0, "fan_in", "uniform"))
             for size in hidden_sizes
         ]
         self._norm = snt.LayerNorm(axis=-1, create_scale=True, create_offset=True)

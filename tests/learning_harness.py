@@ -34,6 +34,9 @@ def train(
         learner_networks,
         iter(builders.make_dataset(config, address)),
         builders.hyperparams(config),
+        # the kernels a learner node picks on this machine (bfloat16 products where the
+        # CPU has them; conftest.py turns oneDNN on, as the node's environment does)
+        jit_compile=builders.apply_learner_kernels(config, learner_networks),
     )
     actor_networks = builders.build_networks(config, env_spec)
     variable_client = VersionedVariableClient(

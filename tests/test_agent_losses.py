@@ -215,7 +215,31 @@ def test_xla_fast_math_is_added_once_and_never_overrides_the_user(monkeypatch):
     assert request_xla_fast_math()
     assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=true"
     # the learner node's environment follows the same rule, from the launcher's
-    assert learner_environment({"XLA_FLAGS": "--a"}) == {
-        "XLA_FLAGS": "--a --xla_cpu_enable_fast_math=true"
+    assert learner_environment("xla_float32", {"XLA_FLAGS": "--a"}) == {
+        "XLA_FLAGS": "--a --xla_cpu_enable_fast_math=true",
+        "TF_ENABLE_ONEDNN_OPTS": "1",
     }
-    assert learner_environment({}) == {"XLA_FLAGS": "--xla_cpu_enable_fast_math=true"}
+    assert learner_environment("xla_float32", {}) == {
+        "XLA_FLAGS": "--xla_cpu_enable_fast_math=true",
+        "TF_ENABLE_ONEDNN_OPTS": "1",
+    }
+
+
+def test_learner_kernels_resolve_and_set_the_learner_environment():
+    from launch import xla
+
+    # auto follows the CPU's bfloat16 instructions; an explicit choice stays
+    assert xla.resolve_kernels("auto", has_bfloat16=True) == "onednn_bfloat16"
+    assert xla.resolve_kernels("auto", has_bfloat16=False) == "xla_float32"
+    assert xla.resolve_kernels("xla_float32", has_bfloat16=True) == "xla_float32"
+    with pytest.raises(ValueError, match="one of auto, xla_float32, onednn_bfloat16"):
+        xla.resolve_kernels("bf16")
+    assert xla.cpu_has_bfloat16("flags\t\t: fpu avx512f avx512_bf16 amx_tile\n")
+    assert not xla.cpu_has_bfloat16("flags\t\t: fpu avx512f avx2\n")
+    # the bfloat16 kernels add fusible-only auto-clustering; the user's settings are kept
+    env = xla.learner_environment("onednn_bfloat16", {"TF_ENABLE_ONEDNN_OPTS": "0"})
+    assert env["TF_ENABLE_ONEDNN_OPTS"] == "0"
+    assert "--tf_xla_ops_to_cluster=FUSIBLE" in env["TF_XLA_FLAGS"]
+    mine = xla.learner_environment("onednn_bfloat16", {"TF_XLA_FLAGS": "--tf_xla_auto_jit=-1"})
+    assert mine["TF_XLA_FLAGS"] == "--tf_xla_auto_jit=-1"
+    assert "TF_XLA_FLAGS" not in xla.learner_environment("xla_float32", {})

@@ -169,6 +169,10 @@ WALKER = f"--config={CONFIG}"
         ),
         ([f"{WALKER}:tiny", "--config.actors.num_actors=0"], "actors.num_actors must be >= 1"),
         ([f"{WALKER}:tiny", "--config.prior.kind=gru"], "prior.kind must be one of"),
+        (
+            [f"{WALKER}:tiny", "--config.resources.learner_kernels=bf16"],
+            "resources.learner_kernels must be one of ('auto', 'xla_float32', 'onednn_bfloat16')",
+        ),
         # the command line itself
         (
             [f"{WALKER}:tiny", "--config.agent.alhpa=0.1"],

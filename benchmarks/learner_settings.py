@@ -1,0 +1,198 @@
+"""Our learner's kernels beside Acme's learner, oneDNN off and on, one process per arm.
+
+Usage:
+  python benchmarks/learner_settings.py [--tasks walker_walk,seqnav_pointmass] [--rounds 2]
+      [--updates 10] [--out FILE.json]
+
+TensorFlow reads TF_ENABLE_ONEDNN_OPTS and TF_XLA_FLAGS once, when it is imported, so
+each arm runs in its own child process of this script: ours with the xla_float32 kernels
+and oneDNN off (TF 2.8's default) or on, ours with the onednn_bfloat16 kernels (in the
+environment `launch.xla.learner_environment` gives a learner node), and Acme's
+SVG0Learner with oneDNN off (as installed) or on. A child fills a never-blocking Reverb
+table with real environment data (the same seed in every arm), builds its learner at the
+throughput benchmark's sizes (Acme's widths, batch 256, T = 10, 10 action samples;
+`benchmarks/common.py`), compiles it with `--warmup` updates, then times `--updates`
+updates. First it measures tf.matmul's float32 rate on the critic's largest product
+under its setting, for the update's arithmetic floor (`benchmarks/flops.py`). The arms
+run one after the other, round after round in the same order, so a machine that drifts
+slows every arm alike; updates/s are summed over rounds.
+
+Reported per task: each arm's updates/s and update over floor, and our learner as its node
+runs it on this machine (`resources.learner_kernels = auto`, resolved here) over Acme's
+with oneDNN off (as installed) and on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from benchmarks import common, machine  # noqa: E402
+
+# (name, side, kernels, TF_ENABLE_ONEDNN_OPTS); our kernels' environment from launch/xla.py.
+ARMS = (
+    ("ours_xla_onednn_off", "ours", "xla_float32", "0"),
+    ("ours_xla_onednn_on", "ours", "xla_float32", "1"),
+    ("ours_bfloat16", "ours", "onednn_bfloat16", "1"),
+    ("acme_onednn_off", "acme", "", "0"),
+    ("acme_onednn_on", "acme", "", "1"),
+)
+NODE_ARM = {"xla_float32": "ours_xla_onednn_on", "onednn_bfloat16": "ours_bfloat16"}
+
+
+def child(args: argparse.Namespace) -> dict:
+    """One arm in this process (TF_ENABLE_ONEDNN_OPTS already set by the parent)."""
+    from launch import xla
+
+    xla.request_fast_math()  # as the learner node's environment has it
+    from benchmarks import flops, learner_bench
+
+    rows = (args.sequence_length + 1) * args.batch_size
+    rate = flops.matmul_rate(  # first: nothing else of this process running yet
+        rows * (args.num_samples + 1), args.critic_hidden[0], args.critic_hidden[-1], 5
+    )
+    data = learner_bench.setup(args.task, args)
+    if args.side == "ours":
+        step, variable = learner_bench.make_ours(data, args.kernels)
+    else:
+        step, variable = learner_bench.make_acme(data, args)
+    learner_bench.timed_updates(step, variable, args.warmup)
+    updates, seconds = learner_bench.timed_updates(step, variable, args.updates)
+    size = learner_bench.sizes(data)
+    update_flops = flops.update_flops(
+        size["obs_size"], size["prior_obs_size"], size["action_size"], rows, args.num_samples, args
+    )
+    data["server"].stop()
+    return {
+        "updates": updates,
+        "seconds": seconds,
+        "matmul_flops_per_s": rate,
+        "update_flops": update_flops,
+    }
+
+
+def run_arm(task: str, arm: tuple, args: argparse.Namespace) -> dict:
+    from launch import xla
+
+    name, side, kernels, onednn = arm
+    env = dict(os.environ)
+    if side == "ours":
+        env.update(xla.learner_environment(kernels, {}))
+    env[xla.ONEDNN_ENV] = onednn
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        "--task",
+        task,
+        "--side",
+        side,
+        "--kernels",
+        kernels or "xla_float32",
+        "--updates",
+        str(args.updates),
+        "--warmup",
+        str(args.warmup),
+        "--fill-steps",
+        str(args.fill_steps),
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"{name} on {task} failed: {done.stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def summarise(runs: list[dict]) -> dict:
+    updates = sum(r["updates"] for r in runs)
+    seconds = sum(r["seconds"] for r in runs)
+    rate = updates / seconds
+    matmul = max(r["matmul_flops_per_s"] for r in runs)
+    floor_s = runs[0]["update_flops"] / matmul
+    return {
+        "updates_per_s": rate,
+        "rounds": [r["updates"] / r["seconds"] for r in runs],
+        "matmul_gflops": matmul / 1e9,
+        "update_gflop": runs[0]["update_flops"] / 1e9,
+        "floor_s": floor_s,
+        "update_over_floor": (1.0 / rate) / floor_s,
+    }
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default=",".join(common.TASKS))
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--updates", type=int, default=10, help="timed updates per arm and round")
+    parser.add_argument("--warmup", type=int, default=6, help="untimed updates (compiling)")
+    parser.add_argument("--fill-steps", type=int, default=3000, help="env steps into replay")
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--task", default="walker_walk", help=argparse.SUPPRESS)
+    parser.add_argument("--side", default="ours", help=argparse.SUPPRESS)
+    parser.add_argument("--kernels", default="xla_float32", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    # The throughput benchmark's sizes (common.make_config reads these).
+    args.policy_hidden, args.prior_hidden = common.POLICY_HIDDEN, common.PRIOR_HIDDEN
+    args.critic_hidden = common.CRITIC_HIDDEN
+    args.num_samples, args.sequence_length, args.batch_size = 10, 10, 256
+    args.adder, args.episode_steps = "fast", 0
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args)), flush=True)
+        os._exit(0)  # TensorFlow's teardown of the compiled update can take a minute
+    from launch import xla
+
+    report: dict = {**machine.report_header(argv, args), "tasks": {}}
+    report["node_kernels"] = node_kernels = xla.resolve_kernels("auto")
+    for task in [t for t in args.tasks.split(",") if t]:
+        runs: dict[str, list[dict]] = {arm[0]: [] for arm in ARMS}
+        for _ in range(args.rounds):
+            for arm in ARMS:
+                runs[arm[0]].append(run_arm(task, arm, args))
+        arms = {name: summarise(r) for name, r in runs.items()}
+        node = arms[NODE_ARM[node_kernels]]["updates_per_s"]
+        result = {
+            "arms": arms,
+            "load_after": machine.loadavg(),
+            "ours_node_over_acme_installed": node / arms["acme_onednn_off"]["updates_per_s"],
+            "ours_node_over_acme_onednn": node / arms["acme_onednn_on"]["updates_per_s"],
+            "ours_xla_over_acme_both_off": arms["ours_xla_onednn_off"]["updates_per_s"]
+            / arms["acme_onednn_off"]["updates_per_s"],
+        }
+        report["tasks"][task] = result
+        print(f"{task}:")
+        for name, arm in arms.items():
+            print(
+                f"  {name:<20} {arm['updates_per_s']:.2f} upd/s (rounds "
+                f"{', '.join(f'{x:.2f}' for x in arm['rounds'])}); update "
+                f"{arm['update_over_floor']:.2f}x its floor ({arm['update_gflop']:.1f} GFLOP "
+                f"at {arm['matmul_gflops']:.0f} GFLOP/s)"
+            )
+        print(
+            f"  ours as its node runs here ({node_kernels}) / Acme as installed (oneDNN off): "
+            f"{result['ours_node_over_acme_installed']:.2f}x; / Acme with oneDNN on: "
+            f"{result['ours_node_over_acme_onednn']:.2f}x; xla_float32, both off: "
+            f"{result['ours_xla_over_acme_both_off']:.2f}x"
+        )
+    report["uptime_end"] = machine.uptime()
+    print(f"{report['cpu']}, {report['nproc']} CPUs; load end [{report['uptime_end']}]")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(report, f, indent=2)
+    return report
+
+
+if __name__ == "__main__":
+    main()
