@@ -102,7 +102,7 @@ def run_arm(task: str, arm: tuple, args: argparse.Namespace) -> dict:
         str(args.warmup),
         "--fill-steps",
         str(args.fill_steps),
-    ]
+    ] + (["--tiny"] if args.tiny else [])
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
@@ -138,12 +138,19 @@ def parse_args(argv):
     parser.add_argument("--task", default="walker_walk", help=argparse.SUPPRESS)
     parser.add_argument("--side", default="ours", help=argparse.SUPPRESS)
     parser.add_argument("--kernels", default="xla_float32", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--tiny", action="store_true", help="tiny sizes (the test): 16-unit layers, batch 8"
+    )
     args = parser.parse_args(argv)
     # The throughput benchmark's sizes (common.make_config reads these).
     args.policy_hidden, args.prior_hidden = common.POLICY_HIDDEN, common.PRIOR_HIDDEN
     args.critic_hidden = common.CRITIC_HIDDEN
     args.num_samples, args.sequence_length, args.batch_size = 10, 10, 256
     args.adder, args.episode_steps = "fast", 0
+    if args.tiny:
+        args.policy_hidden = args.prior_hidden = args.critic_hidden = (16, 16)
+        args.num_samples, args.sequence_length, args.batch_size = 2, 3, 8
+        args.episode_steps = 50
     return args
 
 

@@ -1,4 +1,5 @@
-"""benchmarks/throughput.py runs end to end at a tiny size (no timing assertions).
+"""benchmarks/throughput.py and learner_settings.py run end to end at a tiny size (no timing
+assertions).
 
 Slow (about 3 minutes: it compiles our and Acme's learners for two tasks): run it with
 `make test-slow`.
@@ -68,3 +69,34 @@ def test_throughput_runs_and_writes_json(tmp_path):
     assert report["matmul_flops_per_s"] > 0
     assert "uptime_start" in report and "system" not in report
     assert "actor env steps/s" in proc.stdout
+
+
+@pytest.mark.slow
+def test_learner_settings_runs_every_arm_in_its_own_process(tmp_path):
+    """benchmarks/learner_settings.py at a tiny size: every arm (our two kernels, oneDNN
+    off and on, Acme's learner) measured in a child process with its own environment."""
+    out = tmp_path / "settings.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "learner_settings.py")]
+        + ["--tiny", "--tasks=walker_walk", "--rounds=1", "--updates=1", "--warmup=1"]
+        + ["--fill-steps=60", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    result = report["tasks"]["walker_walk"]
+    assert set(result["arms"]) == {
+        "ours_xla_onednn_off",
+        "ours_xla_onednn_on",
+        "ours_bfloat16",
+        "acme_onednn_off",
+        "acme_onednn_on",
+    }
+    for arm in result["arms"].values():
+        assert arm["updates_per_s"] > 0 and arm["update_over_floor"] > 0
+    assert report["node_kernels"] in ("xla_float32", "onednn_bfloat16")
+    assert result["ours_node_over_acme_onednn"] > 0
+    assert "Acme as installed" in proc.stdout
