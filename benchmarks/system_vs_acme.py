@@ -71,6 +71,7 @@ def command(side: str, actors: int, workdir: str, args: argparse.Namespace) -> l
             f"--config.replay.min_size={args.min_replay_size}",
             "--config.stop.max_actor_steps=1000000000",
             "--config.logging.learner_every_steps=10",
+            f"--config.resources.learner_kernels={args.learner_kernels}",
             f"--workdir={workdir}",
         ]
     return [
@@ -268,6 +269,7 @@ def parse_args(argv):
     parser.add_argument(
         "--gib-per-process", type=float, default=0.45, help="Acme's, for the fit check"
     )
+    parser.add_argument("--learner-kernels", default="auto", help="ours: resources.learner_kernels")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--keep-workdirs", action="store_true")
     return parser.parse_args(argv)
