@@ -21,7 +21,7 @@ Kernels (`config.resources.learner_kernels`, docs/results.md, issue 18):
                    oneDNN (float32 accumulation; float32 weights, optimiser state, losses
                    and everything elementwise), the elementwise ops between them fused by
                    XLA's auto-clustering (`--tf_xla_ops_to_cluster=FUSIBLE`: products are
-                   left to oneDNN). ~1.3x the updates/s of xla_float32 on a CPU with
+                   left to oneDNN). ~1.4x the updates/s of xla_float32 on a CPU with
                    bfloat16 instructions (AVX512-BF16 or AMX); emulated, so slower, on one
                    without.
   auto             onednn_bfloat16 where the launching machine's CPU has bfloat16
