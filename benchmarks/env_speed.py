@@ -12,7 +12,6 @@ the Ant walker, timed raw. One process, one environment at a time, one CPU threa
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -110,9 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"{r['episodes_ended']:>8d}  {r['build_and_reset_s']:>7.2f}"
         )
     print(f"({args.steps} random-action steps each; {report['cpu']}, {report['nproc']} CPUs)")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=2)
+    machine.write_report(report, args.out)
     return report
 
 

@@ -195,9 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     report["uptime_end"] = machine.uptime()
     print(f"{report['cpu']}, {report['nproc']} CPUs; load end [{report['uptime_end']}]")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=2)
+    machine.write_report(report, args.out)
     return report
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -45,3 +46,11 @@ def report_header(argv: list[str] | None, args) -> dict:
         "uptime_start": uptime(),
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
     }
+
+
+def write_report(report: dict, path: str | None, default=None) -> None:
+    """Writes a benchmark's JSON report to `path` (nothing when None); `default` as
+    json.dump's, for values JSON has no type for."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(report, f, indent=2, default=default)

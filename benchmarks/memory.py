@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -140,6 +139,17 @@ def actor_rate(workdir: str, start: float, end: float) -> float | None:
     return (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
 
 
+def program_config(streams: int, packing: int | None, args: argparse.Namespace):
+    """This checkout's config of the measured program (a checkout without packing: one
+    process per stream), for its size and process count."""
+    from launch import validate
+
+    config = validate.load_config(os.path.join(ROOT, args.config))
+    config.actors.num_actors = streams
+    config.actors.envs_per_process = 1 if packing is None else packing
+    return config
+
+
 def measure(streams: int, packing: int | None, args: argparse.Namespace) -> dict:
     """One program: launch, wait for every stream's first insert, sample, SIGTERM, exit."""
     import psutil
@@ -147,9 +157,7 @@ def measure(streams: int, packing: int | None, args: argparse.Namespace) -> dict
     from launch import packing as packing_lib
     from launch import validate
 
-    config = validate.load_config(os.path.join(ROOT, args.config))
-    config.actors.num_actors = streams
-    config.actors.envs_per_process = 1 if packing is None else packing
+    config = program_config(streams, packing, args)
     processes = len(packing_lib.stream_groups(config))
     estimate = validate.program_size(config)[2]
     available = psutil.virtual_memory().available / 2**30
@@ -261,16 +269,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     report = {**machine.report_header(argv, args), "runs": []}
     from launch import packing as packing_lib
-    from launch import validate
 
     packings = args.packing if has_packing(args.checkout) else (None,)
     for streams in args.streams:
         done = set()  # e.g. 1 stream: auto, 8 and 1 are the same program
         for packing in packings:
-            config = validate.load_config(os.path.join(ROOT, args.config))
-            config.actors.num_actors = streams
-            config.actors.envs_per_process = 1 if packing is None else packing
-            effective = packing_lib.envs_per_process(config)
+            effective = packing_lib.envs_per_process(program_config(streams, packing, args))
             if effective in done:
                 continue
             done.add(effective)
@@ -280,9 +284,7 @@ def main(argv: list[str] | None = None) -> dict:
     report["uptime_end"] = machine.uptime()
     print(f"{report['cpu']}, {report['nproc']} CPUs")
     print(f"load: start [{report['uptime_start']}] end [{report['uptime_end']}]")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=2)
+    machine.write_report(report, args.out)
     return report
 
 

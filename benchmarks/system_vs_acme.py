@@ -299,23 +299,18 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     report = {**machine.report_header(argv, args), "runs": []}
 
-    def save() -> None:
-        if args.out:
-            with open(args.out, "w") as f:
-                json.dump(report, f, indent=2)
-
     for actors in args.actors:
         for side in args.sides.split(","):
             result = run_side(side, actors, args)
             report["runs"].append(result)
             print_run(result)
-            save()  # after every run: a long benchmark keeps what it measured
+            machine.write_report(report, args.out)  # after every run: keep what it measured
     report["uptime_end"] = machine.uptime()
     print(
         f"{report['cpu']}, {report['nproc']} CPUs; load [{report['uptime_start']}] -> "
         f"[{report['uptime_end']}]"
     )
-    save()
+    machine.write_report(report, args.out)
     return report
 
 

@@ -38,7 +38,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse
 import contextlib
-import json
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -133,9 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
     report["uptime_end"] = machine.uptime()
     print(f"matmul rate: {rate / 1e9:.1f} GFLOP/s; {report['cpu']}, {report['nproc']} CPUs")
     print(f"load: start [{report['uptime_start']}] end [{report['uptime_end']}]")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=2, default=float)
+    machine.write_report(report, args.out, default=float)
     return report
 
 

@@ -175,7 +175,7 @@ def node_environment(config: ml_collections.ConfigDict, group: str) -> dict[str,
 
     # As local nodes (single-threaded numerical libraries but the learner's: many nodes may
     # share cores in the rehearsal; headless MuJoCo; quiet TensorFlow), logs unbuffered;
-    # the learner also gets XLA fast math.
+    # the learner also gets XLA fast math, oneDNN and its kernels' flags (launch/xla.py).
     env = {**local.node_environment(group), "PYTHONUNBUFFERED": "1"}
     if group == "learner":
         kernels = learner_kernels_resolved(config).resources.learner_kernels
