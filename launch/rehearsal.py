@@ -266,12 +266,9 @@ class StandIn:
                 pass
 
             def _reply(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                # Logged before the reply goes out: a client acts on the reply at once (the
+                # token's GET is followed by the cancel's POST on another handler thread),
+                # so logging after it could record the POST first, or the GET too late.
                 stand_in.requests.append(
                     {
                         "method": self.command,
@@ -281,6 +278,12 @@ class StandIn:
                         "time": time.time(),
                     }
                 )
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 token_path = "/computeMetadata/v1/instance/service-accounts/default/token"
