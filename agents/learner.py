@@ -55,6 +55,37 @@ def batch_from_replay(sample: reverb.ReplaySample) -> SequenceBatch:
     )
 
 
+def split_updates(batch: SequenceBatch, updates: int) -> SequenceBatch:
+    """A batch of `updates` * B sequences -> the same tensors with a leading [updates] axis,
+    update k's B sequences being the k-th B of the batch (as sampled, in order)."""
+
+    def split(x: tf.Tensor | None, axis: int) -> tf.Tensor | None:
+        if x is None:
+            return None
+        shape = list(x.shape)
+        shape[axis : axis + 1] = [updates, shape[axis] // updates]
+        x = tf.reshape(x, shape)  # [..., K, B, ...]
+        return tf.transpose(x, [axis] + [i for i in range(len(shape)) if i != axis])
+
+    def time_major(x):  # [T+1, K*B, ...] -> [K, T+1, B, ...]
+        return split(x, 1)
+
+    return SequenceBatch(
+        observation={k: time_major(v) for k, v in batch.observation.items()},
+        action=time_major(batch.action),
+        reward=time_major(batch.reward),
+        discount=time_major(batch.discount),
+        start_of_episode=time_major(batch.start_of_episode),
+        behaviour_log_prob=time_major(batch.behaviour_log_prob),
+        prior_state=(  # [K*B, H] -> [K, B, H]
+            None
+            if batch.prior_state is None
+            else LSTMState(*(split(x, 0) for x in batch.prior_state))
+        ),
+        latent=time_major(batch.latent),
+    )
+
+
 class Learner(core.Learner):
     """Trains policy, critic and prior jointly with three Adam optimisers."""
 
@@ -69,8 +100,17 @@ class Learner(core.Learner):
         update_lock: threading.Lock | None = None,
         jit_compile: bool = True,
         frozen_prior: bool = False,
+        updates_per_call: int = 1,
     ):
         """`jit_compile` compiles the update with XLA (same computation, fused kernels).
+
+        `updates_per_call` K: each `step` takes one dataset element of K * B sequences
+        and runs K updates, one per B of them in the order sampled, in one compiled call
+        (a loop inside it). Each update is the same as alone; what K saves is the work
+        around an update (the call, the dataset's element, the batch's transposes), which
+        is most of an update's time for small networks. The K batches are sampled before
+        the first of their updates, so data inserted during those updates waits for the
+        next call; with uniform sampling the batches' distribution is otherwise unchanged.
 
         `frozen_prior` keeps the prior as it was given (e.g. loaded from a prior artifact):
         no prior update, so the target prior always equals it, and the policy's KL is
@@ -111,7 +151,16 @@ class Learner(core.Learner):
             "prior": networks.prior.variables,
             "critic": networks.critic.variables,
         }
+        if updates_per_call < 1:
+            raise ValueError(f"updates_per_call must be >= 1, got {updates_per_call}")
+        self._updates_per_call = updates_per_call
+        # Fixed (target eps, policy eps) noise for every update instead of fresh samples:
+        # tests compare two ways of running the same updates with it. Set before the first.
+        self.fixed_noise: tuple[tf.Tensor, tf.Tensor] | None = None
         self._step_fn = tf.function(self._step, autograph=False, jit_compile=jit_compile)
+        self._sample_fn = tf.function(
+            self._updates_from_sample, autograph=False, jit_compile=jit_compile
+        )
         self._last_log_time = time.time()
         self._last_log_step = 0
 
@@ -157,7 +206,7 @@ class Learner(core.Learner):
         return loss, grads
 
     def _step(self, batch: SequenceBatch) -> dict[str, tf.Tensor]:
-        loss, (policy_grads, critic_grads, prior_grads) = self._gradients(batch)
+        loss, (policy_grads, critic_grads, prior_grads) = self._gradients(batch, self.fixed_noise)
         nets = self._networks
         checks = [
             tf.reduce_all(tf.math.is_finite(x)) for x in (loss.critic, loss.policy, loss.prior)
@@ -205,30 +254,93 @@ class Learner(core.Learner):
             "update_applied": applied,
         }
 
+    def _updates_from_sample(self, sample: reverb.ReplaySample) -> dict[str, tf.Tensor]:
+        """`updates_per_call` updates on one dataset element (compiled: the transposes of
+        `batch_from_replay` fuse into the update). Returns the updates' mean losses and
+        diagnostics, how many were applied, and how many skipped ones ended the call."""
+        batch = batch_from_replay(sample)  # [T+1, K*B, ...]
+        k = self._updates_per_call
+        if k == 1:
+            metrics = self._step(batch)
+            applied = metrics.pop("update_applied")
+            metrics["updates_applied"] = tf.cast(applied, tf.int64)
+            metrics["trailing_skipped"] = 1 - metrics["updates_applied"]
+            return metrics
+        stacked = split_updates(batch, k)  # [K, T+1, B, ...]
+        names = [n for n in self._metric_names if n != "update_applied"]
+
+        def body(i, applied, trailing, totals):
+            one = tf.nest.map_structure(lambda x: None if x is None else x[i], stacked)
+            metrics = self._step(one)
+            assert set(metrics) == set(self._metric_names), sorted(metrics)
+            ok = tf.cast(metrics["update_applied"], tf.int64)
+            trailing = tf.where(ok > 0, tf.zeros_like(trailing), trailing + 1)
+            totals = [
+                t + tf.cast(metrics[n], tf.float32) for t, n in zip(totals, names, strict=True)
+            ]
+            return i + 1, applied + ok, trailing, totals
+
+        zero = tf.constant(0, tf.int64)
+        _, applied, trailing, totals = tf.while_loop(
+            lambda i, *_: i < k,
+            body,
+            (tf.constant(0), zero, zero, [tf.constant(0.0)] * len(names)),
+        )
+        metrics = {n: t / k for n, t in zip(names, totals, strict=True)}
+        metrics["updates_applied"] = applied
+        metrics["trailing_skipped"] = trailing
+        return metrics
+
+    _metric_names = (
+        "critic_loss",
+        "policy_loss",
+        "prior_loss",
+        "kl_policy_prior",
+        "q_mean",
+        "retrace_target_mean",
+        "importance_weight_mean",
+        "update_applied",
+    )
+
+    def _count_skipped(self, applied: int, trailing: int, updates: int) -> None:
+        """The non-finite guard's bookkeeping after `updates` updates, of which `applied`
+        were applied and the last `trailing` skipped; raises after too many in a row."""
+        if applied == updates:
+            self._consecutive_bad = 0
+            return
+        self._consecutive_bad = trailing if applied else self._consecutive_bad + updates
+        logging.warning(
+            "skipped %d non-finite update(s) (%d in a row, %d in total)",
+            updates - applied,
+            self._consecutive_bad,
+            int(self._bad_updates.numpy()),
+        )
+        if self._consecutive_bad >= self._hyper.max_bad_updates:
+            raise NonFiniteUpdatesError(
+                f"{self._consecutive_bad} consecutive updates had a non-finite loss or "
+                "gradient; stopping (parameters were not written with them)"
+            )
+
     def learn_from_batch(self, batch: SequenceBatch) -> dict[str, np.ndarray]:
         """One update on an explicit batch (tests and benchmarks use this directly)."""
         metrics = {k: v.numpy() for k, v in self._step_fn(batch).items()}
-        if metrics["update_applied"]:
-            self._consecutive_bad = 0
-        else:
-            self._consecutive_bad += 1
-            logging.warning(
-                "skipped a non-finite update (%d in a row, %d in total)",
-                self._consecutive_bad,
-                int(self._bad_updates.numpy()),
-            )
-            if self._consecutive_bad >= self._hyper.max_bad_updates:
-                raise NonFiniteUpdatesError(
-                    f"{self._consecutive_bad} consecutive updates had a non-finite loss or "
-                    "gradient; stopping (parameters were not written with them)"
-                )
+        applied = int(metrics["update_applied"])
+        self._count_skipped(applied, 1 - applied, 1)
+        return metrics
+
+    def learn_from_sample(self, sample: reverb.ReplaySample) -> dict[str, np.ndarray]:
+        """`updates_per_call` updates on one dataset element of K * B sequences."""
+        metrics = {k: v.numpy() for k, v in self._sample_fn(sample).items()}
+        applied = int(metrics.pop("updates_applied"))
+        trailing = int(metrics.pop("trailing_skipped"))
+        self._count_skipped(applied, trailing, self._updates_per_call)
         return metrics
 
     def step(self) -> None:
         sample = next(self._iterator)  # may block on the rate limiter: outside the lock
         with self._update_lock:
-            metrics = self.learn_from_batch(batch_from_replay(sample))
-        counts = self._counter.increment(steps=1)
+            metrics = self.learn_from_sample(sample)
+        counts = self._counter.increment(steps=self._updates_per_call)
         step = self.num_steps
         if step - self._last_log_step >= self._log_every:
             now = time.time()
@@ -237,7 +349,6 @@ class Learner(core.Learner):
             )
             metrics["bad_updates"] = int(self._bad_updates.numpy())
             metrics.update(counts)
-            metrics.pop("update_applied")
             self._logger.write(metrics)
             self._last_log_time, self._last_log_step = now, step
 

@@ -75,7 +75,7 @@ def make_ours(data: dict, kernels: str = "xla_float32"):
         counter=counting.Counter(),
         logger=loggers.NoOpLogger(),
         log_every_steps=10**9,
-        jit_compile=builders.apply_learner_kernels(config, networks),
+        jit_compile=builders.apply_learner_kernels(config, networks, data["env_spec"]),
     )
     return ours.step, ours.networks.critic.variables[0]
 

@@ -103,6 +103,7 @@ def run_arm(task: str, arm: tuple, args: argparse.Namespace) -> dict:
         "--fill-steps",
         str(args.fill_steps),
     ] + (["--tiny"] if args.tiny else [])
+    command += [f"--{k.replace('_', '-')}={v}" for k, v in args.sizes.items()]
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
@@ -141,7 +142,20 @@ def parse_args(argv):
     parser.add_argument(
         "--tiny", action="store_true", help="tiny sizes (the test): 16-unit layers, batch 8"
     )
+    parser.add_argument(
+        "--hidden", default=None, help="one width list for all three networks, e.g. 32 or 128,128"
+    )
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--num-samples", type=int, default=None)
+    parser.add_argument("--sequence-length", type=int, default=None)
+    parser.add_argument("--arms", default=",".join(a[0] for a in ARMS), help="which arms to run")
     args = parser.parse_args(argv)
+    # Other sizes (e.g. a config's tiny or local_short networks): forwarded to each child.
+    args.sizes = {
+        k: getattr(args, k)
+        for k in ("hidden", "batch_size", "num_samples", "sequence_length")
+        if getattr(args, k) is not None
+    }
     # The throughput benchmark's sizes (common.make_config reads these).
     args.policy_hidden, args.prior_hidden = common.POLICY_HIDDEN, common.PRIOR_HIDDEN
     args.critic_hidden = common.CRITIC_HIDDEN
@@ -151,6 +165,15 @@ def parse_args(argv):
         args.policy_hidden = args.prior_hidden = args.critic_hidden = (16, 16)
         args.num_samples, args.sequence_length, args.batch_size = 2, 3, 8
         args.episode_steps = 50
+    if args.hidden is not None:
+        widths = tuple(int(w) for w in args.hidden.split(","))
+        args.policy_hidden = args.prior_hidden = args.critic_hidden = widths
+    for k in ("batch_size", "num_samples", "sequence_length"):
+        if k in args.sizes:
+            setattr(args, k, args.sizes[k])
+    unknown = set(args.arms.split(",")) - {a[0] for a in ARMS}
+    if unknown:
+        parser.error(f"unknown arms {sorted(unknown)}; known: {[a[0] for a in ARMS]}")
     return args
 
 
@@ -162,22 +185,26 @@ def main(argv: list[str] | None = None) -> dict:
     from launch import xla
 
     report: dict = {**machine.report_header(argv, args), "tasks": {}}
-    report["node_kernels"] = node_kernels = xla.resolve_kernels("auto")
     for task in [t for t in args.tasks.split(",") if t]:
-        runs: dict[str, list[dict]] = {arm[0]: [] for arm in ARMS}
+        arms_run = [arm for arm in ARMS if arm[0] in args.arms.split(",")]
+        runs: dict[str, list[dict]] = {arm[0]: [] for arm in arms_run}
         for _ in range(args.rounds):
-            for arm in ARMS:
+            for arm in arms_run:
                 runs[arm[0]].append(run_arm(task, arm, args))
         arms = {name: summarise(r) for name, r in runs.items()}
-        node = arms[NODE_ARM[node_kernels]]["updates_per_s"]
-        result = {
-            "arms": arms,
-            "load_after": machine.loadavg(),
-            "ours_node_over_acme_installed": node / arms["acme_onednn_off"]["updates_per_s"],
-            "ours_node_over_acme_onednn": node / arms["acme_onednn_on"]["updates_per_s"],
-            "ours_xla_over_acme_both_off": arms["ours_xla_onednn_off"]["updates_per_s"]
-            / arms["acme_onednn_off"]["updates_per_s"],
-        }
+        # What a learner node of these sizes runs on this machine (resources.learner_kernels
+        # = auto: this CPU and the update's size).
+        node_kernels = xla.resolve_kernels("auto", next(iter(arms.values()))["update_gflop"] * 1e9)
+        result = {"arms": arms, "load_after": machine.loadavg(), "node_kernels": node_kernels}
+
+        node_arm = NODE_ARM[node_kernels]
+        for name, ours, acme in (
+            ("ours_node_over_acme_installed", node_arm, "acme_onednn_off"),
+            ("ours_node_over_acme_onednn", node_arm, "acme_onednn_on"),
+            ("ours_xla_over_acme_both_off", "ours_xla_onednn_off", "acme_onednn_off"),
+        ):
+            if ours in arms and acme in arms:
+                result[name] = arms[ours]["updates_per_s"] / arms[acme]["updates_per_s"]
         report["tasks"][task] = result
         print(f"{task}:")
         for name, arm in arms.items():
@@ -187,12 +214,14 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{arm['update_over_floor']:.2f}x its floor ({arm['update_gflop']:.1f} GFLOP "
                 f"at {arm['matmul_gflops']:.0f} GFLOP/s)"
             )
-        print(
-            f"  ours as its node runs here ({node_kernels}) / Acme as installed (oneDNN off): "
-            f"{result['ours_node_over_acme_installed']:.2f}x; / Acme with oneDNN on: "
-            f"{result['ours_node_over_acme_onednn']:.2f}x; xla_float32, both off: "
-            f"{result['ours_xla_over_acme_both_off']:.2f}x"
-        )
+        for name in ("ours_node_over_acme_installed", "ours_node_over_acme_onednn"):
+            if name in result:
+                print(f"  {name} ({node_kernels} here): {result[name]:.2f}x")
+        if "ours_xla_over_acme_both_off" in result:
+            print(
+                f"  ours xla_float32 / Acme, both oneDNN off: "
+                f"{result['ours_xla_over_acme_both_off']:.2f}x"
+            )
     report["uptime_end"] = machine.uptime()
     print(f"{report['cpu']}, {report['nproc']} CPUs; load end [{report['uptime_end']}]")
     machine.write_report(report, args.out)

@@ -185,6 +185,7 @@ def measure(streams: int, packing: int | None, args: argparse.Namespace) -> dict
     if packing is not None:
         command.append(f"--config.actors.envs_per_process={packing}")
     command += ["--config.stop.max_actor_steps=1000000000", f"--workdir={workdir}"]
+    command += [f"--config.{override}" for override in args.override]
     result["command"] = " ".join(command)
     started = time.time()
     proc = subprocess.Popen(
@@ -260,6 +261,13 @@ def parse_args(argv):
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--keep-workdirs", action="store_true")
     parser.add_argument("--checkout", default=ROOT, help="run this bprl checkout's programs (A/B)")
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override for every program, e.g. resources.learner_kernels=xla_float32",
+    )
     args = parser.parse_args(argv)
     args.checkout = os.path.abspath(args.checkout)
     return args

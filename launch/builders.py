@@ -12,7 +12,7 @@ import tensorflow as tf
 from acme import adders, datasets, specs
 from acme.adders import reverb as reverb_adders
 
-from agents import prior_kinds
+from agents import prior_kinds, update_cost
 from agents.config import LearnerHyperparams
 from environments import registry
 from environments.wrappers import TanhActions
@@ -96,11 +96,48 @@ def build_networks(config: ml_collections.ConfigDict, env_spec: specs.Environmen
     return networks
 
 
-def apply_learner_kernels(config: ml_collections.ConfigDict, networks: Networks) -> bool:
+def update_flops(
+    config: ml_collections.ConfigDict, env_spec: specs.EnvironmentSpec | None = None
+) -> float:
+    """Matrix-product FLOPs of one learner update of `config` (`agents/update_cost.py`)."""
+    env_spec = env_spec or environment_spec(config)
+    obs = {k: int(np.prod(s.shape)) for k, s in env_spec.observations.items()}
+    net = config.network
+    return update_cost.update_matmul_flops(
+        obs=sum(obs.values()),
+        prior_obs=sum(obs[k] for k in prior_keys(config)),
+        act=int(np.prod(env_spec.actions.shape)),
+        batch_size=config.replay.batch_size,
+        sequence_length=config.replay.sequence_length,
+        num_samples=config.agent.num_action_samples,
+        policy_hidden=tuple(net.policy_hidden),
+        prior_hidden=tuple(net.prior_hidden),
+        critic_hidden=tuple(net.critic_hidden),
+    )
+
+
+def resolve_learner_kernels(
+    config: ml_collections.ConfigDict,
+    env_spec: specs.EnvironmentSpec | None = None,
+    has_bfloat16: bool | None = None,
+) -> str:
+    """`config.resources.learner_kernels` as a learner on this machine runs it: auto is
+    decided by this CPU and the update's size (`xla.resolve_kernels`)."""
+    setting = config.resources.learner_kernels
+    if setting != "auto":
+        return xla.resolve_kernels(setting, 0.0)
+    return xla.resolve_kernels(setting, update_flops(config, env_spec), has_bfloat16)
+
+
+def apply_learner_kernels(
+    config: ml_collections.ConfigDict,
+    networks: Networks,
+    env_spec: specs.EnvironmentSpec | None = None,
+) -> bool:
     """Sets the learner's networks up for `config.resources.learner_kernels` (resolved on
-    this machine if still auto, `launch/xla.py`); returns whether to XLA-compile the
-    update. The process's environment must match (`xla.learner_environment`)."""
-    kernels = xla.resolve_kernels(config.resources.learner_kernels)
+    this machine if still auto, `resolve_learner_kernels`); returns whether to XLA-compile
+    the update. The process's environment must match (`xla.learner_environment`)."""
+    kernels = resolve_learner_kernels(config, env_spec)
     if kernels == "onednn_bfloat16":
         networks.set_product_dtype(tf.bfloat16)
         return False  # products on oneDNN; XLA's auto-clustering fuses the rest
@@ -203,10 +240,28 @@ def make_adder(config: ml_collections.ConfigDict, client: reverb.Client) -> adde
     )
 
 
-def make_dataset(config: ml_collections.ConfigDict, server_address: str):
+# Below this many matrix-product FLOPs per update, the work around an update (its call,
+# dataset element and batch transposes) is a large part of it, and `auto` runs
+# AUTO_UPDATES_PER_CALL updates per call (docs/results.md, issue 18).
+SMALL_UPDATE_FLOPS = 1e9
+AUTO_UPDATES_PER_CALL = 4
+
+
+def updates_per_call(
+    config: ml_collections.ConfigDict, env_spec: specs.EnvironmentSpec | None = None
+) -> int:
+    """`resources.learner_updates_per_call`, with 0 (auto) decided by the update's size."""
+    k = int(config.resources.learner_updates_per_call)
+    if k > 0:
+        return k
+    return AUTO_UPDATES_PER_CALL if update_flops(config, env_spec) < SMALL_UPDATE_FLOPS else 1
+
+
+def make_dataset(config: ml_collections.ConfigDict, server_address: str, updates_per_call: int = 1):
+    """The learner's dataset: elements of `updates_per_call` batches, sampled as one."""
     return datasets.make_reverb_dataset(
         server_address=server_address,
-        batch_size=config.replay.batch_size,
+        batch_size=config.replay.batch_size * updates_per_call,
         prefetch_size=config.replay.prefetch_size,
         table=REPLAY_TABLE,
     )

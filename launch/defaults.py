@@ -109,8 +109,11 @@ def base_config() -> ml_collections.ConfigDict:
     config.resources.actor_threads = 1  # threads of each actor / evaluator process
     # How the learner's update runs (launch/xla.py): "xla_float32" (one XLA program),
     # "onednn_bfloat16" (bfloat16 products on oneDNN, float32 weights and accumulation),
-    # "auto": onednn_bfloat16 where the CPU has bfloat16 instructions, else xla_float32.
+    # "auto": onednn_bfloat16 for a big update on a CPU with AMX, else xla_float32.
     config.resources.learner_kernels = "auto"
+    # Updates per compiled call of the learner (agents/learner.py): K batches sampled as
+    # one, K updates in one call; 0 = auto, by the update's size (launch/builders.py).
+    config.resources.learner_updates_per_call = 0
 
     # Vertex AI (`--launch=vertex_ai` and its rehearsal `vertex_ai_local`, see
     # docs/cluster.md); unused by local runs.

@@ -86,10 +86,12 @@ def launch_local(config: ml_collections.ConfigDict, workdir: str) -> None:
     import launchpad as lp
     from launchpad.nodes.python.local_multi_processing import PythonProcess
 
+    from launch import builders
     from launch.program import make_program
 
-    # The learner runs on this machine: its kernels are chosen for this CPU.
-    kernels = xla.resolve_kernels(config.resources.learner_kernels)
+    # The learner runs on this machine: its kernels are chosen for this CPU and the size
+    # of its update.
+    kernels = builders.resolve_learner_kernels(config)
     config.resources.learner_kernels = kernels
     program = make_program(config, workdir)
     resources = {}

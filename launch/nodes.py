@@ -61,17 +61,20 @@ class LearnerNode:
         env_spec = builders.environment_spec(config)
         self._lock = threading.Lock()
         networks = builders.build_networks(config, env_spec)
-        jit_compile = builders.apply_learner_kernels(config, networks)
+        jit_compile = builders.apply_learner_kernels(config, networks, env_spec)
+        updates_per_call = builders.updates_per_call(config, env_spec)
         logging.info(
-            "learner kernels: %s (update XLA-compiled: %s; TF_XLA_FLAGS=%r, oneDNN %s)",
+            "learner kernels: %s (update XLA-compiled: %s, %d update(s) per call; "
+            "TF_XLA_FLAGS=%r, oneDNN %s)",
             config.resources.learner_kernels,
             jit_compile,
+            updates_per_call,
             os.environ.get("TF_XLA_FLAGS", ""),
             os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
         )
         self._learner = Learner(
             networks=networks,
-            dataset=iter(builders.make_dataset(config, replay.server_address)),
+            dataset=iter(builders.make_dataset(config, replay.server_address, updates_per_call)),
             hyper=builders.hyperparams(config),
             counter=counting.Counter(counter, prefix="learner"),
             # x: the actor steps the counter holds; learner steps are a scalar of their own
@@ -80,6 +83,7 @@ class LearnerNode:
             update_lock=self._lock,
             jit_compile=jit_compile,
             frozen_prior=config.prior.frozen,
+            updates_per_call=updates_per_call,
         )
         self._checkpointer = checkpointing.RunCheckpointer(
             workdir,

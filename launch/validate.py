@@ -140,6 +140,7 @@ def _bound_checks(config: ml_collections.ConfigDict) -> list[tuple[bool, str]]:
         ("stop.max_learner_steps", 0, True),
         ("logging.learner_every_steps", 1, True),
         ("resources.learner_threads", 0, True),
+        ("resources.learner_updates_per_call", 0, True),
         ("resources.actor_threads", 1, True),
         ("reliability.max_program_restarts", 0, True),
         ("reliability.restart_backoff_secs", 0.0, True),

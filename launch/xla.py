@@ -21,11 +21,18 @@ Kernels (`config.resources.learner_kernels`, docs/results.md, issue 18):
                    oneDNN (float32 accumulation; float32 weights, optimiser state, losses
                    and everything elementwise), the elementwise ops between them fused by
                    XLA's auto-clustering (`--tf_xla_ops_to_cluster=FUSIBLE`: products are
-                   left to oneDNN). ~1.4x the updates/s of xla_float32 on a CPU with
-                   bfloat16 instructions (AVX512-BF16 or AMX); emulated, so slower, on one
-                   without.
-  auto             onednn_bfloat16 where the launching machine's CPU has bfloat16
-                   instructions, else xla_float32.
+                   left to oneDNN). Pays only on a CPU with AMX tiles, and for a big update:
+                   at Acme's sizes (a 24.9 GFLOP update) 1.38x the updates/s of
+                   xla_float32 on a CPU with AMX; on one with AVX512-BF16 but no AMX,
+                   0.34x to 0.84x at every size measured (its bfloat16 product, 119 GFLOP/s,
+                   is slower than float32's 155); at the tiny configs' sizes a third of
+                   xla_float32 (each op of the graph dispatched on its own where XLA runs
+                   one program: fixed costs that AMX would not remove). docs/results.md, issue 18.
+  auto             onednn_bfloat16 where the launching machine's CPU has AMX bfloat16
+                   tiles and the update has at least BFLOAT16_MIN_UPDATE_FLOPS of matrix
+                   products (`agents/update_cost.py`; Acme's sizes have 24.9 GFLOP, this
+                   project's default sizes 16 GFLOP, where bfloat16 was not measured
+                   ahead), else xla_float32.
 """
 
 from __future__ import annotations
@@ -37,7 +44,10 @@ ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 # XLA clusters TensorFlow's elementwise ops only; MatMul stays a oneDNN kernel.
 FUSIBLE_CLUSTERING = "--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit --tf_xla_ops_to_cluster=FUSIBLE"
 KERNELS = ("auto", "xla_float32", "onednn_bfloat16")
-BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+# What `auto` needs for the bfloat16 kernels: AMX's bfloat16 tiles (AVX512-BF16 alone was
+# slower than float32), and an update of at least this many matrix-product FLOPs.
+BFLOAT16_CPU_FLAGS = ("amx_bf16",)
+BFLOAT16_MIN_UPDATE_FLOPS = 20e9
 
 
 def with_fast_math(flags: str) -> str:
@@ -48,7 +58,8 @@ def with_fast_math(flags: str) -> str:
 
 
 def cpu_has_bfloat16(cpuinfo: str | None = None) -> bool:
-    """Whether this machine's CPU (or the /proc/cpuinfo text given) has bfloat16 products."""
+    """Whether this machine's CPU (or the /proc/cpuinfo text given) has fast bfloat16
+    products: AMX's bfloat16 tiles."""
     if cpuinfo is None:
         try:
             with open("/proc/cpuinfo") as f:
@@ -62,13 +73,16 @@ def cpu_has_bfloat16(cpuinfo: str | None = None) -> bool:
     return any(flag in flags for flag in BFLOAT16_CPU_FLAGS)
 
 
-def resolve_kernels(setting: str, has_bfloat16: bool | None = None) -> str:
+def resolve_kernels(setting: str, update_flops: float, has_bfloat16: bool | None = None) -> str:
     """`setting` (one of KERNELS) as it runs: auto becomes onednn_bfloat16 on a CPU with
-    bfloat16 products (this machine's, unless `has_bfloat16` says), else xla_float32."""
+    fast bfloat16 products (this machine's, unless `has_bfloat16` says) for an update of
+    at least BFLOAT16_MIN_UPDATE_FLOPS matrix-product FLOPs, else xla_float32."""
     if setting not in KERNELS:
         raise ValueError(f"learner kernels must be one of {', '.join(KERNELS)}, not {setting!r}")
     if setting != "auto":
         return setting
+    if update_flops < BFLOAT16_MIN_UPDATE_FLOPS:
+        return "xla_float32"
     if has_bfloat16 is None:
         has_bfloat16 = cpu_has_bfloat16()
     return "onednn_bfloat16" if has_bfloat16 else "xla_float32"

@@ -30,13 +30,15 @@ def train(
     address = f"localhost:{server.port}"
     client = reverb.Client(address)
     learner_networks = builders.build_networks(config, env_spec)
+    # The kernels and updates per call a learner node picks for this config on this
+    # machine (conftest.py turns oneDNN on, as the node's environment does).
+    per_call = builders.updates_per_call(config, env_spec)
     learner = Learner(
         learner_networks,
-        iter(builders.make_dataset(config, address)),
+        iter(builders.make_dataset(config, address, per_call)),
         builders.hyperparams(config),
-        # the kernels a learner node picks on this machine (bfloat16 products where the
-        # CPU has them; conftest.py turns oneDNN on, as the node's environment does)
-        jit_compile=builders.apply_learner_kernels(config, learner_networks),
+        jit_compile=builders.apply_learner_kernels(config, learner_networks, env_spec),
+        updates_per_call=per_call,
     )
     actor_networks = builders.build_networks(config, env_spec)
     variable_client = VersionedVariableClient(
@@ -64,9 +66,9 @@ def train(
             actor.observe_first(timestep)
         if client.server_info()[builders.REPLAY_TABLE].current_size >= config.replay.min_size:
             owed += updates_per_step
-            while owed >= 1.0:
+            while owed >= per_call:  # each step is `per_call` updates
                 learner.step()
-                owed -= 1.0
+                owed -= per_call
             if steps % 50 == 0:
                 variable_client.update_and_wait()
                 actor.update()

@@ -228,14 +228,18 @@ def test_xla_fast_math_is_added_once_and_never_overrides_the_user(monkeypatch):
 def test_learner_kernels_resolve_and_set_the_learner_environment():
     from launch import xla
 
-    # auto follows the CPU's bfloat16 instructions; an explicit choice stays
-    assert xla.resolve_kernels("auto", has_bfloat16=True) == "onednn_bfloat16"
-    assert xla.resolve_kernels("auto", has_bfloat16=False) == "xla_float32"
-    assert xla.resolve_kernels("xla_float32", has_bfloat16=True) == "xla_float32"
+    # auto follows the CPU's bfloat16 instructions for a big update; an explicit choice stays
+    big, small = 2 * xla.BFLOAT16_MIN_UPDATE_FLOPS, 0.5 * xla.BFLOAT16_MIN_UPDATE_FLOPS
+    assert xla.resolve_kernels("auto", big, has_bfloat16=True) == "onednn_bfloat16"
+    assert xla.resolve_kernels("auto", big, has_bfloat16=False) == "xla_float32"
+    assert xla.resolve_kernels("auto", small, has_bfloat16=True) == "xla_float32"
+    assert xla.resolve_kernels("xla_float32", big, has_bfloat16=True) == "xla_float32"
+    assert xla.resolve_kernels("onednn_bfloat16", small, has_bfloat16=False) == "onednn_bfloat16"
     with pytest.raises(ValueError, match="one of auto, xla_float32, onednn_bfloat16"):
-        xla.resolve_kernels("bf16")
-    assert xla.cpu_has_bfloat16("flags\t\t: fpu avx512f avx512_bf16 amx_tile\n")
+        xla.resolve_kernels("bf16", big)
+    assert xla.cpu_has_bfloat16("flags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile\n")
     assert not xla.cpu_has_bfloat16("flags\t\t: fpu avx512f avx2\n")
+    assert not xla.cpu_has_bfloat16("flags\t\t: fpu avx512f avx512_bf16\n")  # no AMX
     # the bfloat16 kernels add fusible-only auto-clustering; the user's settings are kept
     env = xla.learner_environment("onednn_bfloat16", {"TF_ENABLE_ONEDNN_OPTS": "0"})
     assert env["TF_ENABLE_ONEDNN_OPTS"] == "0"
@@ -243,3 +247,25 @@ def test_learner_kernels_resolve_and_set_the_learner_environment():
     mine = xla.learner_environment("onednn_bfloat16", {"TF_XLA_FLAGS": "--tf_xla_auto_jit=-1"})
     assert mine["TF_XLA_FLAGS"] == "--tf_xla_auto_jit=-1"
     assert "TF_XLA_FLAGS" not in xla.learner_environment("xla_float32", {})
+
+
+def test_auto_kernels_follow_the_size_of_the_update():
+    """A config's update size decides auto (on a CPU with AMX): the tiny configs' few-kFLOP
+    updates and the default sizes' run as one XLA program, Acme's bigger one in bfloat16."""
+    from experiments.configs import walker_walk
+    from launch import builders, xla
+
+    tiny, default = walker_walk.get_config("tiny"), walker_walk.get_config()
+    acme = walker_walk.get_config()  # Acme's svg0_prior widths, batch 256, T = 10, S = 10
+    acme.network.policy_hidden = acme.network.prior_hidden = (200, 100)
+    acme.network.critic_hidden = (400, 300)
+    spec = builders.environment_spec(tiny)
+    assert builders.update_flops(tiny, spec) < 1e7
+    assert builders.update_flops(default, spec) < xla.BFLOAT16_MIN_UPDATE_FLOPS
+    assert builders.update_flops(acme, spec) == pytest.approx(24.9e9, rel=0.01)
+    for config in (tiny, default):
+        assert builders.resolve_learner_kernels(config, spec, has_bfloat16=True) == "xla_float32"
+    assert builders.resolve_learner_kernels(acme, spec, has_bfloat16=True) == "onednn_bfloat16"
+    assert builders.resolve_learner_kernels(acme, spec, has_bfloat16=False) == "xla_float32"
+    acme.resources.learner_kernels = "xla_float32"  # an explicit choice stays
+    assert builders.resolve_learner_kernels(acme, spec, has_bfloat16=True) == "xla_float32"

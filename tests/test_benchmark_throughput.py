@@ -91,6 +91,6 @@ def test_learner_settings_runs_every_arm_in_its_own_process(tmp_path):
     }
     for arm in result["arms"].values():
         assert arm["updates_per_s"] > 0 and arm["update_over_floor"] > 0
-    assert report["node_kernels"] in ("xla_float32", "onednn_bfloat16")
+    assert result["node_kernels"] == "xla_float32"  # an update of a few kFLOP: not bfloat16
     assert result["ours_node_over_acme_onednn"] > 0
     assert "Acme as installed" in proc.stdout

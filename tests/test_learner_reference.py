@@ -60,6 +60,22 @@ def learner():
 
 def make_batch():
     """A real replay batch: walker-walk episodes of 12 steps, sampled from Reverb."""
+    batch = batch_from_replay(make_sample(B))
+    start = batch.start_of_episode.numpy()
+    assert start[1:].any(), "the batch should hold episode starts inside sequences"
+    # Make some final observations true terminations (discount 0 on the step into them).
+    discount = batch.discount.numpy().copy()
+    final = np.zeros_like(start)
+    final[:-1] = start[1:]
+    into_final = np.zeros_like(start)
+    into_final[:-1] = final[1:]
+    discount[into_final & (np.arange(B)[None, :] % 2 == 0)] = 0.0
+    return batch._replace(discount=tf.constant(discount))
+
+
+def make_sample(batch_size: int) -> reverb.ReplaySample:
+    """`batch_size` real replay sequences ([batch, T+1, ...]) of walker-walk episodes of 12
+    steps, sampled from Reverb."""
     from experiments.configs.base import base_config
 
     config = base_config()
@@ -73,29 +89,20 @@ def make_batch():
     actor = GaussianActor(
         _networks(env, 7).policy, True, builders.make_adder(config, client), seed=3
     )
-    acme.EnvironmentLoop(env, actor, logger=loggers.NoOpLogger()).run(num_episodes=3)
+    episodes = 3 * -(-batch_size // B)  # enough sequences for the batch (3 per B)
+    acme.EnvironmentLoop(env, actor, logger=loggers.NoOpLogger()).run(num_episodes=episodes)
     actor._adder.flush()
     dataset = datasets.make_reverb_dataset(
-        server_address=address, batch_size=B, table=builders.REPLAY_TABLE
+        server_address=address, batch_size=batch_size, table=builders.REPLAY_TABLE
     )
     sample = next(iter(dataset))
     server.stop()
-    batch = batch_from_replay(sample)
-    start = batch.start_of_episode.numpy()
-    assert start[1:].any(), "the batch should hold episode starts inside sequences"
-    # Make some final observations true terminations (discount 0 on the step into them).
-    discount = batch.discount.numpy().copy()
-    final = np.zeros_like(start)
-    final[:-1] = start[1:]
-    into_final = np.zeros_like(start)
-    into_final[:-1] = final[1:]
-    discount[into_final & (np.arange(B)[None, :] % 2 == 0)] = 0.0
-    return batch._replace(discount=tf.constant(discount))
+    return sample
 
 
-def make_learner():
+def make_learner(updates_per_call: int = 1):
     env = registry.make_environment("walker_walk", 0)
-    learner = Learner(_networks(env, 11), iter(()), HYPER)
+    learner = Learner(_networks(env, 11), iter(()), HYPER, updates_per_call=updates_per_call)
     # Targets differ from the online networks, as they do between target updates.
     rng = np.random.default_rng(5)
     for target in (learner.target_networks.policy, learner.target_networks.prior):
@@ -288,3 +295,103 @@ def test_bfloat16_products_stay_close_to_float32(batch):
             np.testing.assert_allclose(have, want, rtol=0, atol=5e-2 * scale, err_msg=group)
             cosine = np.dot(have, want) / (np.linalg.norm(have) * np.linalg.norm(want) + 1e-12)
             assert cosine > 0.99, (group, cosine)
+
+
+def test_split_updates_gives_each_update_its_own_sequences():
+    """K * B sequences -> [K, ...]: update k gets the k-th B of them, in every field (the
+    LSTM state's batch axis is its first, every other field's its second)."""
+    from agents.learner import split_updates
+    from agents.learning_rule import SequenceBatch
+    from networks.recurrent import LSTMState
+
+    k, b, steps = 3, 4, T + 1
+    column = np.arange(k * b, dtype=np.float32)  # sequence i holds the value i
+
+    def time_major(*tail):
+        return tf.constant(
+            np.broadcast_to(column.reshape(1, k * b, *[1] * len(tail)), (steps, k * b, *tail))
+        )
+
+    batch = SequenceBatch(
+        observation={"a": time_major(5), "b": time_major(2, 3)},
+        action=time_major(6),
+        reward=time_major(),
+        discount=time_major(),
+        start_of_episode=time_major(),
+        behaviour_log_prob=time_major(),
+        prior_state=LSTMState(
+            tf.constant(np.broadcast_to(column[:, None], (k * b, 7))),
+            tf.constant(np.broadcast_to(column[:, None], (k * b, 7))),
+        ),
+        latent=time_major(2),
+    )
+    stacked = split_updates(batch, k)
+    for i in range(k):
+        mine = column[i * b : (i + 1) * b]
+        for path, x in zip(
+            ["obs a", "obs b", "action", "reward", "discount", "start", "log prob", "latent"],
+            [
+                stacked.observation["a"],
+                stacked.observation["b"],
+                stacked.action,
+                stacked.reward,
+                stacked.discount,
+                stacked.start_of_episode,
+                stacked.behaviour_log_prob,
+                stacked.latent,
+            ],
+            strict=True,
+        ):
+            one = x[i].numpy()
+            assert one.shape[:2] == (steps, b), path
+            np.testing.assert_array_equal(one.reshape(steps, b, -1)[0, :, 0], mine, err_msg=path)
+            assert (one == one[:1]).all(), path  # every time step of a sequence is its own
+        for state in stacked.prior_state:
+            assert state[i].shape == (b, 7)
+            np.testing.assert_array_equal(state[i].numpy()[:, 0], mine)
+
+
+def test_several_updates_per_call_equal_the_same_updates_one_by_one():
+    """`updates_per_call` = 3 on one sample of 3 * B sequences: the same parameters, target
+    networks, optimiser moments and step count as 3 single updates on its 3 batches in
+    order (the same fixed noise for every update; XLA rounds the two programs alike to
+    ~1e-6)."""
+    k = 3
+    sample = make_sample(k * B)
+    looped, single = make_learner(updates_per_call=k), make_learner()
+    for a, b in zip(_all_variables(looped), _all_variables(single), strict=True):
+        b.assign(a)  # identical starts, targets included
+    rows = (T + 1) * B
+    rng = np.random.default_rng(4)
+    noise = tuple(
+        tf.constant(rng.standard_normal((S, rows, 6)).astype(np.float32)) for _ in range(2)
+    )
+    looped.fixed_noise = single.fixed_noise = noise
+    metrics = looped.learn_from_sample(sample)
+    batch = batch_from_replay(sample)  # [T+1, 3B, ...]
+    losses = []
+    for i in range(k):
+        part = tf.nest.map_structure(
+            lambda x, i=i: None if x is None else x[:, i * B : (i + 1) * B], batch
+        )
+        losses.append(single.learn_from_batch(part)["critic_loss"])
+    assert looped.num_steps == single.num_steps == k
+    assert metrics["critic_loss"] == pytest.approx(np.mean(losses), rel=1e-4)
+    moved = 0
+    for a, b in zip(_all_variables(looped), _all_variables(single), strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
+    for a, start in zip(
+        looped.networks.critic.variables, make_learner().networks.critic.variables, strict=True
+    ):
+        moved += int(not np.allclose(a.numpy(), start.numpy()))
+    assert moved > 0, "the updates should have changed the critic"
+
+
+def _all_variables(learner) -> list:
+    state = learner.checkpoint_state()
+    out = []
+    for name in ("policy", "prior", "critic", "target_policy", "target_prior", "target_critic"):
+        out += list(state[name].variables)
+    for name in ("policy_optimizer", "critic_optimizer", "prior_optimizer"):
+        out += list(state[name].variables)  # moments and step, once created
+    return out
