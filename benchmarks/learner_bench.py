@@ -44,11 +44,11 @@ def setup(task: str, args: argparse.Namespace) -> dict:
     address = f"localhost:{server.port}"
     fill_table(task, config, reverb.Client(address), args.fill_steps)
 
-    def dataset():
+    def dataset(updates_per_call: int = 1):
         return iter(
             datasets.make_reverb_dataset(
                 server_address=address,
-                batch_size=config.replay.batch_size,
+                batch_size=config.replay.batch_size * updates_per_call,
                 prefetch_size=config.replay.prefetch_size,
                 table=builders.REPLAY_TABLE,
             )
@@ -57,9 +57,10 @@ def setup(task: str, args: argparse.Namespace) -> dict:
     return {"config": config, "env_spec": env_spec, "server": server, "dataset": dataset}
 
 
-def make_ours(data: dict, kernels: str = "xla_float32"):
+def make_ours(data: dict, kernels: str = "xla_float32", updates_per_call: int = 1):
     """Our Learner on `setup`'s data with these learner kernels (`launch/xla.py`; the
-    process's environment must match); returns (step function, a variable to sync on)."""
+    process's environment must match) and updates per call; returns (step function, a
+    variable to sync on). Each call of the step function runs `updates_per_call` updates."""
     from acme.utils import counting, loggers
 
     from agents.learner import Learner
@@ -70,12 +71,13 @@ def make_ours(data: dict, kernels: str = "xla_float32"):
     networks = builders.build_networks(config, data["env_spec"])
     ours = Learner(
         networks=networks,
-        dataset=data["dataset"](),
+        dataset=data["dataset"](updates_per_call),
         hyper=builders.hyperparams(config),
         counter=counting.Counter(),
         logger=loggers.NoOpLogger(),
         log_every_steps=10**9,
         jit_compile=builders.apply_learner_kernels(config, networks, data["env_spec"]),
+        updates_per_call=updates_per_call,
     )
     return ours.step, ours.networks.critic.variables[0]
 

@@ -2,7 +2,12 @@
 
 Usage:
   python benchmarks/learner_settings.py [--tasks walker_walk,seqnav_pointmass] [--rounds 2]
-      [--updates 10] [--out FILE.json]
+      [--updates 10] [--arms NAME,...] [--hidden 32 --batch-size 16 --num-samples 2
+      --sequence-length 10] [--updates-per-call K] [--out FILE.json]
+
+By default Acme's sizes; --hidden and the others set other sizes (one width list for all
+three networks), e.g. a config's tiny or local_short networks, to see where each setting
+pays. --updates-per-call runs our learner with K updates per compiled call.
 
 TensorFlow reads TF_ENABLE_ONEDNN_OPTS and TF_XLA_FLAGS once, when it is imported, so
 each arm runs in its own child process of this script: ours with the xla_float32 kernels
@@ -59,12 +64,15 @@ def child(args: argparse.Namespace) -> dict:
         rows * (args.num_samples + 1), args.critic_hidden[0], args.critic_hidden[-1], 5
     )
     data = learner_bench.setup(args.task, args)
+    per_call = args.updates_per_call if args.side == "ours" else 1
     if args.side == "ours":
-        step, variable = learner_bench.make_ours(data, args.kernels)
+        step, variable = learner_bench.make_ours(data, args.kernels, per_call)
     else:
         step, variable = learner_bench.make_acme(data, args)
-    learner_bench.timed_updates(step, variable, args.warmup)
-    updates, seconds = learner_bench.timed_updates(step, variable, args.updates)
+    calls = lambda n: max(1, -(-n // per_call))  # noqa: E731 - calls of `step` for n updates
+    learner_bench.timed_updates(step, variable, calls(args.warmup))
+    done, seconds = learner_bench.timed_updates(step, variable, calls(args.updates))
+    updates = done * per_call
     size = learner_bench.sizes(data)
     update_flops = flops.update_flops(
         size["obs_size"], size["prior_obs_size"], size["action_size"], rows, args.num_samples, args
@@ -104,6 +112,7 @@ def run_arm(task: str, arm: tuple, args: argparse.Namespace) -> dict:
         str(args.fill_steps),
     ] + (["--tiny"] if args.tiny else [])
     command += [f"--{k.replace('_', '-')}={v}" for k, v in args.sizes.items()]
+    command.append(f"--updates-per-call={args.updates_per_call}")
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
@@ -148,6 +157,12 @@ def parse_args(argv):
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--num-samples", type=int, default=None)
     parser.add_argument("--sequence-length", type=int, default=None)
+    parser.add_argument(
+        "--updates-per-call",
+        type=int,
+        default=1,
+        help="our learner's updates per compiled call (resources.learner_updates_per_call)",
+    )
     parser.add_argument("--arms", default=",".join(a[0] for a in ARMS), help="which arms to run")
     args = parser.parse_args(argv)
     # Other sizes (e.g. a config's tiny or local_short networks): forwarded to each child.

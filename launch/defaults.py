@@ -112,7 +112,8 @@ def base_config() -> ml_collections.ConfigDict:
     # "auto": onednn_bfloat16 for a big update on a CPU with AMX, else xla_float32.
     config.resources.learner_kernels = "auto"
     # Updates per compiled call of the learner (agents/learner.py): K batches sampled as
-    # one, K updates in one call; 0 = auto, by the update's size (launch/builders.py).
+    # one, K updates in one call; 0 = auto: 4 for updates under 4 GFLOP, else 1
+    # (launch/builders.py).
     config.resources.learner_updates_per_call = 0
 
     # Vertex AI (`--launch=vertex_ai` and its rehearsal `vertex_ai_local`, see
