@@ -259,11 +259,19 @@ def updates_per_call(
 
 
 def make_dataset(config: ml_collections.ConfigDict, server_address: str, updates_per_call: int = 1):
-    """The learner's dataset: elements of `updates_per_call` batches, sampled as one."""
+    """The learner's dataset: elements of `updates_per_call` batches, sampled as one.
+
+    The samples taken ahead of the learner (in flight per worker, and prefetched) stay
+    no more than with one batch per element: each counts against the rate limiter, so more
+    of them would let the actors run that much further ahead of the updates (a short run
+    could end before its first update).
+    """
+    batch, k = config.replay.batch_size, updates_per_call
     return datasets.make_reverb_dataset(
         server_address=server_address,
-        batch_size=config.replay.batch_size * updates_per_call,
-        prefetch_size=config.replay.prefetch_size,
+        batch_size=batch * k,
+        prefetch_size=-(-config.replay.prefetch_size // k),
+        max_in_flight_samples_per_worker=max(2, 2 * batch // k),
         table=REPLAY_TABLE,
     )
 
