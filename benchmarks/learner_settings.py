@@ -229,9 +229,14 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{arm['update_over_floor']:.2f}x its floor ({arm['update_gflop']:.1f} GFLOP "
                 f"at {arm['matmul_gflops']:.0f} GFLOP/s)"
             )
-        for name in ("ours_node_over_acme_installed", "ours_node_over_acme_onednn"):
+        for name, acme in (
+            ("ours_node_over_acme_installed", "Acme as installed (oneDNN off)"),
+            ("ours_node_over_acme_onednn", "Acme with oneDNN on"),
+        ):
             if name in result:
-                print(f"  {name} ({node_kernels} here): {result[name]:.2f}x")
+                print(
+                    f"  ours as its node runs here ({node_kernels}) / {acme}: {result[name]:.2f}x"
+                )
         if "ours_xla_over_acme_both_off" in result:
             print(
                 f"  ours xla_float32 / Acme, both oneDNN off: "
