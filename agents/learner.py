@@ -67,22 +67,12 @@ def split_updates(batch: SequenceBatch, updates: int) -> SequenceBatch:
         x = tf.reshape(x, shape)  # [..., K, B, ...]
         return tf.transpose(x, [axis] + [i for i in range(len(shape)) if i != axis])
 
-    def time_major(x):  # [T+1, K*B, ...] -> [K, T+1, B, ...]
-        return split(x, 1)
-
-    return SequenceBatch(
-        observation={k: time_major(v) for k, v in batch.observation.items()},
-        action=time_major(batch.action),
-        reward=time_major(batch.reward),
-        discount=time_major(batch.discount),
-        start_of_episode=time_major(batch.start_of_episode),
-        behaviour_log_prob=time_major(batch.behaviour_log_prob),
-        prior_state=(  # [K*B, H] -> [K, B, H]
-            None
-            if batch.prior_state is None
-            else LSTMState(*(split(x, 0) for x in batch.prior_state))
-        ),
-        latent=time_major(batch.latent),
+    # Every field is time-major ([T+1, K*B, ...] -> [K, T+1, B, ...]) but the LSTM prior's
+    # state at the first step ([K*B, H] -> [K, B, H]).
+    stacked = tf.nest.map_structure(lambda x: split(x, 1), batch._replace(prior_state=None))
+    state = batch.prior_state
+    return stacked._replace(
+        prior_state=None if state is None else type(state)(*(split(x, 0) for x in state))
     )
 
 

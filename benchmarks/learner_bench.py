@@ -33,7 +33,6 @@ def setup(task: str, args: argparse.Namespace) -> dict:
     maker: what both learners sample from."""
     import acme
     import reverb
-    from acme import datasets
 
     from launch import builders
 
@@ -44,15 +43,8 @@ def setup(task: str, args: argparse.Namespace) -> dict:
     address = f"localhost:{server.port}"
     fill_table(task, config, reverb.Client(address), args.fill_steps)
 
-    def dataset(updates_per_call: int = 1):
-        return iter(
-            datasets.make_reverb_dataset(
-                server_address=address,
-                batch_size=config.replay.batch_size * updates_per_call,
-                prefetch_size=config.replay.prefetch_size,
-                table=builders.REPLAY_TABLE,
-            )
-        )
+    def dataset(updates_per_call: int = 1):  # the learner node's input pipeline
+        return iter(builders.make_dataset(config, address, updates_per_call))
 
     return {"config": config, "env_spec": env_spec, "server": server, "dataset": dataset}
 

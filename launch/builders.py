@@ -124,8 +124,10 @@ def resolve_learner_kernels(
     """`config.resources.learner_kernels` as a learner on this machine runs it: auto is
     decided by this CPU and the update's size (`xla.resolve_kernels`)."""
     setting = config.resources.learner_kernels
-    if setting != "auto":
-        return xla.resolve_kernels(setting, 0.0)
+    if has_bfloat16 is None:
+        has_bfloat16 = xla.cpu_has_bfloat16()
+    if setting != "auto" or not has_bfloat16:  # the update's size cannot matter: not counted
+        return xla.resolve_kernels(setting, 0.0, has_bfloat16)
     return xla.resolve_kernels(setting, update_flops(config, env_spec), has_bfloat16)
 
 

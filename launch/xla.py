@@ -24,7 +24,7 @@ Kernels (`config.resources.learner_kernels`, docs/results.md, issue 18):
                    left to oneDNN). Pays only on a CPU with AMX tiles, and for a big update:
                    at Acme's sizes (a 24.9 GFLOP update) 1.38x the updates/s of
                    xla_float32 on a CPU with AMX; on one with AVX512-BF16 but no AMX,
-                   0.34x to 0.84x at every size measured (its bfloat16 product, 119 GFLOP/s,
+                   0.35x to 0.84x at every size measured (its bfloat16 product, 119 GFLOP/s,
                    is slower than float32's 155); at the tiny configs' sizes a third of
                    xla_float32 (each op of the graph dispatched on its own where XLA runs
                    one program: fixed costs that AMX would not remove). docs/results.md, issue 18.
