@@ -153,6 +153,8 @@ class Learner(core.Learner):
         )
         self._last_log_time = time.time()
         self._last_log_step = 0
+        self._log_lock = threading.Lock()
+        self._latest: tuple[dict, dict] | None = None  # the latest update's metrics, counts
 
     @property
     def networks(self) -> Networks:
@@ -331,16 +333,35 @@ class Learner(core.Learner):
         with self._update_lock:
             metrics = self.learn_from_sample(sample)
         counts = self._counter.increment(steps=self._updates_per_call)
-        step = self.num_steps
-        if step - self._last_log_step >= self._log_every:
-            now = time.time()
-            metrics["learner_steps_per_second"] = (step - self._last_log_step) / max(
-                now - self._last_log_time, 1e-9
-            )
-            metrics["bad_updates"] = int(self._bad_updates.numpy())
-            metrics.update(counts)
-            self._logger.write(metrics)
-            self._last_log_time, self._last_log_step = now, step
+        with self._log_lock:
+            self._latest = (metrics, counts)
+            if self.num_steps - self._last_log_step >= self._log_every:
+                self._write_latest()
+
+    def flush_logs(self) -> None:
+        """Writes the latest update's figures if not yet written, and flushes the logger.
+
+        Called when the program stops: the updates since the last periodic write (all of
+        them, in a short run) would otherwise never reach TensorBoard.
+        """
+        with self._log_lock:
+            if self._latest is not None and self.num_steps > self._last_log_step:
+                self._write_latest()
+            flush = getattr(self._logger, "flush", None)
+            if flush is not None:
+                flush()
+
+    def _write_latest(self) -> None:
+        metrics, counts = self._latest
+        metrics = dict(metrics)
+        step, now = self.num_steps, time.time()
+        metrics["learner_steps_per_second"] = (step - self._last_log_step) / max(
+            now - self._last_log_time, 1e-9
+        )
+        metrics["bad_updates"] = int(self._bad_updates.numpy())
+        metrics.update(counts)
+        self._logger.write(metrics)
+        self._last_log_time, self._last_log_step = now, step
 
     def get_variables(self, names: Sequence[str]) -> list[list[np.ndarray]]:
         return [[v.numpy() for v in self._variables[name]] for name in names]

@@ -109,6 +109,7 @@ class LearnerNode:
         finally:
             # Final checkpoint at the budget, on SIGTERM and on errors. The replay server
             # is stopping too and writes its own final checkpoint (CheckpointingReverbNode).
+            self._learner.flush_logs()  # milliseconds; the updates' last figures
             checkpointing.final_checkpoint(self._checkpointer, self._lock)
 
     def checkpoint(self, include_replay: bool = True) -> dict:

@@ -395,3 +395,31 @@ def _all_variables(learner) -> list:
     for name in ("policy_optimizer", "critic_optimizer", "prior_optimizer"):
         out += list(state[name].variables)  # moments and step, once created
     return out
+
+
+def test_updates_since_the_last_periodic_write_reach_tensorboard_when_flushed(tmp_path):
+    """A run that stops between two periodic writes (a short run: before the first) still
+    leaves its latest updates' figures in a real event file."""
+    from launch import events
+    from launch.tensorboard import TensorBoardLogger
+
+    sample = make_sample(B)
+    logdir = str(tmp_path / "learner")
+    env = registry.make_environment("walker_walk", 0)
+    learner = Learner(
+        _networks(env, 11),
+        iter([sample] * 3),
+        HYPER,
+        logger=TensorBoardLogger(logdir, "learner", flush_secs=3600.0),
+        log_every_steps=100,
+        jit_compile=False,
+    )
+    for _ in range(3):
+        learner.step()
+    assert "critic_loss" not in events.read_scalars(logdir)  # not due, and not flushed
+    learner.flush_logs()
+    scalars = events.read_scalars(logdir)
+    assert [value for _, value in scalars["learner_steps"]] == [3.0]
+    assert np.isfinite(scalars["critic_loss"][0][1])
+    learner.flush_logs()  # nothing new since: no second record
+    assert len(events.read_scalars(logdir)["learner_steps"]) == 1
