@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import reverb
 import tensorflow as tf
-from acme import adders, datasets, specs
+from acme import adders, specs
 from acme.adders import reverb as reverb_adders
 
 from agents import prior_kinds, update_cost
@@ -261,21 +261,26 @@ def updates_per_call(
 
 
 def make_dataset(config: ml_collections.ConfigDict, server_address: str, updates_per_call: int = 1):
-    """The learner's dataset: elements of `updates_per_call` batches, sampled as one.
+    """The learner's dataset: elements of `updates_per_call` (K) batches of B sequences.
 
-    The samples taken ahead of the learner (in flight per worker, and prefetched) stay
-    no more than with one batch per element: each counts against the rate limiter, so more
-    of them would let the actors run that much further ahead of the updates (a short run
-    could end before its first update).
+    One Reverb sampler stream, batched and prefetched (`replay.prefetch_size` batches,
+    at least one element). Every sample taken ahead of the learner counts against the rate
+    limiter, and while the learner's first call compiles the actors run ahead by as many
+    items as samples were taken, divided by samples per insert. Acme's dataset (12 parallel
+    samplers, each assembling whole elements) took 944 samples ahead at the tiny sizes
+    (59 batches; the actors then reached a 1,500-step budget before the first update) and
+    K times that with K batches per element; this pipeline takes 2B in flight plus the
+    prefetched elements (48 samples at K = 1, 152 at K = 4; docs/results.md, issue 18)
+    and still samples 160-900 batches/s, several times what the learner consumes.
     """
     batch, k = config.replay.batch_size, updates_per_call
-    return datasets.make_reverb_dataset(
+    dataset = reverb.TrajectoryDataset.from_table_signature(
         server_address=server_address,
-        batch_size=batch * k,
-        prefetch_size=-(-config.replay.prefetch_size // k),
-        max_in_flight_samples_per_worker=max(2, 2 * batch // k),
         table=REPLAY_TABLE,
+        max_in_flight_samples_per_worker=2 * batch,
     )
+    dataset = dataset.batch(batch * k, drop_remainder=True)
+    return dataset.prefetch(max(1, -(-config.replay.prefetch_size // k)))
 
 
 def set_tf_threads(threads: int) -> None:

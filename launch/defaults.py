@@ -113,9 +113,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.resources.learner_kernels = "auto"
     # Updates per compiled call of the learner (agents/learner.py): K batches sampled as
     # one, K updates in one call; 0 = by the update's size: 4 under 4 GFLOP, else 1
-    # (launch/builders.py). Not the default yet: with K x B per dataset element a short
-    # run's actors got far enough ahead to end it before the first update (issue 18).
-    config.resources.learner_updates_per_call = 1
+    # (launch/builders.py).
+    config.resources.learner_updates_per_call = 0
 
     # Vertex AI (`--launch=vertex_ai` and its rehearsal `vertex_ai_local`, see
     # docs/cluster.md); unused by local runs.

@@ -109,8 +109,8 @@ class LearnerNode:
         finally:
             # Final checkpoint at the budget, on SIGTERM and on errors. The replay server
             # is stopping too and writes its own final checkpoint (CheckpointingReverbNode).
-            self._learner.flush_logs()  # milliseconds; the updates' last figures
             checkpointing.final_checkpoint(self._checkpointer, self._lock)
+            self._learner.flush_logs()  # the figures of the updates since the last write
 
     def checkpoint(self, include_replay: bool = True) -> dict:
         """Writes a checkpoint now, between two updates, and returns its record."""
@@ -181,7 +181,9 @@ def run_actor_process(config, stream_ids, replay_address, counter, learner, work
         # One event directory per stream (actors/<id>/, as unpacked); the process's CPU
         # time is recorded in its first stream's only, so summing over streams is right.
         stream_loggers = [
-            TensorBoardLogger(layout.actor_dir(workdir, stream), "actor", cpu_seconds=(k == 0))
+            TensorBoardLogger(
+                layout.actor_dir(workdir, stream), "actor", flush_secs=0, cpu_seconds=(k == 0)
+            )
             for k, stream in enumerate(stream_ids)
         ]
         loop = PackedLoop(

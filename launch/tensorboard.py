@@ -4,7 +4,6 @@ custom-scalars layout a run's TensorBoard opens with."""
 from __future__ import annotations
 
 import numbers
-import os
 import time
 from typing import TYPE_CHECKING
 
@@ -38,10 +37,19 @@ class TensorBoardLogger(loggers.Logger):
         flush_secs: float = 5.0,
         cpu_seconds: bool = True,
     ):
-        os.makedirs(logdir, exist_ok=True)
-        self._writer = tf.summary.create_file_writer(
-            logdir, flush_millis=int(flush_secs * 1000), max_queue=1000
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        # TensorBoard's own event-file writer with the protos `tf.summary.scalar` writes
+        # (a float32 scalar tensor of the `scalars` plugin): the same files, ~16x cheaper
+        # per write than TensorFlow's eager summary ops (4.3 against 0.26 ms for 11
+        # scalars), which cost the learner ~9% of its time at small sizes (issue 18).
+        # flush_secs <= 0: every write reaches the file before `write` returns (actor
+        # workers: a worker is terminated, or killed, at any time).
+        self._flush_every_write = flush_secs <= 0
+        self._writer = EventFileWriter(
+            logdir, max_queue_size=1000, flush_secs=5.0 if self._flush_every_write else flush_secs
         )
+        self._tagged: set[str] = set()  # tags written once with their plugin metadata
         self._step_key = step_key
         self._group = group
         self._cpu_seconds = cpu_seconds
@@ -49,25 +57,48 @@ class TensorBoardLogger(loggers.Logger):
         self.logdir = logdir
 
     def write(self, data: loggers.LoggingData) -> None:
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+
         self._num_writes += 1
         step = self._num_writes
         if self._step_key is not None and self._step_key in data:
             step = int(data[self._step_key])
-        with self._writer.as_default():
-            if self._cpu_seconds:
-                tf.summary.scalar(
-                    events.tag_for("process_cpu_seconds", self._group), time.process_time(), step
-                )
-            for key, value in data.items():
-                value = np.asarray(value)
-                if value.ndim == 0 and isinstance(value.item(), numbers.Number):
-                    tf.summary.scalar(events.tag_for(key, self._group), float(value), step=step)
+        scalars = {}
+        if self._cpu_seconds:
+            scalars["process_cpu_seconds"] = time.process_time()
+        for key, value in data.items():
+            value = np.asarray(value)
+            if value.ndim == 0 and isinstance(value.item(), numbers.Number):
+                scalars[key] = float(value)
+        values = [self._value(events.tag_for(k, self._group), v) for k, v in scalars.items()]
+        self._writer.add_event(
+            event_pb2.Event(
+                wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=values)
+            )
+        )
+        if self._flush_every_write:
+            self._writer.flush()
+
+    def _value(self, tag: str, value: float):
+        from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2
+
+        tensor = tensor_pb2.TensorProto(
+            dtype=1,  # DT_FLOAT
+            tensor_shape=tensor_shape_pb2.TensorShapeProto(),
+            float_val=[value],
+        )
+        if tag in self._tagged:
+            return summary_pb2.Summary.Value(tag=tag, tensor=tensor)
+        self._tagged.add(tag)
+        metadata = summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+        )
+        return summary_pb2.Summary.Value(tag=tag, metadata=metadata, tensor=tensor)
 
     def flush(self) -> None:
         self._writer.flush()
 
     def close(self) -> None:
-        self._writer.flush()
         self._writer.close()
 
 

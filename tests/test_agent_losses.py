@@ -270,8 +270,7 @@ def test_auto_kernels_follow_the_size_of_the_update():
     acme.resources.learner_kernels = "xla_float32"  # an explicit choice stays
     assert builders.resolve_learner_kernels(acme, spec, has_bfloat16=True) == "xla_float32"
     # by size (0): small updates run several per call, big ones one; a count stays
-    assert builders.updates_per_call(tiny, spec) == 1  # the default: one per call
-    tiny.resources.learner_updates_per_call = default.resources.learner_updates_per_call = 0
+    assert tiny.resources.learner_updates_per_call == 0  # the default: by size
     assert builders.updates_per_call(tiny, spec) == builders.AUTO_UPDATES_PER_CALL > 1
     assert builders.updates_per_call(default, spec) == 1
     default.resources.learner_updates_per_call = 3
