@@ -267,11 +267,11 @@ def make_dataset(config: ml_collections.ConfigDict, server_address: str, updates
     at least one element). Every sample taken ahead of the learner counts against the rate
     limiter, and while the learner's first call compiles the actors run ahead by as many
     items as samples were taken, divided by samples per insert. Acme's dataset (12 parallel
-    samplers, each assembling whole elements) took 944 samples ahead at the tiny sizes
-    (59 batches; the actors then reached a 1,500-step budget before the first update) and
-    K times that with K batches per element; this pipeline takes 2B in flight plus the
-    prefetched elements (48 samples at K = 1, 152 at K = 4; docs/results.md, issue 18)
-    and still samples 160-900 batches/s, several times what the learner consumes.
+    samplers, each assembling whole elements) took 944 samples at the tiny sizes (59
+    batches; the actors then reached a 1,500-step budget before the first update) and
+    2,720 with 4 batches per element; this pipeline takes 2B in flight plus the prefetched
+    elements (104 samples at K = 1, 152 at K = 4) and still samples 140-2,700 batches/s,
+    far more than the learner consumes (benchmarks/samples_ahead.py, docs/results.md).
     """
     batch, k = config.replay.batch_size, updates_per_call
     dataset = reverb.TrajectoryDataset.from_table_signature(
