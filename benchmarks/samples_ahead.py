@@ -34,15 +34,6 @@ if ROOT not in sys.path:
 PIPELINES = ("node", "acme")
 
 
-def load_config(spec: str):
-    """`FILE:variant` of experiments/configs."""
-    import importlib
-
-    path, _, variant = spec.partition(":")
-    module = "experiments.configs." + os.path.splitext(os.path.basename(path))[0]
-    return importlib.import_module(module).get_config(variant)
-
-
 def make_pipeline(kind: str, config, address: str, k: int):
     from acme import datasets
 
@@ -88,12 +79,11 @@ def write_steps(config, client, stop: threading.Event, seed: int, max_steps: int
 
 
 def measure_ahead(config, kind: str, k: int, hold: float) -> dict:
-    import acme
     import reverb
 
     from launch import builders
 
-    env_spec = acme.make_environment_spec(builders.make_environment(config, 0))
+    env_spec = builders.environment_spec(config)
     server = reverb.Server([builders.replay_table(config, env_spec)])
     address = f"localhost:{server.port}"
     client = reverb.Client(address)
@@ -126,12 +116,11 @@ def measure_ahead(config, kind: str, k: int, hold: float) -> dict:
 
 
 def measure_rate(config, kind: str, k: int, items: int, elements: int) -> dict:
-    import acme
     import reverb
 
     from launch import builders
 
-    env_spec = acme.make_environment_spec(builders.make_environment(config, 0))
+    env_spec = builders.environment_spec(config)
     table = builders.unlimited_table(config, env_spec, max_size=max(items, 1))
     server = reverb.Server([table])
     address = f"localhost:{server.port}"
@@ -159,9 +148,14 @@ def measure_rate(config, kind: str, k: int, items: int, elements: int) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     from benchmarks import machine
+    from launch import validate
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="walker_walk.py:tiny", help="FILE:variant")
+    parser.add_argument(
+        "--config",
+        default="experiments/configs/walker_walk.py:tiny",
+        help="config FILE:variant, FILE relative to the repository",
+    )
     parser.add_argument("--updates-per-call", default="1,4", help="K values, comma-separated")
     parser.add_argument("--pipelines", default="node,acme")
     parser.add_argument("--batch-size", type=int, default=0, help="0: the config's")
@@ -170,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--elements", type=int, default=300, help="elements timed per rate")
     parser.add_argument("--out", default=None, help="JSON report")
     args = parser.parse_args(argv)
-    config = load_config(args.config)
+    config = validate.load_config(os.path.join(ROOT, args.config))
     if args.batch_size:
         config.replay.batch_size = args.batch_size
     kinds = [kind for kind in args.pipelines.split(",") if kind]
