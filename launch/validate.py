@@ -299,21 +299,44 @@ def check_config_args(args: list[str]) -> None:
         check_field(config, name)
 
 
+SHIPPED_CONFIGS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "configs"
+)
+MAX_LISTED = 10  # config names an error lists
+
+
+def config_files(folder: str) -> list[str]:
+    """The config files in `folder`: .py files that define get_config (sorted)."""
+    if not os.path.isdir(folder):
+        return []
+    found = []
+    for name in sorted(os.listdir(folder)):
+        full = os.path.join(folder, name)
+        if not name.endswith(".py") or name == "__init__.py" or not os.path.isfile(full):
+            continue
+        try:
+            with open(full, encoding="utf-8", errors="replace") as f:
+                if "def get_config" in f.read(200_000):
+                    found.append(name)
+        except OSError:
+            continue
+    return found
+
+
 def load_config(spec: str) -> ml_collections.ConfigDict:
     """`get_config(variant)` of the config file `spec` = 'path[:variant]', as --config does."""
     path, colon, variant = spec.partition(":")
     if not os.path.isfile(path):
         folder = os.path.dirname(path) or "."
-        known = (
-            sorted(
-                name
-                for name in os.listdir(folder)
-                if name.endswith(".py") and name not in ("__init__.py", "base.py")
-            )
-            if os.path.isdir(folder)
-            else []
-        )
-        hint = f"; configs in {folder}: {', '.join(known)}" if known else ""
+        known = config_files(folder)
+        if not known and folder != SHIPPED_CONFIGS:
+            shipped = os.path.relpath(SHIPPED_CONFIGS)
+            folder = SHIPPED_CONFIGS if shipped.startswith("..") else shipped
+            known = config_files(SHIPPED_CONFIGS)
+        close = difflib.get_close_matches(os.path.basename(path), known, n=3, cutoff=0.6)
+        listed = close + [name for name in known if name not in close]
+        more = f" and {len(listed) - MAX_LISTED} more" if len(listed) > MAX_LISTED else ""
+        hint = f"; configs in {folder}: {', '.join(listed[:MAX_LISTED])}{more}" if known else ""
         raise ConfigError(f"config file {path!r} not found{hint}")
     module_spec = importlib.util.spec_from_file_location("bprl_checked_config", path)
     module = importlib.util.module_from_spec(module_spec)

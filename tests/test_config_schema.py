@@ -89,3 +89,27 @@ def test_the_cli_refuses_a_config_file_with_an_unknown_field_before_launch(tmp_p
         result.stderr
     )
     assert not workdir.exists()
+
+
+def test_a_missing_config_file_lists_only_config_files_closest_first(tmp_path):
+    # A folder of scripts that are not configs (a user's scratch folder): the error points
+    # to the shipped configs instead of listing every .py file there.
+    for i in range(30):
+        (tmp_path / f"scratch_{i}.py").write_text("x = 1\n")
+    with pytest.raises(validate.ConfigError) as error:
+        validate.load_config(str(tmp_path / "walker.py"))
+    message = str(error.value)
+    assert "scratch_" not in message
+    assert "walker_walk.py" in message and "base.py" not in message
+    # A folder with many configs: the closest name first, at most MAX_LISTED, the rest counted.
+    for i in range(15):
+        (tmp_path / f"task_{i:02d}.py").write_text("def get_config(variant=''):\n    pass\n")
+    (tmp_path / "walker_walk.py").write_text("def get_config(variant=''):\n    pass\n")
+    with pytest.raises(validate.ConfigError) as error:
+        validate.load_config(str(tmp_path / "walker_wlak.py") + ":tiny")
+    listed = str(error.value).split("configs in ", 1)[1].split(": ", 1)[1]
+    names = listed.split(" and ")[0].split(", ")
+    assert names[0] == "walker_walk.py"
+    assert len(names) == validate.MAX_LISTED
+    assert listed.endswith(f"and {16 - validate.MAX_LISTED} more")
+    assert "scratch_" not in listed
