@@ -300,6 +300,8 @@ def _cmd_sweep() -> int:
         raise validate.ConfigError("--config is required")
     if not _WORKDIR.value:
         raise validate.ConfigError("--workdir is required")
+    if _PARALLEL.value < 1:
+        raise validate.ConfigError(f"--parallel must be >= 1, got {_PARALLEL.value}")
     workdir = os.path.abspath(_WORKDIR.value)
     try:
         runs = sweep.plan(
@@ -461,6 +463,9 @@ def main() -> None:
 
     quiet_warnings()
     logging.set_verbosity(logging.WARNING)
+    entry = sys.modules["__main__"]  # the `bprl` console script: absl's --help prints its doc
+    if not getattr(entry, "__doc__", None):
+        entry.__doc__ = __doc__
     app.run(lambda argv: sys.exit(_main(argv)), flags_parser=_parse_flags)
 
 

@@ -106,7 +106,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             "set stop.max_actor_steps or stop.max_learner_steps, or the run never ends",
         ),
     ]
-    checks += _bound_checks(config)
+    # A field out of its range is named first (a negative step budget is not "unset").
+    checks = _bound_checks(config) + checks
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)

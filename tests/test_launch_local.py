@@ -170,6 +170,10 @@ WALKER = f"--config={CONFIG}"
         ([f"{WALKER}:tiny", "--config.actors.num_actors=0"], "actors.num_actors must be >= 1"),
         ([f"{WALKER}:tiny", "--config.prior.kind=gru"], "prior.kind must be one of"),
         (
+            [f"{WALKER}:tiny", "--config.stop.max_actor_steps=-5"],
+            "stop.max_actor_steps must be >= 0, got -5",
+        ),
+        (
             [f"{WALKER}:tiny", "--config.resources.learner_kernels=bf16"],
             "resources.learner_kernels must be one of ('auto', 'xla_float32', 'onednn_bfloat16')",
         ),
@@ -211,6 +215,20 @@ def test_bad_input_is_one_error_line_and_launches_nothing(tmp_path, args, messag
     assert result.returncode == 1
     assert not os.path.exists(workdir)  # nothing was written, so nothing was launched
     assert run_processes(workdir) == []
+
+
+def test_a_sweep_with_no_parallel_runs_is_one_error_line_and_launches_nothing(tmp_path):
+    workdir = str(tmp_path / "sweep")
+    result = bprl("sweep", f"{WALKER}:tiny", "--seeds=2", "--parallel=0", f"--workdir={workdir}")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["error: --parallel must be >= 1, got 0"]
+    assert not os.path.exists(workdir)
+
+
+def test_help_shows_the_commands():
+    result = bprl("--help", timeout=120)
+    for command in ("bprl run", "bprl sweep", "bprl report", "bprl export-prior", "bprl tasks"):
+        assert command in result.stdout + result.stderr
 
 
 def test_misspelt_command_is_one_error_line():
