@@ -20,8 +20,9 @@ class Critic(snt.Module):
         self._out = mlp.Linear(1, name="value")
 
     def __call__(self, observation: Mapping[str, tf.Tensor], action: tf.Tensor) -> tf.Tensor:
-        inputs = tf.concat([information.select(observation, self.keys), action], axis=-1)
-        return tf.squeeze(self._out(self._torso(inputs)), axis=-1)
+        seen = information.select(observation, self.keys)  # [N, D]
+        inputs = tf.concat([seen, action], axis=-1)  # [N, D + A]
+        return tf.squeeze(self._out(self._torso(inputs, data_columns=seen.shape[-1])), axis=-1)
 
     def sampled(self, observation: Mapping[str, tf.Tensor], actions: tf.Tensor) -> tf.Tensor:
         """Q(x_n, a_kn) for K actions per observation row: actions [K, N, A] -> [K, N].
