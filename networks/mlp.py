@@ -54,7 +54,7 @@ class LayerNormMLP(snt.Module):
         The first `data_columns` input columns are data no gradient is asked of (a critic's
         observation, beside its action). With float32 products (the learner's XLA update)
         two rewrites of the same arithmetic took 12% off a walker update at Acme's sizes
-        (none seen on seqnav; docs/results.md, issue 18): the first layer's input gradient
+        (seqnav 6% slower; docs/results.md, issue 18): the first layer's input gradient
         covers the other columns only (`_first_layer`), and the layer norm's row means are
         matrix products (`_normalise`). With bfloat16 products it runs as snt.LayerNorm.
         """
