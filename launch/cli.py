@@ -206,7 +206,7 @@ def _after_failure(config, workdir: str, failure) -> int:
     import signal
     import time
 
-    from launch import checkpointing, local
+    from launch import checkpointing, local, restart_policy
     from launch.progress import RunProgress
 
     print(f"error: {failure}", file=sys.stderr)
@@ -231,6 +231,25 @@ def _after_failure(config, workdir: str, failure) -> int:
             file=sys.stderr,
         )
         return 1
+    attempt = restart_policy.attempt_record(
+        failure.nodes,
+        failure.cause,
+        restart_policy.node_exceptions(os.path.join(workdir, "logs"), failure.nodes),
+        counts,
+        reached,
+        progress.actor_steps,
+    )
+    previous = _previous_attempt(workdir, restarts)
+    recurring = restart_policy.recurring_failure(previous, attempt)
+    if recurring:
+        print(
+            f"error: {restart_policy.describe(recurring)}; not restarting (restart "
+            f"{restarts} made no progress: no learner or actor steps since the checkpoint "
+            f"at learner step {at_checkpoint}); node logs: {os.path.join(workdir, 'logs')}; "
+            f"fix the cause, then `bprl run` on this directory resumes from that checkpoint",
+            file=sys.stderr,
+        )
+        return 1
     if restarts >= budget:
         print(
             f"error: the program failed {restarts + 1} time(s) and its restart budget is "
@@ -251,10 +270,7 @@ def _after_failure(config, workdir: str, failure) -> int:
     entry = {
         "restart": restarts + 1,
         "time": time.time(),
-        "nodes": failure.nodes,
-        "cause": failure.cause,
-        "checkpoint_learner_steps": at_checkpoint,
-        "learner_steps_at_failure": reached,
+        **attempt,  # nodes, cause, errors, the counts (launch/restart_policy.py)
         "learner_steps_lost": lost,
     }
     with open(os.path.join(workdir, "restarts.jsonl"), "a") as f:
@@ -290,6 +306,24 @@ def _after_failure(config, workdir: str, failure) -> int:
     sys.stderr.flush()
     os.execv(sys.executable, [sys.executable, "-m", "launch.cli", *sys.argv[1:]])
     return 1  # not reached
+
+
+def _previous_attempt(workdir: str, restarts: int) -> dict | None:
+    """The restarts.jsonl entry of the attempt before this one, when this launcher is its
+    restart (restart number `restarts`); None for a launch by a person."""
+    import json
+
+    if restarts < 1:
+        return None
+    try:
+        with open(os.path.join(workdir, "restarts.jsonl")) as f:
+            lines = [line for line in f if line.strip()]
+        entry = json.loads(lines[-1]) if lines else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(entry, dict) or entry.get("restart") != restarts:
+        return None
+    return entry
 
 
 def _cmd_sweep() -> int:

@@ -109,29 +109,65 @@ def supervise(
     stop = lp.stop_event()
     restarts = 0
     while not stop.is_set():
-        child = context.Process(target=target, args=args, name=name, daemon=True)
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(
+            target=_report_error, args=(target, args, send), name=name, daemon=True
+        )
         child.start()
+        send.close()  # the child holds its own end
         logging.info("%s: started worker process %d", name, child.pid)
         while child.is_alive() and not stop.is_set():
             stop.wait(poll_secs)
         if stop.is_set():
+            receive.close()
             child.terminate()
             child.join(5.0)
             if child.is_alive():
                 child.kill()
                 child.join()
             return
+        error = _received(receive)
         if child.exitcode == 0:
             return  # the work finished by itself
         restarts += 1
         logging.warning(
-            "%s: worker process %d died (exit code %s); restart %d of %d",
+            "%s: worker process %d died (exit code %s%s); restart %d of %d",
             name,
             child.pid,
             child.exitcode,
+            f", {error}" if error else "",
             restarts,
             max_restarts,
         )
         if restarts > max_restarts:
-            raise RuntimeError(f"{name}: worker died {restarts} times; giving up")
+            # The worker's error, in the node's own last exception line: what the launcher
+            # reads (launch/restart_policy.py) and shows.
+            last = f" (its last error: {error})" if error else ""
+            raise RuntimeError(f"{name}: worker died {restarts} times; giving up{last}")
         stop.wait(1.0)
+
+
+def _report_error(target: Callable[..., None], args: tuple, send) -> None:
+    """The worker's entry: runs `target(*args)`; an exception that ends it is also sent,
+    as one line, to the supervising process before it propagates."""
+    try:
+        target(*args)
+    except Exception as error:
+        text = " ".join(str(error).split())
+        try:
+            send.send(f"{type(error).__name__}: {text}" if text else type(error).__name__)
+        except OSError:
+            pass
+        raise
+    finally:
+        send.close()
+
+
+def _received(receive) -> str:
+    """What a dead worker sent before it died ('' when nothing: a kill, an exit)."""
+    try:
+        return receive.recv() if receive.poll() else ""
+    except (EOFError, OSError):
+        return ""
+    finally:
+        receive.close()

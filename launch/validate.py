@@ -43,16 +43,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             f"prior_info must be a non-empty tuple of information-set names, got "
             f"{config.prior_info!r}; task {task.name!r} has {sorted(task.information_sets)}"
         )
-    from networks import information  # TensorFlow: not needed to parse the command line
-
     try:
         keys = task.keys_for(tuple(config.prior_info))
-        env = registry.make_environment(config.task, config.seed, **config.task_kwargs.to_dict())
-        observation_spec, action_shape = env.observation_spec(), env.action_spec().shape
-        information.input_size(observation_spec, keys)
-        env.close()
     except (ValueError, TypeError) as error:
         raise ConfigError(f"prior_info {tuple(config.prior_info)}: {error}") from None
+    observation_spec, action_shape = check_task_runs(config, keys)
 
     from agents.learning_rule import ACTION_SQUASHES
     from agents.prior_kinds import PRIOR_KINDS
@@ -115,6 +110,64 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         from launch import transfer
 
         transfer.check_artifact(config, observation_spec, action_shape)
+
+
+def check_task_runs(config: ml_collections.ConfigDict, keys: tuple[str, ...]) -> tuple:
+    """Builds the task with the run's keywords, resets it and takes one step (the middle
+    of the action box), as every actor and evaluator does first: an error there is one
+    ConfigError before anything starts, not a failure of every node after launch. Also
+    checks that the prior's information keys fit the observation. Returns the
+    observation spec and the action shape. (One reset and one step: cheap.)"""
+    from networks import information  # TensorFlow: not needed to parse the command line
+
+    kwargs = config.task_kwargs.to_dict()
+    what = f"task {config.task} with task_kwargs {kwargs}"
+    try:
+        env = registry.make_environment(config.task, config.seed, **kwargs)
+    except Exception as error:  # noqa: BLE001 - any failure of the task's factory
+        raise ConfigError(f"{what} fails to build: {_one_line(error)}") from None
+    try:
+        observation_spec, action_spec = env.observation_spec(), env.action_spec()
+        try:
+            information.input_size(observation_spec, keys)
+        except (ValueError, TypeError) as error:
+            raise ConfigError(f"prior_info {tuple(config.prior_info)}: {error}") from None
+        stage = "at reset"
+        try:
+            env.reset()
+            stage = "on its first step"
+            env.step(middle_action(action_spec))
+        except Exception as error:  # noqa: BLE001 - any failure of the task's code
+            raise ConfigError(f"{what} fails {stage}: {_one_line(error)}") from None
+    finally:
+        try:
+            env.close()
+        except Exception:  # noqa: BLE001, S110 - a failing close must not hide the above
+            pass
+    return observation_spec, action_spec.shape
+
+
+def middle_action(action_spec):
+    """The middle of each bounded action's box (zero where a bound is infinite or none)."""
+    import numpy as np
+    import tree
+
+    def middle(spec):
+        value = np.zeros(spec.shape, spec.dtype)
+        low, high = getattr(spec, "minimum", None), getattr(spec, "maximum", None)
+        if low is not None and high is not None:
+            low, high = np.broadcast_to(low, spec.shape), np.broadcast_to(high, spec.shape)
+            finite = np.isfinite(low) & np.isfinite(high)
+            value[finite] = ((low[finite] + high[finite]) / 2).astype(spec.dtype)
+        return value
+
+    return tree.map_structure(middle, action_spec)
+
+
+def _one_line(error: BaseException) -> str:
+    """'Type: message' with the message's lines joined (an error is one line)."""
+    text = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _bound_checks(config: ml_collections.ConfigDict) -> list[tuple[bool, str]]:
