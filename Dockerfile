@@ -5,7 +5,11 @@
 #   docker run --rm bprl run --config=experiments/configs/walker_walk.py:tiny --workdir=/tmp/run
 # On Vertex AI every node runs this image with the command
 #   python -m launch.node_entry --data_file=gs://.../nodes/workerpoolN.pkl
-# (launch/vertex.py writes the job request; see docs/cluster.md).
+# (launch/vertex.py writes the job request; see docs/cluster.md), which starts with
+# /usr/bin/tini as PID 1 (Vertex AI's command replaces the ENTRYPOINT; PID 1 of a
+# container ignores signals it has no handler for and reaps no orphans, so the node must
+# not be PID 1). Build for the machines that run it, and submit the image by its digest:
+#   docker build --platform linux/amd64 -t REGION-docker.pkg.dev/PROJECT/bprl/bprl .
 FROM python:3.10-slim
 
 ENV PYTHONUNBUFFERED=1 \
@@ -13,6 +17,10 @@ ENV PYTHONUNBUFFERED=1 \
     MUJOCO_GL=disable \
     TF_CPP_MIN_LOG_LEVEL=2
 
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tini \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 1000 bprl
 WORKDIR /opt/bprl
 
@@ -33,5 +41,6 @@ RUN python -m pip install --no-cache-dir --no-deps .
 # Configs are read from /opt/bprl/experiments/configs; write run directories to a mounted
 # volume or /tmp (the image itself is read-only to this user).
 USER 1000:1000
-ENTRYPOINT ["bprl"]
+ENV HOME=/home/bprl
+ENTRYPOINT ["/usr/bin/tini", "-g", "--", "bprl"]
 CMD ["tasks"]

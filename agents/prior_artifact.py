@@ -48,9 +48,37 @@ class ObservationEntry:
     dtype: str
 
 
+def _open(path: str, mode: str = "r"):
+    """A local file, or an object (`gs://...`, e.g. an artifact shipped with a Vertex AI
+    run) through TensorFlow's filesystem."""
+    if "://" in path:
+        import tensorflow as tf
+
+        if not tf.io.gfile.exists(path):
+            raise FileNotFoundError(path)
+        return tf.io.gfile.GFile(path, mode)
+    return open(path, mode)
+
+
+def _isdir(path: str) -> bool:
+    if "://" in path:
+        import tensorflow as tf
+
+        return tf.io.gfile.isdir(path) or tf.io.gfile.exists(os.path.join(path, METADATA))
+    return os.path.isdir(path)
+
+
+def _exists(path: str) -> bool:
+    if "://" in path:
+        import tensorflow as tf
+
+        return tf.io.gfile.exists(path)
+    return os.path.exists(path)
+
+
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with _open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -140,12 +168,12 @@ def read_metadata(path: str, check_files: bool = True) -> dict:
     """prior.json of the artifact at `path`, checked for completeness (and, with
     `check_files`, every weight file against its SHA-256). No TensorFlow needed."""
     meta_path = os.path.join(path, METADATA)
-    if not os.path.isdir(path):
+    if not _isdir(path):
         raise ArtifactError(
             f"prior artifact {path!r} does not exist (make one with bprl export-prior)"
         )
     try:
-        with open(meta_path) as f:
+        with _open(meta_path) as f:
             metadata = json.load(f)
     except FileNotFoundError:
         raise ArtifactError(
@@ -165,7 +193,7 @@ def read_metadata(path: str, check_files: bool = True) -> dict:
     if check_files:
         for name, digest in metadata["files"].items():
             file_path = os.path.join(path, name)
-            if not os.path.exists(file_path):
+            if not _exists(file_path):
                 raise ArtifactError(f"prior artifact {path!r} is partial: {name} is missing")
             if _sha256(file_path) != digest:
                 raise ArtifactError(

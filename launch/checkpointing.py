@@ -22,15 +22,18 @@ checkpoint, so TensorBoard curves continue instead of restarting at zero.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
+import hashlib
 import json
 import os
+import shutil
+import threading
 import time
 from collections.abc import Callable
 
 from absl import logging
 from acme.utils import counting
+
+from launch import storage
 
 # Config fields that fix the shapes of networks, replay items or the task: a checkpoint
 # taken under one value cannot be resumed under another.
@@ -47,15 +50,17 @@ STRUCTURAL_FIELDS = (
 
 
 def checkpoint_dir(workdir: str, part: str = "") -> str:
+    if storage.is_remote(workdir):
+        return storage.join(workdir, "checkpoints", part)
     return os.path.join(workdir, "checkpoints", part)
 
 
 def counts_path(workdir: str) -> str:
-    return os.path.join(checkpoint_dir(workdir), "counts.json")
+    return storage.join(checkpoint_dir(workdir), "counts.json")
 
 
 def previous_counts_path(workdir: str) -> str:
-    return os.path.join(checkpoint_dir(workdir), "counts.previous.json")
+    return storage.join(checkpoint_dir(workdir), "counts.previous.json")
 
 
 class CheckpointError(RuntimeError):
@@ -65,8 +70,7 @@ class CheckpointError(RuntimeError):
 def load_record(path: str) -> dict | None:
     """A checkpoint record, or None when the file is missing or unreadable."""
     try:
-        with open(path) as f:
-            record = json.load(f)
+        record = storage.read_json(path)
         return record if isinstance(record, dict) and "learner" in record else None
     except (OSError, ValueError):
         return None
@@ -85,7 +89,7 @@ def check_record(record: dict) -> str | None:
     """Why `record`'s checkpoints cannot be restored, or None when they can: the learner
     checkpoint's every tensor is read back, and the replay checkpoint must exist."""
     learner = record.get("learner")
-    if not learner or not os.path.exists(learner + ".index"):
+    if not learner or not storage.exists(learner + ".index"):
         return f"learner checkpoint {learner} is missing"
     try:
         import tensorflow as tf  # here: the counter node imports this module, light
@@ -101,30 +105,135 @@ def check_record(record: dict) -> str | None:
 
 def latest_replay_checkpoint(workdir: str) -> str | None:
     """The newest complete Reverb checkpoint (one with its DONE file), the one Reverb loads."""
-    root = checkpoint_dir(workdir, "replay")
-    try:
-        names = sorted(
-            os.listdir(root), key=lambda name: os.path.getmtime(os.path.join(root, name))
-        )
-    except OSError:
-        return None
-    done = [name for name in names if os.path.exists(os.path.join(root, name, "DONE"))]
-    return os.path.join(root, done[-1]) if done else None
+    return latest_complete(checkpoint_dir(workdir, "replay"))
 
 
-@contextlib.contextmanager
+def latest_complete(root: str) -> str | None:
+    """The newest checkpoint directory under `root` that has Reverb's DONE file.
+
+    Reverb names its checkpoints by their UTC time, so on object storage (where
+    directories have no time) the name orders them."""
+    names = storage.listdir(root)
+    if not storage.is_remote(root):
+        names.sort(key=lambda name: os.path.getmtime(os.path.join(root, name)))
+    else:
+        names.sort()
+    done = [name for name in names if storage.exists(storage.join(root, name, "DONE"))]
+    return storage.join(root, done[-1]) if done else None
+
+
+def replay_staging_dir(workdir: str) -> str:
+    """Where the Reverb server writes its checkpoints: the run's own `checkpoints/replay/`
+    on a local disk. On object storage, a folder on the replay's machine instead, whose
+    complete checkpoints the replay node mirrors into the run directory (`ReplayMirror`):
+    Reverb's checkpointer writes through TensorFlow's C++ files, which the modular GCS
+    filesystem does not upload (checked against a GCS emulator: only DONE arrived)."""
+    if not storage.is_remote(workdir):
+        return checkpoint_dir(workdir, "replay")
+    digest = hashlib.sha1(str(workdir).encode()).hexdigest()[:12]
+    return os.path.join("/tmp", "bprl_replay", digest)
+
+
+def wait_for_mirror(workdir: str, local_path: str, timeout: float = 120.0) -> str | None:
+    """The run directory's copy of replay checkpoint `local_path` once it is complete (its
+    DONE file is copied last); None if it does not arrive within `timeout`."""
+    remote = storage.join(checkpoint_dir(workdir, "replay"), os.path.basename(local_path))
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if storage.exists(storage.join(remote, "DONE")):
+            return remote
+        time.sleep(0.5)
+    logging.warning("replay checkpoint %s did not reach %s in %.0fs", local_path, remote, timeout)
+    return None
+
+
+class ReplayMirror:
+    """Keeps the run directory's replay checkpoints in step with the replay machine's own.
+
+    `restore` (before the server starts) copies the checkpoint the newest record names,
+    or else the newest complete one, into the staging folder, which Reverb then loads;
+    `start` uploads each new complete checkpoint (DONE last) every `period` seconds and
+    keeps the newest `keep`; `stop` uploads what is left.
+    """
+
+    def __init__(self, workdir: str, period: float = 1.0, keep: int = 3):
+        self.workdir = workdir
+        self.staging = replay_staging_dir(workdir)
+        self.remote = checkpoint_dir(workdir, "replay")
+        self._period = period
+        self._keep = keep
+        self._uploaded: set[str] = set(storage.listdir(self.remote))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def restore(self) -> str | None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+        os.makedirs(self.staging, exist_ok=True)
+        chosen = None
+        for path in (counts_path(self.workdir), previous_counts_path(self.workdir)):
+            record = load_record(path)
+            named = record and record.get("replay")
+            if named and storage.exists(storage.join(named, "DONE")):
+                chosen = named
+                break
+        chosen = chosen or latest_complete(self.remote)
+        if chosen:
+            storage.copy_tree(chosen, os.path.join(self.staging, storage.basename(chosen)), "DONE")
+            logging.info("replay checkpoint %s copied to %s", chosen, self.staging)
+        return chosen
+
+    def sync(self) -> list[str]:
+        """Uploads the complete local checkpoints not uploaded yet; returns their names."""
+        with self._lock:
+            done = []
+            for name in sorted(os.listdir(self.staging)) if os.path.isdir(self.staging) else []:
+                local = os.path.join(self.staging, name)
+                if name in self._uploaded or not os.path.exists(os.path.join(local, "DONE")):
+                    continue
+                try:
+                    storage.copy_tree(local, storage.join(self.remote, name), last="DONE")
+                except Exception:  # noqa: BLE001 - Reverb may delete it meanwhile: next time
+                    logging.exception("mirroring replay checkpoint %s failed", local)
+                    continue
+                self._uploaded.add(name)
+                done.append(name)
+            if done:
+                for old in sorted(self._uploaded)[: -self._keep]:
+                    storage.remove_tree(storage.join(self.remote, old))
+                    self._uploaded.discard(old)
+            return done
+
+    def start(self) -> None:
+        def loop() -> None:
+            while not self._stop.wait(self._period):
+                self.sync()
+
+        self._thread = threading.Thread(target=loop, name="replay-mirror", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.sync()
+
+
 def record_lock(workdir: str):
     """Serialises the writers of the records (learner node, replay node at shutdown)."""
-    os.makedirs(checkpoint_dir(workdir), exist_ok=True)
-    with open(os.path.join(checkpoint_dir(workdir), ".record.lock"), "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
+    return storage.lock(checkpoint_dir(workdir))
 
 
 def write_record(workdir: str, record: dict, keep_previous: bool) -> None:
     """Writes the newest record atomically (its presence marks a complete checkpoint);
     with `keep_previous`, the record it replaces becomes `counts.previous.json`."""
     path = counts_path(workdir)
+    if storage.is_remote(path):  # objects are replaced whole: no temporary file needed
+        if keep_previous and storage.exists(path):
+            storage.write_text(previous_counts_path(workdir), storage.read_text(path))
+        storage.write_json(path, record)
+        return
+    os.makedirs(checkpoint_dir(workdir), exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(record, f, indent=1)
@@ -158,13 +267,13 @@ def prepare_resume(workdir: str) -> dict | None:
     paths = [counts_path(workdir), previous_counts_path(workdir)]
     problems = []
     for path in paths:
-        if not os.path.exists(path):
+        if not storage.exists(path):
             continue
         record = load_record(path)
         problem = "the record is unreadable" if record is None else check_record(record)
         if problem is None:
             replay = record.get("replay")
-            if replay and not os.path.isdir(replay):  # Reverb kept only a newer one
+            if replay and not storage.isdir(replay):  # Reverb kept only a newer one
                 newest = latest_replay_checkpoint(workdir)
                 print(
                     f"warning: replay checkpoint {replay} is gone; the replay starts from "
@@ -176,8 +285,8 @@ def prepare_resume(workdir: str) -> dict | None:
             if path != paths[0]:
                 _promote(workdir, path, record)
             return record
-        problems.append(f"{os.path.basename(path)}: {problem}")
-        print(f"warning: checkpoint {os.path.basename(path)} cannot be restored: {problem}")
+        problems.append(f"{storage.basename(path)}: {problem}")
+        print(f"warning: checkpoint {storage.basename(path)} cannot be restored: {problem}")
     if problems:
         raise CheckpointError(
             f"no readable checkpoint in {checkpoint_dir(workdir)} ({'; '.join(problems)}); "
@@ -190,8 +299,8 @@ def prepare_resume(workdir: str) -> dict | None:
 def _promote(workdir: str, path: str, record: dict) -> None:
     """Makes the record at `path` the newest; the damaged newest one is kept aside."""
     latest = counts_path(workdir)
-    if os.path.exists(latest):
-        os.replace(latest, os.path.join(checkpoint_dir(workdir), "counts.damaged.json"))
+    if storage.exists(latest):
+        storage.replace(latest, storage.join(checkpoint_dir(workdir), "counts.damaged.json"))
     write_record(workdir, record, keep_previous=False)
     print(
         f"resuming from the previous checkpoint instead: learner step "
@@ -341,7 +450,10 @@ class RunCheckpointer:
                     self._last_replay = (replay_path, replay_items)
                 except Exception:  # noqa: BLE001 - keep the learner's checkpoint regardless
                     logging.exception("replay checkpoint failed; keeping the previous one")
-            if self._replay is not None and (replay_path is None or not os.path.isdir(replay_path)):
+            if self._replay is not None and storage.is_remote(self._workdir) and replay_path:
+                # The replay server wrote it on its own disk; its node mirrors it here.
+                replay_path = wait_for_mirror(self._workdir, replay_path)
+            if self._replay is not None and (replay_path is None or not storage.isdir(replay_path)):
                 replay_path = latest_replay_checkpoint(self._workdir)  # what Reverb kept
             learner_started = time.time()
             learner_path = self._manager.save()

@@ -21,6 +21,19 @@ from typing import NoReturn
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+
+def _rehearsing(argv: list[str]) -> bool:
+    return "--launch=vertex_ai_local" in argv or any(
+        a == "--launch" and b == "vertex_ai_local" for a, b in zip(argv, argv[1:], strict=False)
+    )
+
+
+if _rehearsing(sys.argv):
+    # The rehearsal writes its run directory into a storage emulator through TensorFlow's
+    # modular GCS filesystem (launch/gcs_emulator.py), which TensorFlow registers for gs://
+    # only when this is set before it is first imported.
+    os.environ.setdefault("TF_USE_MODULAR_FILESYSTEM", "1")
+
 # New fields are accepted by the parser only so that `--config.task_kwargs.<name>` can add
 # a task keyword; every other override must name an existing field, which
 # validate.check_config_args checks first. The config is locked once parsed.
@@ -110,43 +123,45 @@ def _cmd_run() -> int:
     if config.prior.artifact:  # saved in config.json: resumable from any directory
         config.prior.artifact = os.path.abspath(config.prior.artifact)
     validate.validate_config(config)
+    if _LAUNCH.value == "vertex_ai":  # the run directory is under the bucket, not here
+        from launch import vertex
+
+        vertex.validate_cluster(config, submit=True)
+        vertex.launch_vertex(config, _WORKDIR.value)
+        return 0
     validate.validate_workdir(_WORKDIR.value)
     workdir = os.path.abspath(_WORKDIR.value)
     lock = None
+    run_dir = workdir  # where the run's files are read from (the bucket's, rehearsed)
     if _LAUNCH.value == "vertex_ai_local":
         from launch import rehearsal, vertex
 
         rehearsal.check_can_rehearse()
         vertex.validate_cluster(config, submit=False)
+        run_dir = rehearsal.run_dir_view(workdir)
     if _LAUNCH.value in ("local", "vertex_ai_local"):
         from launch import runlock
 
         validate.validate_fits_machine(config)
         lock = runlock.acquire(workdir, "bprl run")  # kept across restarts (exec)
-    resuming = validate.validate_resume(config, workdir)
-    if _LAUNCH.value != "vertex_ai":  # where the run is and how to watch it: first
-        print(f"run directory: {workdir}")
-        print(f"watch it with: tensorboard --logdir {workdir}")
+    resuming = validate.validate_resume(config, run_dir)
+    print(f"run directory: {workdir}")
+    print(f"watch it with: tensorboard --logdir {run_dir}")
     if resuming:
         from launch import checkpointing
 
-        if _LAUNCH.value != "vertex_ai":
+        if _LAUNCH.value == "local":  # (rehearsed nodes choose their checkpoint themselves)
             try:  # a damaged newest checkpoint falls back to the previous one
                 checkpointing.prepare_resume(workdir)
             except checkpointing.CheckpointError as error:
                 raise validate.ConfigError(str(error)) from None
-        counts = checkpointing.load_counts(workdir)
+        counts = checkpointing.load_counts(run_dir)
         if counts:
             learner_steps = int(counts.get("learner_steps", 0))
             actor_steps = int(counts.get("actor_steps", 0))
             print(f"resuming {workdir}: learner step {learner_steps}, actor step {actor_steps}")
         else:
             print(f"resuming {workdir}: no complete checkpoint yet, starting from scratch")
-    if _LAUNCH.value == "vertex_ai":
-        from launch import vertex
-
-        vertex.launch_vertex(config, _WORKDIR.value)
-        return 0
     started = time.monotonic()
     if _LAUNCH.value == "vertex_ai_local":
         try:
@@ -155,7 +170,7 @@ def _cmd_run() -> int:
             runlock.release(lock)
         if code:
             return code
-        return _summary(config, workdir, started)
+        return _summary(config, run_dir, started, out_dir=workdir)
     try:
         local.launch_local(config, workdir)
     except local.LaunchInterrupted as interrupted:
@@ -173,13 +188,11 @@ def _cmd_run() -> int:
 
 def _rehearse(config, workdir: str) -> int:
     """The rehearsal of the Vertex AI job; 0 when the job ended as a finished run does
-    (the stop node's cancel request at the budget)."""
+    (SUCCEEDED: the stop node, its primary replica, exited 0 at the budget)."""
     from launch import local, rehearsal
 
     outcome = rehearsal.launch_rehearsal(config, workdir)
     print(f"rehearsed job {outcome.state}: {outcome.reason}")
-    if outcome.state == "CANCELLED" and outcome.cancel_from.startswith("stopper/"):
-        return 0
     for node in outcome.failed:
         print(
             f"error: {node} failed; its log: {os.path.join(workdir, 'logs', node)}", file=sys.stderr
@@ -189,12 +202,12 @@ def _rehearse(config, workdir: str) -> int:
     return 0 if outcome.state == "SUCCEEDED" else 1
 
 
-def _summary(config, workdir: str, started: float) -> int:
+def _summary(config, workdir: str, started: float, out_dir: str | None = None) -> int:
     from launch import summary
 
     task = f"{config.task}, prior sees {', '.join(config.prior_info)}"
-    summary.write_learning_curve(workdir, title=f"evaluation return ({task})")
-    print("\n".join(summary.summary_lines(workdir, time.monotonic() - started)))
+    summary.write_learning_curve(workdir, title=f"evaluation return ({task})", out_dir=out_dir)
+    print("\n".join(summary.summary_lines(workdir, time.monotonic() - started, out_dir)))
     return 0
 
 

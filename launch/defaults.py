@@ -129,8 +129,8 @@ def base_config() -> ml_collections.ConfigDict:
         ("replay", 8, 52),  # the Reverb server: holds the replay table in memory
         ("actor", 4, 15),  # each actor: environment + policy sampling
         ("evaluator", 4, 15),  # each evaluator (same machine as an actor: one pool)
-        ("counter", 2, 13),  # the step counter (small)
-        ("stopper", 2, 13),  # the stop condition (same as the counter: one pool)
+        ("counter", 4, 15),  # the step counter (an actor's machine: it shares their pool)
+        ("stopper", 2, 13),  # the stop condition: the job's primary replica, a pool alone
     ):
         config.cluster[group] = ml_collections.ConfigDict()
         config.cluster[group].cpu = cpu  # vCPUs of each node of the group
@@ -143,6 +143,14 @@ def base_config() -> ml_collections.ConfigDict:
     config.cluster.learner.accelerator = ""
     config.cluster.learner.accelerator_count = 0  # GPUs of that type (1, 2, 4 or 8)
     config.cluster.learner_image = ""  # the learner's image when it has a GPU
+    # The job's service account (jobSpec.serviceAccount): "" is Vertex AI's custom-code
+    # service agent. It needs to read and write the bucket (docs/cluster.md, IAM).
+    config.cluster.service_account = ""
+    # scheduling.timeout in hours; 0: from the budget at slow assumed rates (vertex.py).
+    config.cluster.timeout_hours = 0.0
+    # VPC peering (jobSpec.network) is refused: the nodes' ports take unauthenticated
+    # connections, which only the job's own replicas may reach.
+    config.cluster.network = ""
     return config
 
 

@@ -10,6 +10,8 @@ A run directory (`bprl run --workdir=RUN`):
     RUN/logs/<group>/<i>       each node's output
     RUN/logs.failed.<k>/       the node logs of the attempt that restart k replaced
     RUN/checkpoints/           learner, replay and counts (launch/checkpointing.py)
+    RUN/FINISHED.json          a Vertex AI job's mark of its budget reached, final
+                               checkpoint written (then the stop node exits 0)
 A sweep directory (`bprl sweep --workdir=DIR`):
     DIR/seed_<k>/              one run per seed, or DIR/<variant>/seed_<k>/ per swept value
     DIR/<...>/seed_<k>/DONE    written by the sweep when the run exited 0
@@ -24,6 +26,7 @@ import re
 
 CONFIG_FILE = "config.json"
 DONE = "DONE"
+FINISHED = "FINISHED.json"  # a job that ended itself at its budget (Vertex AI)
 RUN_LOG = "bprl_run.log"
 REPORT_DIR = "report"
 LEARNER_DIR = "learner"

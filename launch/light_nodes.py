@@ -53,11 +53,22 @@ def run_worker(*args) -> None:
 class StopConditionNode:
     """Stops the whole program once the actor-step or learner-step budget is spent."""
 
-    def __init__(self, config: ml_collections.ConfigDict, counter, poll_secs: float = 1.0):
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        counter,
+        poll_secs: float = 1.0,
+        learner=None,
+        workdir: str | None = None,
+    ):
         self._max_actor_steps = config.stop.max_actor_steps
         self._max_learner_steps = config.stop.max_learner_steps
         self._counter = counter
         self._poll_secs = poll_secs
+        # With the learner's handle (a job that ends itself: Vertex AI), the budget ends
+        # the run by the learner's last checkpoint and this node returning.
+        self._learner = learner
+        self._workdir = workdir
 
     def run(self) -> None:
         while True:
@@ -72,7 +83,32 @@ class StopConditionNode:
                     actor_steps,
                     learner_steps,
                 )
+                if self._learner is not None:
+                    self._finish()
+                    return
                 lp.stop()
                 return
             if lp.stop_event().wait(self._poll_secs):
                 return  # the program is stopping (SIGTERM, Ctrl-C): nothing left to do
+
+    def _finish(self, attempts: int = 5) -> None:
+        """The learner's last checkpoint (with the replay's) and the run's FINISHED mark;
+        raises when it cannot be written, so the replica fails and the job restarts from
+        the last complete checkpoint instead of ending without its final state."""
+        import time
+
+        for attempt in range(1, attempts + 1):
+            try:
+                record = self._learner.finish()
+            except Exception as error:  # noqa: BLE001 - the learner may be restarting
+                logging.warning("final checkpoint failed (%d/%d): %s", attempt, attempts, error)
+            else:
+                if record:
+                    logging.info(
+                        "run complete: final checkpoint %s; this replica exits 0 and the job ends",
+                        record.get("learner"),
+                    )
+                    return
+                logging.warning("final checkpoint not written (%d/%d)", attempt, attempts)
+            time.sleep(min(5.0 * attempt, 30.0))
+        raise RuntimeError("the final checkpoint could not be written; failing the replica")

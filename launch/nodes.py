@@ -18,7 +18,7 @@ from acme.utils import counting
 from agents.actor import GaussianActor, VersionedVariableClient
 from agents.learner import Learner
 from agents.packed_actor import PackedActor, PackedLoop
-from launch import builders, checkpointing, layout, packing, supervision
+from launch import builders, checkpointing, layout, packing, storage, supervision
 from launch.quiet import quiet_warnings
 from launch.tensorboard import TensorBoardLogger
 
@@ -85,6 +85,7 @@ class LearnerNode:
             frozen_prior=config.prior.frozen,
             updates_per_call=updates_per_call,
         )
+        self._workdir = workdir
         self._checkpointer = checkpointing.RunCheckpointer(
             workdir,
             self._learner.checkpoint_state(),
@@ -93,23 +94,48 @@ class LearnerNode:
             learner_steps=lambda: self._learner.num_steps,
         )
         self._checkpoint_every = config.checkpoint.every_seconds
+        self._finished = threading.Event()  # set by finish(): the run is complete
+        self._final_record: dict | None = None
         if self._checkpointer.restore():
             logging.info("learner resumed at step %d", self._learner.num_steps)
 
     def _train(self) -> None:
-        while True:
+        while not self._finished.is_set():
             self._learner.step()
             if time.time() - self._checkpointer.last_save_time >= self._checkpoint_every:
                 self.checkpoint()
+
+    def finish(self) -> dict | None:
+        """Ends training at the budget: no update after this one, and a last checkpoint of
+        the learner with the replay (both still running, so the two match). Called by the
+        stop node of a job that ends itself (Vertex AI); returns the checkpoint's record."""
+        with self._lock:
+            if self._finished.is_set():
+                return self._final_record
+            self._finished.set()
+            record = self._checkpointer.save(include_replay=True)
+            self._learner.flush_logs()
+            if record is not None:
+                storage.write_json(
+                    storage.join(self._workdir, layout.FINISHED),
+                    {"counts": record["counts"], "learner": record["learner"], "time": time.time()},
+                )
+            else:
+                self._finished.clear()  # nothing kept: training may go on, finish is retried
+            self._final_record = record
+            return record
 
     def run(self) -> None:
         logging.info("learner started at step %d", self._learner.num_steps)
         try:
             run_until_stopped(self._train, "learner")
+            if self._finished.is_set():  # the run is complete: serve until the job ends
+                lp.stop_event().wait()
         finally:
             # Final checkpoint at the budget, on SIGTERM and on errors. The replay server
             # is stopping too and writes its own final checkpoint (CheckpointingReverbNode).
-            checkpointing.final_checkpoint(self._checkpointer, self._lock)
+            if not self._finished.is_set():
+                checkpointing.final_checkpoint(self._checkpointer, self._lock)
             self._learner.flush_logs()  # the figures of the updates since the last write
 
     def checkpoint(self, include_replay: bool = True) -> dict:
@@ -129,16 +155,29 @@ class CheckpointingReverbNode(lp.ReverbNode):
         self._workdir = workdir
 
     def run(self) -> None:
-        super().run()
-        server = getattr(self, "_server", None)  # set by ReverbNode.run
-        if server is not None and self._checkpoint_ctor is not None:
-            started = time.time()
-            client = server.localhost_client()
-            items = {name: info.current_size for name, info in client.server_info(10).items()}
-            path = client.checkpoint()
-            logging.info("final replay checkpoint in %.2fs: %s", time.time() - started, path)
-            # Reverb has deleted the checkpoint the newest record named: name this one.
-            checkpointing.note_final_replay(self._workdir, path, items)
+        mirror = None
+        if self._checkpoint_ctor is not None and storage.is_remote(self._workdir):
+            # The run directory is on object storage: Reverb checkpoints on this machine's
+            # disk and its complete checkpoints are mirrored into the run directory.
+            mirror = checkpointing.ReplayMirror(self._workdir)
+            mirror.restore()
+            mirror.start()
+        try:
+            super().run()
+            server = getattr(self, "_server", None)  # set by ReverbNode.run
+            if server is not None and self._checkpoint_ctor is not None:
+                started = time.time()
+                client = server.localhost_client()
+                items = {n: info.current_size for n, info in client.server_info(10).items()}
+                path = client.checkpoint()
+                logging.info("final replay checkpoint in %.2fs: %s", time.time() - started, path)
+                if mirror is None:
+                    # Reverb has deleted the checkpoint the newest record named: name this
+                    # one. (On object storage the learner is the records' one writer.)
+                    checkpointing.note_final_replay(self._workdir, path, items)
+        finally:
+            if mirror is not None:
+                mirror.stop()
 
 
 def run_actor_process(config, stream_ids, replay_address, counter, learner, workdir) -> None:

@@ -17,12 +17,17 @@ def _replay_tables(config: ml_collections.ConfigDict):
 
 
 def make_program(
-    config: ml_collections.ConfigDict, workdir: str, cores: int | None = None
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    cores: int | None = None,
+    ends_job: bool = False,
 ) -> lp.Program:
     """Builds (does not launch) the program for `config`, logging under `workdir`.
 
     `cores`: what auto packing (`actors.envs_per_process = 0`) spreads the actor streams
-    over; None: this machine's cores."""
+    over; None: this machine's cores. `ends_job`: at the budget the stop node has the
+    learner write its last checkpoint, marks the run complete and returns (its replica
+    exits 0, which ends a Vertex AI job SUCCEEDED) instead of calling `lp.stop()`."""
     program = lp.Program(name=f"bprl_{config.task}_seed{config.seed}")
     # The learner checkpoints the replay together with its own state (so the two match);
     # the replay node loads the latest checkpoint when it starts and writes a last one
@@ -31,7 +36,7 @@ def make_program(
     if config.checkpoint.replay:
         checkpoint_ctor = functools.partial(
             reverb.checkpointers.DefaultCheckpointer,
-            path=checkpointing.checkpoint_dir(workdir, "replay"),
+            path=checkpointing.replay_staging_dir(workdir),
         )
     replay_node = nodes.CheckpointingReverbNode(
         functools.partial(_replay_tables, config),
@@ -68,5 +73,13 @@ def make_program(
                 lp.CourierNode(nodes.EvaluatorNode, config, evaluator_id, counter, learner, workdir)
             )
     with program.group("stopper"):
-        program.add_node(lp.CourierNode(light_nodes.StopConditionNode, config, counter))
+        program.add_node(
+            lp.CourierNode(
+                light_nodes.StopConditionNode,
+                config,
+                counter,
+                learner=learner if ends_job else None,
+                workdir=workdir if ends_job else None,
+            )
+        )
     return program

@@ -2,23 +2,38 @@
 
 It runs exactly the request `--launch=vertex_ai` would submit (`vertex.custom_job_spec`:
 the same node pickles, commands and per-pool environment), every replica as its own
-host: one network namespace per replica, whose only interfaces are `lo` and `eth0`, a
-veth to a private bridge; its own 10.x address and a Vertex-style host name that the
-others resolve (`/etc/netns/<ns>/hosts`, which `ip netns exec` mounts over /etc/hosts).
-What Vertex AI adds is added here: `CLUSTER_SPEC` / `TF_CONFIG` (every replica's
-`host:2222`, its own pool and index), `CLOUD_ML_JOB_ID`, `CLOUD_ML_PROJECT_ID`. A
-stand-in on the bridge plays the VM metadata server (`metadata.google.internal`, the
-token) and the job-cancel endpoint the stop node calls (`BPRL_VERTEX_API_ENDPOINT`, the
-one variable Vertex does not set): a cancel SIGTERMs every replica, as Vertex AI does,
-then SIGKILLs what is left after the grace period. Nothing is shared but the run
-directory. Namespaces, veths, the bridge and the hosts files are removed afterwards,
-also on errors and signals; a later rehearsal removes those of one that was SIGKILLed.
-Needs root (`ip netns`).
+machine, as far as this machine can make one:
+- its own network namespace, whose only interfaces are `lo` and `eth0`, a veth to a
+  private bridge; its own 10.x address and a Vertex-style host name that the others
+  resolve (`/etc/netns/<ns>/hosts`). The bridge has no address on this machine: nothing
+  outside the job's namespaces can reach a node's port (Reverb and Courier take
+  unauthenticated connections; on Vertex AI only the job's replicas reach them);
+- its own mount and PID namespaces: a private /tmp, the launcher's folder hidden, the
+  project at /opt/bprl (read-only, the image's working directory), the image's init
+  (tini) as PID 1 and the node its child, run as the image's user (uid 1000) with the
+  image's environment plus the pool's;
+- no shared local directory: the run directory is `gs://<bucket>/run` on a local Cloud
+  Storage emulator (launch/gcs_emulator.py), reached through TensorFlow's GCS filesystem
+  as on Vertex AI; its objects live under `<workdir>/bucket/`, so a later rehearsal of
+  the same `--workdir` resumes from them.
+What Vertex AI adds is added here: `CLUSTER_SPEC` / `TF_CONFIG`, `CLOUD_ML_JOB_ID`,
+`CLOUD_ML_PROJECT_ID`; replicas start a second or two apart, as VMs do. A services
+namespace on the bridge holds the storage emulator and a stand-in for the VM metadata
+server and the job-cancel endpoint (`BPRL_VERTEX_API_ENDPOINT` and
+`CLOUD_STORAGE_EMULATOR_ENDPOINT` are the two variables the real job does not have;
+`BPRL_REHEARSAL_CANCEL_STATUS=403` makes the stand-in refuse cancels). The job's life
+follows Vertex AI: the primary replica (workerpool0, the stop node) exiting 0 ends it
+SUCCEEDED; a replica that fails while the others run restarts the whole job
+(`restartJobOnWorkerRestart`), at most 3 times; a cancel SIGTERMs every replica and
+SIGKILLs what is left after the grace period. Namespaces, veths, the bridge and the hosts
+files are removed afterwards, also on errors and signals; a later rehearsal removes those
+of one that was SIGKILLed. Needs root (`ip netns`, `unshare`, `setpriv`) and tini.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import fcntl
 import http.server
@@ -42,16 +57,67 @@ from launch.validate import ConfigError
 STATE_DIR = "/run/bprl-rehearsal"  # one <run id>.json per rehearsal: what to remove
 NETNS_ETC = "/etc/netns"
 PREFIX = "bprlv"  # namespaces bprlv-<id>-<pool>-<i>, bridge bprlv<id>, veths bv<id>...
-RECORD = "rehearsal.json"  # in the run directory: the job as run, replicas, cancel calls
-_DROP_ENV = ("BPRL_", "LAUNCHPAD_", "CLUSTER_SPEC", "TF_CONFIG", "CLOUD_ML_")
+RECORD = "rehearsal.json"  # the job as run, replicas, requests (local folder and bucket)
+BUCKET = "bprl-rehearsal"  # the emulated bucket; the run directory is gs://BUCKET/run
+RUN_NAME = "run"
+STORAGE_DIR = "bucket"  # under the local --workdir: the emulator's objects
+STORAGE_PORT = 4443
+MAX_JOB_RESTARTS = 3  # Vertex AI retries a whole job up to 3 times
+IMAGE_UID = 1000  # the Dockerfile's user
+IMAGE_WORKDIR = "/opt/bprl"  # the Dockerfile's WORKDIR
+IMAGE_HOME = "/home/bprl"
+CANCEL_STATUS_ENV = "BPRL_REHEARSAL_CANCEL_STATUS"  # e.g. 403: the stand-in refuses cancels
+_KEEP_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # this machine's numerical-library fixes
+_CLONE_NEWNET = 0x40000000
+# Run inside a replica's new mount and PID namespaces, as root, before it becomes the
+# image's user: a private /tmp, the launcher's folder hidden, the project at the image's
+# working directory (read-only), a home, the interpreter's folder reachable where it
+# sits under root's home; then the pool's command (which starts with the image's init).
+_SANDBOX = r"""
+set -e
+hide="$1"; repo="$2"; expose="$3"; shift 3
+mount --make-rprivate /
+if [ -n "$expose" ]; then
+  mkdir -p /run/bprl-expose && mount --bind "$expose" /run/bprl-expose
+  mount -t tmpfs -o mode=755 tmpfs /root
+  mkdir -p "$expose" && mount --move /run/bprl-expose "$expose"
+fi
+mount -t tmpfs -o mode=700 tmpfs "$hide"
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs -o mode=755 tmpfs /opt
+mkdir -p /opt/bprl && mount --bind "$repo" /opt/bprl && mount -o remount,bind,ro /opt/bprl
+mount -t tmpfs -o mode=755 tmpfs /home
+mkdir -p /home/bprl && chown 1000:1000 /home/bprl
+cd /opt/bprl
+exec setpriv --reuid=1000 --regid=1000 --clear-groups -- "$@"
+"""
+
+
+def run_dir_view(workdir: str) -> str:
+    """Where this machine reads a rehearsal's run directory (gs://BUCKET/run): the
+    emulator's files of its objects under `<workdir>/bucket/`. Read-only: the nodes write
+    the run directory through the emulator."""
+    return os.path.join(os.path.abspath(workdir), STORAGE_DIR, BUCKET, RUN_NAME)
 
 
 def check_can_rehearse() -> None:
     """ConfigError (one line) where this machine cannot make the replicas' hosts."""
     if os.geteuid() != 0:
         raise ConfigError("--launch=vertex_ai_local needs root (it creates network namespaces)")
-    if not shutil.which("ip"):
-        raise ConfigError("--launch=vertex_ai_local needs `ip` (iproute2)")
+    for tool, package in (("ip", "iproute2"), ("unshare", "util-linux"), ("setpriv", "util-linux")):
+        if not shutil.which(tool):
+            raise ConfigError(f"--launch=vertex_ai_local needs `{tool}` ({package})")
+    if not os.access(vertex.INIT[0], os.X_OK):
+        raise ConfigError(
+            f"--launch=vertex_ai_local needs the image's init {vertex.INIT[0]} "
+            f"(apt-get install tini)"
+        )
+    from launch import gcs_emulator
+
+    try:
+        gcs_emulator.binary_path()
+    except FileNotFoundError as error:
+        raise ConfigError(f"--launch=vertex_ai_local needs a storage emulator: {error}") from None
 
 
 @dataclasses.dataclass
@@ -67,6 +133,7 @@ class Replica:
     hostname: str
     process: subprocess.Popen | None = None
     returncode: int | None = None
+    init_pid: int | None = None  # the replica's PID 1 (tini), as this machine numbers it
 
 
 def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -137,7 +204,7 @@ def remove_stale_hosts() -> list[str]:
             run_id = name.split("-")[1]
         elif name.startswith(PREFIX) and not name.startswith(f"{PREFIX}-"):
             run_id = name[len(PREFIX) :]
-        elif re.fullmatch(r"bv[0-9a-f]{6}\d+x\d+", name):  # a veth's host end
+        elif re.fullmatch(r"bv[0-9a-f]{6}(\d+x\d+|sv)", name):  # a veth's host end
             run_id = name[2:8]
         else:
             continue
@@ -168,7 +235,8 @@ class Hosts:
         self.run_id = run_id
         self.bridge = f"{PREFIX}{run_id}"
         self.subnet = ""
-        self.gateway = ""
+        self.gateway = ""  # the services namespace's address (storage, metadata, API)
+        self.services = f"{PREFIX}-{run_id}-sv"
         self.replicas: list[Replica] = []
         self._pools = pools
 
@@ -196,23 +264,22 @@ class Hosts:
                             hostname=f"cmle-training-{pool.name}-{self.run_id}-{i}",
                         )
                     )
-            batch = [
-                f"link add {self.bridge} type bridge",
-                f"addr add {self.gateway}/24 dev {self.bridge}",
-                f"link set {self.bridge} up",
-            ]
-            for r in self.replicas:
-                batch.append(f"netns add {r.namespace}")
-            for r in self.replicas:
+            # The bridge has no address here: this machine has no route to the replicas.
+            batch = [f"link add {self.bridge} type bridge", f"link set {self.bridge} up"]
+            ends = [(r.namespace, r.veth, r.address) for r in self.replicas]
+            ends.append((self.services, f"bv{self.run_id}sv", self.gateway))
+            for namespace, _, _ in ends:
+                batch.append(f"netns add {namespace}")
+            for namespace, veth, _ in ends:
                 batch += [
-                    f"link add {r.veth} type veth peer name eth0 netns {r.namespace}",
-                    f"link set {r.veth} master {self.bridge}",
-                    f"link set {r.veth} up",
+                    f"link add {veth} type veth peer name eth0 netns {namespace}",
+                    f"link set {veth} master {self.bridge}",
+                    f"link set {veth} up",
                 ]
             _ip_batch([], batch)
-            for r in self.replicas:
-                inside = [f"addr add {r.address}/24 dev eth0", "link set eth0 up", "link set lo up"]
-                _ip_batch(["-n", r.namespace], inside)
+            for namespace, _, address in ends:
+                inside = [f"addr add {address}/24 dev eth0", "link set eth0 up", "link set lo up"]
+                _ip_batch(["-n", namespace], inside)
         lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost"]
         lines += [f"{r.address} {r.hostname}" for r in self.replicas]
         lines.append(f"{self.gateway} metadata.google.internal metadata")
@@ -259,6 +326,7 @@ class StandIn:
         self.token = secrets.token_hex(16)
         self.cancel_path = f"/v1/projects/{project}/locations/{region}/customJobs/{job_id}:cancel"
         self.requests: list[dict] = []  # every request: method, path, client, status
+        self.cancel_status = int(os.environ.get(CANCEL_STATUS_ENV, "200") or 200)
         stand_in = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -302,6 +370,9 @@ class StandIn:
                     self._reply(401, {"error": {"code": 401, "status": "UNAUTHENTICATED"}})
                 elif self.path != stand_in.cancel_path:
                     self._reply(404, {"error": {"code": 404, "status": "NOT_FOUND"}})
+                elif stand_in.cancel_status != 200:  # e.g. 403: the account may not cancel
+                    status = stand_in.cancel_status
+                    self._reply(status, {"error": {"code": status, "status": "PERMISSION_DENIED"}})
                 else:
                     self._reply(200, {})
                     on_cancel(self.client_address[0])
@@ -328,12 +399,56 @@ def _set_parent_death_signal() -> None:
     lifeline.set_parent_death_signal(signal.SIGKILL)  # no replica outlives the launcher
 
 
+def in_netns(namespace: str, fn):
+    """`fn()` run in a new thread that first enters network namespace `namespace`; its
+    result. Sockets it creates, threads it starts and processes it spawns stay there."""
+    out: dict = {}
+
+    def target() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = os.open(f"/run/netns/{namespace}", os.O_RDONLY)
+            try:
+                if libc.setns(fd, _CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns into {namespace}")
+            finally:
+                os.close(fd)
+            out["value"] = fn()
+        except BaseException as error:  # noqa: BLE001 - re-raised in the caller
+            out["error"] = error
+
+    thread = threading.Thread(target=target, name=f"in-{namespace}", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out.get("value")
+
+
+def image_environment(python: str) -> dict[str, str]:
+    """The environment the image gives every container (the Dockerfile's ENV and its
+    user's HOME), with this machine's interpreter first on PATH."""
+    env = dict(vertex.IMAGE_ENV)
+    env["HOME"] = IMAGE_HOME
+    env["PATH"] = f"{os.path.dirname(python)}:/usr/local/bin:/usr/bin:/bin"
+    env["LANG"] = "C.UTF-8"
+    env.update({k: os.environ[k] for k in _KEEP_ENV if k in os.environ})
+    return env
+
+
 def replica_environment(
-    pool_spec: dict, replicas: list[Replica], me: Replica, project: str, job_id: str, api: str
+    pool_spec: dict,
+    replicas: list[Replica],
+    me: Replica,
+    project: str,
+    job_id: str,
+    api: str,
+    storage: str = "",
+    python: str = sys.executable,
 ) -> dict[str, str]:
-    """A replica's environment: the pool's (from the job request), what Vertex AI sets,
-    and the stand-in's address; over this machine's basics (PATH, PYTHONPATH, locale)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_DROP_ENV)}
+    """A replica's environment: the image's, the pool's (from the job request), what
+    Vertex AI sets, and where the stand-ins are."""
+    env = image_environment(python)
     env.update({e["name"]: e["value"] for e in pool_spec["containerSpec"]["env"]})
     spec = cluster_spec(replicas, me)
     env.update(
@@ -345,39 +460,77 @@ def replica_environment(
             "BPRL_VERTEX_API_ENDPOINT": api,
         }
     )
+    if storage:
+        from launch import gcs_emulator
+
+        env[gcs_emulator.ENDPOINT_ENV] = storage
     return env
+
+
+def _interpreter_home() -> str:
+    """The top folder of this interpreter when it sits under root's home (which the
+    image's user cannot enter): the sandbox makes only that folder reachable."""
+    for path in (os.path.realpath(sys.executable), os.path.realpath(sys.base_prefix)):
+        if path.startswith("/root/"):
+            return "/root/" + path.split("/")[2]
+    return ""
+
+
+def replica_command(r: Replica, container: dict, hide: str) -> list[str]:
+    """The replica's process: its network namespace, new mount and PID namespaces, the
+    sandbox, then the pool's command as the image's user."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    command = [sys.executable if c == "python" else c for c in container["command"]]
+    return [
+        "ip",
+        "netns",
+        "exec",
+        r.namespace,
+        "unshare",
+        "--mount",
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "--kill-child=SIGKILL",
+        "/bin/sh",
+        "-c",
+        _SANDBOX,
+        "sandbox",
+        hide,
+        repo,
+        _interpreter_home(),
+        *command,
+        *container["args"],
+    ]
 
 
 @dataclasses.dataclass
 class Outcome:
     """How the rehearsed job ended."""
 
-    state: str  # CANCELLED (a cancel request or a signal), FAILED, SUCCEEDED
+    state: str  # SUCCEEDED, CANCELLED (a cancel request or a signal), FAILED
     reason: str
     failed: list[str]  # nodes that exited with an error before the job ended
     cancel_from: str  # the node whose cancel request ended the job, or ""
+    restarts: int = 0  # whole-job restarts after a replica failed
 
 
 def launch_rehearsal(config: ml_collections.ConfigDict, workdir: str, grace_secs: float = 0):
     """Runs the run's Vertex AI job on emulated hosts until it ends; returns its Outcome."""
-    from launch import local
+    from launch import gcs_emulator
     from launch.progress import run_progress
-    from launch.tensorboard import write_layout
 
     check_can_rehearse()
     vertex.validate_cluster(config, submit=False)
     grace_secs = grace_secs or vertex.TERMINATION_NOTICE_SECS + 5
     workdir = os.path.abspath(workdir)
     os.makedirs(os.path.join(workdir, "logs"), exist_ok=True)
-    local.save_config(config, workdir)
-    write_layout(workdir)
     run_id = secrets.token_hex(3)
     job_id = str(random.randrange(10**18, 10**19))
     project = str(config.cluster.project or "rehearsal")
     region = str(config.cluster.region)
     pools = vertex.plan_pools(config)
-    vertex.write_node_pickles(config, workdir)
-    job = vertex.custom_job_spec(config, workdir, vertex.display_name(config, workdir))
+    run_dir = f"gs://{BUCKET}/{RUN_NAME}"
     hosts = Hosts(run_id, pools)
     cancel = threading.Event()
     why: dict[str, str] = {}
@@ -393,49 +546,62 @@ def launch_rehearsal(config: ml_collections.ConfigDict, workdir: str, grace_secs
         cancel.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    stand_in = None
-    record = {"run_id": run_id, "job_id": job_id, "job": job, "replicas": []}
+    stand_in = emulator = None
+    record: dict = {"run_id": run_id, "job_id": job_id, "run_dir": run_dir, "replicas": []}
     try:
         hosts.create()
-        stand_in = StandIn(hosts.gateway, project, region, job_id, on_cancel)
-        stand_in.start()
-        record["bridge"] = hosts.bridge
-        record["stand_in"] = stand_in.endpoint
-        specs = dict(zip([p.name for p in pools], job["jobSpec"]["workerPoolSpecs"], strict=True))
-        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        for r in hosts.replicas:
-            spec = specs[r.pool]["containerSpec"]
-            command = [sys.executable if c == "python" else c for c in spec["command"]]
-            env = replica_environment(
-                specs[r.pool], hosts.replicas, r, project, job_id, stand_in.endpoint
-            )
-            log = os.path.join(workdir, "logs", r.node)
-            os.makedirs(os.path.dirname(log), exist_ok=True)
-            with open(log, "w") as out:
-                r.process = subprocess.Popen(
-                    ["ip", "netns", "exec", r.namespace, *command, *spec["args"]],
-                    env=env,
-                    cwd=repo,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    preexec_fn=_set_parent_death_signal,
-                )
-            fields = ("node", "pool", "index", "namespace", "veth", "address", "hostname")
-            entry = {name: getattr(r, name) for name in fields}
-            record["replicas"].append(entry | {"pid": r.process.pid})
-        _write_record(workdir, record)
+        emulator = gcs_emulator.StorageEmulator(
+            os.path.join(workdir, STORAGE_DIR), BUCKET, hosts.gateway, STORAGE_PORT
+        )
+        in_netns(hosts.services, emulator.start)
+        stand_in = in_netns(
+            hosts.services, lambda: StandIn(hosts.gateway, project, region, job_id, on_cancel)
+        )
+        in_netns(hosts.services, stand_in.start)
+        # What the submission writes, written the way it does: into the bucket, through
+        # TensorFlow's GCS filesystem (from the services namespace, the emulator's).
+        job = in_netns(
+            hosts.services,
+            lambda: _write_job_files(config, run_dir, emulator.endpoint),
+        )
+        config = job.pop("config")
+        record.update(job=job, bridge=hosts.bridge, stand_in=stand_in.endpoint)
+        record["storage"] = {"endpoint": emulator.endpoint, "root": emulator.root}
+        view = emulator.local_path(run_dir)  # the bucket's objects, read from the host
         print(
             f"rehearsing Vertex AI job {job_id}: {len(hosts.replicas)} replicas on bridge "
-            f"{hosts.bridge} ({hosts.subnet}.0/24)",
+            f"{hosts.bridge} ({hosts.subnet}.0/24); run directory {run_dir} "
+            f"(objects under {view})",
             flush=True,
         )
         for pool in pools:
             print(
                 f"  {pool.name}: {', '.join(pool.groups)} ({len(pool.nodes)} x {pool.machine_type})"
             )
-        with run_progress(config, workdir):
-            outcome = _wait(hosts.replicas, cancel, why, grace_secs)
+        specs = dict(zip([p.name for p in pools], job["jobSpec"]["workerPoolSpecs"], strict=True))
+        restarts, outcome = 0, None
+        with run_progress(config, view):
+            while True:
+                _start_replicas(hosts, specs, project, job_id, stand_in, emulator, workdir, record)
+                _write_record(workdir, record, emulator, hosts.services)
+                outcome = _wait(hosts.replicas, cancel, why, grace_secs)
+                if outcome.state != "RESTART" or restarts >= MAX_JOB_RESTARTS:
+                    break
+                restarts += 1
+                print(
+                    f"rehearsed job: {outcome.reason}; restarting the whole job from its last "
+                    f"complete checkpoint (restart {restarts} of {MAX_JOB_RESTARTS})",
+                    flush=True,
+                )
+                record.setdefault("job_restarts", []).append(
+                    {"time": time.time(), "reason": outcome.reason, "failed": outcome.failed}
+                )
+                why.clear()
+            if outcome.state == "RESTART":
+                outcome.state = "FAILED"
+        outcome.restarts = restarts
         record["outcome"] = dataclasses.asdict(outcome)
+        record["storage"].update(emulator.meter.summary())
         return outcome
     finally:
         for r in hosts.replicas:  # whatever happened: no replica is left
@@ -446,26 +612,119 @@ def launch_rehearsal(config: ml_collections.ConfigDict, workdir: str, grace_secs
             stand_in.stop()
             record["requests"] = stand_in.requests
         record["exit_codes"] = {r.node: r.returncode for r in hosts.replicas}
+        if emulator is not None:
+            with contextlib.suppress(Exception):
+                _write_record(workdir, record, emulator, hosts.services)
+            emulator.stop()
+        else:
+            _write_record(workdir, record)
         hosts.remove()
-        _write_record(workdir, record)
         for s, handler in previous.items():
             signal.signal(s, handler)
 
 
-def _write_record(workdir: str, record: dict) -> None:
+def _write_job_files(config: ml_collections.ConfigDict, run_dir: str, endpoint: str) -> dict:
+    """The node pickles, config.json and TensorBoard layout in the bucket, and the job
+    request; what `vertex.launch_vertex` writes before it submits."""
+    from launch import gcs_emulator
+
+    # This process's own TensorFlow reaches gs:// through the modular filesystem too.
+    os.environ[gcs_emulator.ENDPOINT_ENV] = endpoint
+    for name, value in vertex.STORAGE_ENV.items():
+        os.environ.setdefault(name, value)
+    _load_modular_filesystem()
+    from launch.tensorboard import write_layout
+
+    config = vertex.ship_prior_artifact(config, run_dir)
+    vertex.write_node_pickles(config, run_dir)
+    vertex.save_config(config, run_dir)
+    write_layout(run_dir)
+    job = vertex.custom_job_spec(config, run_dir, vertex.display_name(config, run_dir))
+    return {**job, "config": config}
+
+
+def _load_modular_filesystem() -> None:
+    """Registers tensorflow-io's gs:// filesystem in this process (where TensorFlow was
+    imported before TF_USE_MODULAR_FILESYSTEM was set, it is not loaded by itself)."""
+    import tensorflow as tf
+    import tensorflow_io_gcs_filesystem  # noqa: F401 - registers on import
+
+    del tf
+
+
+def _start_replicas(hosts, specs, project, job_id, stand_in, emulator, workdir, record) -> None:
+    """Starts every replica of the job, a second or two apart (as VMs come up)."""
+    record["replicas"] = []
+    for k, r in enumerate(hosts.replicas):
+        if k:
+            time.sleep(random.uniform(0.5, 2.0))
+        container = specs[r.pool]["containerSpec"]
+        env = replica_environment(
+            specs[r.pool], hosts.replicas, r, project, job_id, stand_in.endpoint, emulator.endpoint
+        )
+        log = os.path.join(workdir, "logs", r.node)
+        os.makedirs(os.path.dirname(log), exist_ok=True)
+        with open(log, "a") as out:
+            r.returncode, r.init_pid = None, None
+            r.process = subprocess.Popen(
+                replica_command(r, container, workdir),
+                env=env,
+                cwd="/",
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_set_parent_death_signal,
+            )
+    for r in hosts.replicas:
+        r.init_pid = _init_pid(r.process.pid)
+        fields = ("node", "pool", "index", "namespace", "veth", "address", "hostname")
+        entry = {name: getattr(r, name) for name in fields}
+        record["replicas"].append(entry | {"pid": r.init_pid, "launcher_pid": r.process.pid})
+
+
+def _init_pid(pid: int, timeout: float = 20.0) -> int | None:
+    """The host pid of the replica's PID 1 (the image's init), once it has exec'd."""
+    import psutil
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            for child in psutil.Process(pid).children():
+                if os.path.basename(child.exe()) == os.path.basename(vertex.INIT[0]):
+                    return child.pid
+        except psutil.Error:
+            return None
+        time.sleep(0.05)
+    return None
+
+
+def _write_record(workdir: str, record: dict, emulator=None, services: str = "") -> None:
+    """rehearsal.json in the local folder and, with the emulator, in the bucket too."""
+    text = json.dumps(record, indent=2, default=str)
     path = os.path.join(workdir, RECORD)
     with open(path + ".tmp", "w") as f:
-        json.dump(record, f, indent=2, default=str)
+        f.write(text)
     os.replace(path + ".tmp", path)
+    if emulator is not None:
+        in_netns(services, lambda: emulator.upload(f"{RUN_NAME}/{RECORD}", text.encode()))
+
+
+def _signal_replica(r: Replica, signum: int) -> None:
+    """A signal to the replica's PID 1 (its init forwards it to the node), as Vertex AI
+    stops a container; to its launcher process when the init is not known."""
+    target = r.init_pid or (r.process.pid if r.process is not None else None)
+    if target:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(target, signum)
 
 
 def _wait(
     replicas: list[Replica], cancel: threading.Event, why: dict, grace_secs: float
 ) -> Outcome:
-    """Vertex AI's job lifecycle: a cancel (or a signal) SIGTERMs every replica; a replica
-    that fails fails the job (the others get SIGTERM); the first pool's replica finishing
-    ends it. SIGKILL for what is left `grace_secs` after the SIGTERM."""
-    state, failed, deadline = "RUNNING", [], None
+    """Vertex AI's job lifecycle: the primary replica exiting 0 ends the job SUCCEEDED; a
+    cancel (or a signal) SIGTERMs every replica (CANCELLED); a replica that fails while
+    others run ends this attempt as RESTART (the caller restarts the job); SIGKILL for
+    what is left `grace_secs` after the SIGTERM."""
+    state, failed, deadline, failed_at = "RUNNING", [], None, None
     chief = replicas[0]
     while True:
         for r in replicas:
@@ -473,21 +732,25 @@ def _wait(
                 r.returncode = r.process.returncode
                 if state == "RUNNING" and r.returncode != 0:
                     failed.append(r.node)
+                    failed_at = failed_at or time.monotonic()
         if state == "RUNNING":
+            alive = [r for r in replicas if r.returncode is None]
             if cancel.is_set():
                 state = "CANCELLED"
-            elif failed:
-                state = "FAILED"
-                why.setdefault("reason", f"{failed[0]} exited with {_code(failed[0], replicas)}")
             elif chief.returncode == 0:
                 state = "SUCCEEDED"
                 why.setdefault("reason", f"{chief.node} ({chief.pool}-0) finished")
+            elif failed and not alive:
+                state = "CANCELLED"  # every replica stopped at once: a stop from outside
+                why.setdefault("reason", f"every replica stopped ({failed[0]} first)")
+            elif failed and time.monotonic() - failed_at > 3.0:
+                state = "RESTART"
+                why.setdefault("reason", f"{failed[0]} exited with {_code(failed[0], replicas)}")
             if state != "RUNNING":
                 deadline = time.monotonic() + grace_secs
                 for r in replicas:
                     if r.returncode is None:
-                        with contextlib.suppress(ProcessLookupError):
-                            r.process.send_signal(signal.SIGTERM)
+                        _signal_replica(r, signal.SIGTERM)
         if all(r.returncode is not None for r in replicas):
             break
         if deadline is not None and time.monotonic() > deadline:
@@ -503,4 +766,7 @@ def _code(node: str, replicas: list[Replica]) -> str:
     code = next(r.returncode for r in replicas if r.node == node)
     if code is not None and code < 0:
         return signal.Signals(-code).name
+    if code is not None and code > 128:
+        with contextlib.suppress(ValueError):
+            return signal.Signals(code - 128).name
     return f"exit code {code}"

@@ -38,22 +38,23 @@ def eval_curves(workdir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     }
 
 
-def write_learning_curve(workdir: str, title: str = "") -> str | None:
-    """`<workdir>/learning_curve.png`: policy and prior evaluation returns; None if none."""
+def write_learning_curve(workdir: str, title: str = "", out_dir: str | None = None) -> str | None:
+    """`<out_dir or workdir>/learning_curve.png`: policy and prior evaluation returns;
+    None if none."""
     from launch.plots import plot_curves
 
     curves = eval_curves(workdir)
     if not curves:
         return None
     return plot_curves(
-        os.path.join(workdir, CURVE_FILE),
+        os.path.join(out_dir or workdir, CURVE_FILE),
         {_LABELS[metric]: curve for metric, curve in curves.items()},
         title=title or "evaluation return",
         ylabel="return per episode",
     )
 
 
-def summary_lines(workdir: str, seconds: float) -> list[str]:
+def summary_lines(workdir: str, seconds: float, out_dir: str | None = None) -> list[str]:
     """The end-of-run summary: steps, time, first and last evaluation, where things are."""
     counts = RunProgress(workdir).poll()
     lines = [
@@ -69,7 +70,7 @@ def summary_lines(workdir: str, seconds: float) -> list[str]:
                 f"-> {values[-1]:8.1f} at {int(steps[-1]):,}"
             )
     if curves:
-        lines.append(f"  learning curve: {os.path.join(workdir, CURVE_FILE)}")
-    lines.append(f"  node logs: {os.path.join(workdir, 'logs')}")
+        lines.append(f"  learning curve: {os.path.join(out_dir or workdir, CURVE_FILE)}")
+    lines.append(f"  node logs: {os.path.join(out_dir or workdir, 'logs')}")
     lines.append(f"  TensorBoard: tensorboard --logdir {workdir}")
     return lines

@@ -17,6 +17,7 @@ from acme.utils import loggers
 from launch import events
 
 _FILE_NUMBERS = itertools.count()  # event files this process opened
+REMOTE_FLUSH_SECS = 30.0  # the shortest flush period of an event file on object storage
 
 if TYPE_CHECKING:
     from tensorboard.plugins.custom_scalar import layout_pb2
@@ -54,9 +55,16 @@ class TensorBoardLogger(loggers.Logger):
         # last flush, at every write when flush_secs <= 0 (actor workers: a worker is
         # terminated, or killed, at any time), and by flush() and close().
         tf.io.gfile.makedirs(logdir)
+        if "://" in str(logdir):
+            # Object storage re-uploads the whole object at every flush: flushing each
+            # write would make the upload volume grow with the square of the file's
+            # length and hit the per-object update rate. Flush at most every 30 s there.
+            flush_secs = max(flush_secs, REMOTE_FLUSH_SECS)
         host, number = socket.gethostname(), next(_FILE_NUMBERS)
         name = f"events.out.tfevents.{int(time.time()):010d}.{host}.{os.getpid()}.{number}.v2"
-        self._writer = RecordWriter(tf.io.gfile.GFile(os.path.join(logdir, name), "wb"))
+        remote = "://" in str(logdir)
+        path = f"{str(logdir).rstrip('/')}/{name}" if remote else os.path.join(logdir, name)
+        self._writer = RecordWriter(tf.io.gfile.GFile(path, "wb"))
         self._flush_secs = flush_secs
         self._closed = False
         self._writer.write(

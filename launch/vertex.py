@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import os
+import re
 import tempfile
 
 import ml_collections
@@ -65,6 +65,32 @@ _ACCELERATOR_COUNTS = (1, 2, 4, 8)
 # Set in the pools' environment so the stop node can cancel its own job
 STOP_REGION_ENV = "BPRL_VERTEX_REGION"
 STOP_PROJECT_ENV = "BPRL_VERTEX_PROJECT"
+# Every node reaches gs:// through TensorFlow's modular GCS filesystem (the
+# tensorflow-io-gcs-filesystem build for TF 2.8), the one the rehearsal can point at a
+# local emulator; its read cache must be on: with it off, a read at a lower offset than
+# the last one returns zeros or crashes (seen against the emulator, tests/test_gcs_emulator.py).
+STORAGE_ENV = {
+    "TF_USE_MODULAR_FILESYSTEM": "1",
+    "GCS_READ_CACHE_BLOCK_SIZE_MB": "16",
+    "GCS_READ_CACHE_MAX_SIZE_MB": "64",
+}
+# The image's init (the Dockerfile installs tini): PID 1 of the container, the node its
+# child, so signals reach the node and orphans are reaped. A pool's command replaces the
+# image's ENTRYPOINT, so it names the init itself.
+INIT = ("/usr/bin/tini", "-g", "--")
+# The environment every container of the image starts with (the Dockerfile's ENV; the
+# rehearsal gives its replicas this, tests/test_cluster.py checks the two agree).
+IMAGE_ENV = {
+    "PYTHONUNBUFFERED": "1",
+    "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    "MUJOCO_GL": "disable",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+}
+MAX_TIMEOUT_SECS = 7 * 24 * 3600  # Vertex AI's longest scheduling.timeout
+# Assumed rates for the job's timeout (scheduling.timeout): slow on purpose, so a run
+# that is merely slow is not cut off; a hung job still ends (docs/cluster.md).
+_ASSUMED_STREAM_STEPS_PER_SEC = 10.0
+_ASSUMED_UPDATES_PER_SEC = 5.0
 
 
 def machine_type(cpu: float, memory_gb: float) -> str:
@@ -129,7 +155,27 @@ def validate_cluster(config: ml_collections.ConfigDict, submit: bool = True) -> 
         plan_pools(config)
     except ConfigError as error:
         raise ConfigError(f"cluster: {error}") from None
+    if cluster.get("network", ""):
+        # Reverb and Courier take unauthenticated connections and Courier unpickles what
+        # it receives: a peered VPC would let any of its machines run code in the nodes.
+        raise ConfigError(
+            f"cluster.network={cluster.network!r} would peer the job with a VPC whose every "
+            f"machine could reach the nodes' unauthenticated ports (Reverb, Courier); leave "
+            f"it '' so only the job's own replicas reach them (docs/cluster.md)"
+        )
+    account = str(cluster.get("service_account", "") or "")
+    if account and not re.fullmatch(r"[^@\s]+@[^@\s]+\.iam\.gserviceaccount\.com", account):
+        raise ConfigError(
+            f"cluster.service_account {account!r} is not a service account e-mail "
+            f"(NAME@PROJECT.iam.gserviceaccount.com)"
+        )
     if submit:
+        if "@sha256:" not in default_image(config):
+            raise ConfigError(
+                f"cluster.image must be pinned by digest (IMAGE@sha256:...), got "
+                f"{default_image(config)!r}: the node pickles name the image's modules, so "
+                f"every replica must run the same build (docs/cluster.md, 'The image')"
+            )
         if not cluster.project:
             raise ConfigError("cluster.project is empty: set --config.cluster.project=PROJECT")
         if not str(cluster.bucket).startswith("gs://"):
@@ -182,11 +228,13 @@ def node_environment(config: ml_collections.ConfigDict, group: str) -> dict[str,
         env.update(xla.learner_environment(kernels, {}))
     env[STOP_PROJECT_ENV] = str(config.cluster.project)
     env[STOP_REGION_ENV] = str(config.cluster.region)
+    env.update(STORAGE_ENV)
     return env
 
 
 def default_image(config: ml_collections.ConfigDict) -> str:
-    """The project image's URI: `cluster.image`, or the Artifact Registry default."""
+    """The project image's URI: `cluster.image`, or the Artifact Registry default (a tag:
+    fine for a rehearsal; a submission needs `cluster.image` pinned by digest)."""
     if config.cluster.get("image", ""):
         return str(config.cluster.image)
     project = config.cluster.project or "PROJECT"
@@ -212,8 +260,9 @@ class Pool:
 
 def plan_pools(config: ml_collections.ConfigDict) -> list[Pool]:
     """The worker pools of the job: groups with equal machine, image and environment share
-    one. Vertex AI's first pool must have exactly one replica: a one-node pool goes first,
-    or the first pool's first node gets a pool of its own."""
+    one. The first pool (Vertex AI's primary replica, exactly one, whose exit status is
+    the job's) is the stop node alone: at the budget it has the final checkpoint written
+    and exits 0, which ends the job SUCCEEDED."""
     keyed: dict[tuple, list[tuple[str, int]]] = {}
     for group, size in group_sizes(config).items():
         spec = config.cluster[group]
@@ -228,19 +277,20 @@ def plan_pools(config: ml_collections.ConfigDict) -> list[Pool]:
             image,
             tuple(sorted(node_environment(config, group).items())),
         )
+        if group == "stopper":
+            key = ("stopper", *key)  # never shared: it is the job's primary replica
         keyed.setdefault(key, []).extend((group, i) for i in range(size))
     pools = list(keyed.items())
-    single = [i for i, (_, nodes) in enumerate(pools) if len(nodes) == 1]
-    if single:
-        pools.insert(0, pools.pop(single[0]))
-    else:
-        key, nodes = pools[0]
-        pools[0:1] = [(key, nodes[:1]), (key, nodes[1:])]
+    first = next(i for i, (key, _) in enumerate(pools) if key[0] == "stopper")
+    key, nodes = pools.pop(first)
+    pools.insert(0, (key[1:], nodes))
     if len(pools) > MAX_WORKER_POOLS:
+        shared = sorted(g for g in GROUPS if g != "stopper")
         raise ConfigError(
-            f"{len(pools)} worker pools needed (groups differ in machine, GPU, image or "
-            f"environment, and the first pool must hold one node); Vertex AI allows "
-            f"{MAX_WORKER_POOLS}: make some groups' cpu/memory_gb equal"
+            f"{len(pools)} worker pools needed: the stop node has the first to itself and "
+            f"the groups {shared} differ in machine, GPU, image or environment; Vertex AI "
+            f"allows {MAX_WORKER_POOLS}: give more of those groups equal cpu/memory_gb "
+            f"(e.g. the counter the actors' machine)"
         )
     return [
         Pool(f"workerpool{i}", tuple(nodes), *key[:4], key[4])
@@ -256,7 +306,7 @@ def data_file(run_dir: str, pool: Pool) -> str:
 def node_command(run_dir: str, pool: Pool) -> tuple[list[str], list[str]]:
     """(command, args) of a pool's container: the image's node entry point."""
     return (
-        ["python", "-m", "launch.node_entry"],
+        [*INIT, "python", "-m", "launch.node_entry"],
         [
             f"--data_file={data_file(run_dir, pool)}",
             f"--lp_termination_notice_secs={TERMINATION_NOTICE_SECS}",
@@ -287,7 +337,33 @@ def custom_job_spec(config: ml_collections.ConfigDict, run_dir: str, display_nam
                 },
             }
         )
-    return {"displayName": display_name, "jobSpec": {"workerPoolSpecs": pools}}
+    job_spec: dict = {
+        "workerPoolSpecs": pools,
+        "scheduling": {
+            "timeout": f"{job_timeout_secs(config)}s",
+            # A replica restarted in place (maintenance, a non-zero exit) restarts the
+            # whole job, so every node restores the same last complete checkpoint.
+            "restartJobOnWorkerRestart": True,
+        },
+    }
+    if config.cluster.get("service_account", ""):
+        job_spec["serviceAccount"] = str(config.cluster.service_account)
+    return {"displayName": display_name, "jobSpec": job_spec}
+
+
+def job_timeout_secs(config: ml_collections.ConfigDict) -> int:
+    """scheduling.timeout: `cluster.timeout_hours`, or the budget at slow assumed rates
+    (10 steps/s per actor stream, 5 updates/s) three times over plus two hours."""
+    hours = float(config.cluster.get("timeout_hours", 0) or 0)
+    if hours > 0:
+        return int(min(hours * 3600, MAX_TIMEOUT_SECS))
+    expected = 0.0
+    if config.stop.max_actor_steps:
+        rate = _ASSUMED_STREAM_STEPS_PER_SEC * max(int(config.actors.num_actors), 1)
+        expected = config.stop.max_actor_steps / rate
+    elif config.stop.max_learner_steps:
+        expected = config.stop.max_learner_steps / _ASSUMED_UPDATES_PER_SEC
+    return int(min(2 * 3600 + 3 * expected, MAX_TIMEOUT_SECS))
 
 
 def pool_of_nodes(pools: list[Pool]) -> dict[tuple[str, int], tuple[str, int]]:
@@ -311,7 +387,7 @@ def write_node_pickles(config: ml_collections.ConfigDict, run_dir: str, stopper=
     # Auto packing on Vertex AI: one stream per actor VM (each VM is one node); an explicit
     # actors.envs_per_process = N runs N streams in one process on each actor VM.
     program = make_program(
-        learner_kernels_resolved(config), run_dir, cores=config.actors.num_actors
+        learner_kernels_resolved(config), run_dir, cores=config.actors.num_actors, ends_job=True
     )
     sizes = {group: len(nodes) for group, nodes in program.groups.items() if nodes}
     if sizes != group_sizes(config):
@@ -327,10 +403,13 @@ def write_node_pickles(config: ml_collections.ConfigDict, run_dir: str, stopper=
                 handle.connect(node, label)
     written = []
     tf.io.gfile.makedirs(f"{run_dir.rstrip('/')}/nodes")
+    # Every address is bound before any pickle is written: a pickle holds the addresses
+    # of the nodes its nodes talk to, which may sit in any other pool.
+    for pool in pools:
+        for instance, (group, index) in enumerate(pool.nodes):
+            program.groups[group][index].bind_addresses(cluster=pool.name, instance=instance)
     for pool in pools:
         nodes = [program.groups[group][index] for group, index in pool.nodes]
-        for instance, node in enumerate(nodes):
-            node.bind_addresses(cluster=pool.name, instance=instance)
         with tempfile.TemporaryDirectory() as tmp:
             local = os.path.join(tmp, "nodes.pkl")
             serialization.serialize_functions(local, pool.name, [n.function for n in nodes])
@@ -404,13 +483,35 @@ def submit(spec: dict, project: str, region: str, token: str) -> dict:
     return response.json()
 
 
+def ship_prior_artifact(config: ml_collections.ConfigDict, directory: str):
+    """`config` with `prior.artifact` copied into the run directory (`prior_artifact/`)
+    when it is a path of this machine, which no replica can read."""
+    from launch import storage
+
+    artifact = str(config.prior.get("artifact", "") or "")
+    if not artifact or storage.is_remote(artifact):
+        return config
+    from agents import prior_artifact
+
+    try:
+        prior_artifact.read_metadata(artifact)  # complete, checksums match
+    except prior_artifact.ArtifactError as error:
+        raise ConfigError(str(error)) from None
+    target = storage.join(directory, "prior_artifact")
+    storage.copy_tree(artifact, target, last=prior_artifact.METADATA)
+    config = copy.deepcopy(config)
+    config.prior.artifact = target
+    return config
+
+
 def launch_vertex(config: ml_collections.ConfigDict, workdir: str) -> str:
     """Writes the node pickles under the bucket and submits one run; returns its run dir."""
     validate_cluster(config, submit=True)
     token = access_token()  # before anything is written
     directory = run_dir(config, workdir)
+    config = ship_prior_artifact(config, directory)
     write_node_pickles(config, directory)
-    _save_config(config, directory)
+    save_config(config, directory)
     spec = custom_job_spec(config, directory, display_name(config, workdir))
     job = submit(spec, config.cluster.project, config.cluster.region, token)
     print(f"submitted {job.get('name', '?')}; run directory {directory}")
@@ -420,11 +521,12 @@ def launch_vertex(config: ml_collections.ConfigDict, workdir: str) -> str:
     return directory
 
 
-def _save_config(config: ml_collections.ConfigDict, directory: str) -> None:
-    import tensorflow as tf
+def save_config(config: ml_collections.ConfigDict, directory: str) -> None:
+    """config.json of a run directory on object storage (the image, by digest, with it)."""
+    from launch import storage
 
-    with tf.io.gfile.GFile(f"{directory}/config.json", "w") as f:
-        f.write(json.dumps(config.to_dict(), indent=2, default=list))
+    storage.makedirs(directory)
+    storage.write_json(storage.join(directory, "config.json"), config.to_dict(), indent=2)
 
 
 def launch_sweep(runs, workdir: str) -> int:

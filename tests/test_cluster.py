@@ -22,10 +22,14 @@ from launch.validate import ConfigError
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+IMAGE = "us-central1-docker.pkg.dev/my-project/bprl/bprl@sha256:" + "0" * 64
+
+
 def cluster_config(**overrides):
     config = walker_walk.get_config("tiny")
     config.cluster.project = "my-project"
     config.cluster.bucket = "gs://my-bucket/bprl"
+    config.cluster.image = IMAGE
     for key, value in overrides.items():
         config.update_from_flattened_dict({key: value})
     return config
@@ -34,12 +38,13 @@ def cluster_config(**overrides):
 def test_pools_of_the_default_cluster():
     pools = vertex.plan_pools(cluster_config())
     assert len(pools) <= vertex.MAX_WORKER_POOLS
-    assert len(pools[0].nodes) == 1  # Vertex AI: the first pool has exactly one replica
+    # Vertex AI: the first pool has exactly one replica, the primary, whose exit status is
+    # the job's: the stop node, which exits 0 at the budget
+    assert pools[0].nodes == (("stopper", 0),)
     by_group = {group: pool for pool in pools for group, _ in pool.nodes}
     assert by_group["learner"].machine_type == "n1-standard-8"
     assert by_group["replay"].machine_type == "n1-highmem-8"
-    assert by_group["actor"] is by_group["evaluator"]  # equal machines share a pool
-    assert by_group["counter"] is by_group["stopper"]
+    assert by_group["actor"] is by_group["evaluator"] is by_group["counter"]  # equal machines
     assert by_group["learner"].nodes == (("learner", 0),)
     nodes = [node for pool in pools for node in pool.nodes]
     assert sorted(nodes) == sorted(
@@ -54,6 +59,8 @@ def test_pools_of_the_default_cluster():
     assert "--xla_cpu_enable_fast_math=true" in learner_env["XLA_FLAGS"]
     assert actor_env["MUJOCO_GL"] == learner_env["MUJOCO_GL"] == "disable"
     assert actor_env["BPRL_VERTEX_REGION"] == "us-central1"
+    for name, value in vertex.STORAGE_ENV.items():  # gs:// as the rehearsal reaches it
+        assert actor_env[name] == learner_env[name] == value
 
 
 def test_custom_job_spec_is_the_request_of_every_pool():
@@ -66,12 +73,32 @@ def test_custom_job_spec_is_the_request_of_every_pool():
         assert request["replicaCount"] == str(len(pool.nodes))
         assert request["machineSpec"] == {"machineType": pool.machine_type}
         container = request["containerSpec"]
-        assert container["imageUri"] == "europe-west4-docker.pkg.dev/my-project/bprl/bprl:latest"
-        assert container["command"] == ["python", "-m", "launch.node_entry"]
+        assert container["imageUri"] == IMAGE
+        assert container["command"] == [*vertex.INIT, "python", "-m", "launch.node_entry"]
         assert f"--data_file=gs://my-bucket/bprl/r1/nodes/{pool.name}.pkl" in container["args"]
         assert {e["name"]: e["value"] for e in container["env"]} == dict(pool.env)
         assert dict(pool.env)["BPRL_VERTEX_REGION"] == "europe-west4"
     assert json.loads(json.dumps(spec)) == spec  # plain JSON
+    scheduling = spec["jobSpec"]["scheduling"]
+    assert scheduling["restartJobOnWorkerRestart"] is True
+    assert scheduling["timeout"] == f"{vertex.job_timeout_secs(config)}s"
+    assert "serviceAccount" not in spec["jobSpec"]
+    config = cluster_config(
+        **{"cluster.service_account": "runs@my-project.iam.gserviceaccount.com"}
+    )
+    spec = vertex.custom_job_spec(config, "gs://my-bucket/bprl/r1", "r1")
+    assert spec["jobSpec"]["serviceAccount"] == "runs@my-project.iam.gserviceaccount.com"
+
+
+def test_the_job_timeout_follows_from_the_budget():
+    short = vertex.job_timeout_secs(cluster_config(**{"stop.max_actor_steps": 1000}))
+    long = vertex.job_timeout_secs(cluster_config(**{"stop.max_actor_steps": 10_000_000}))
+    assert 2 * 3600 < short < long <= vertex.MAX_TIMEOUT_SECS
+    # at least three times the budget at the assumed rate per actor stream
+    config = cluster_config(**{"stop.max_actor_steps": 1_000_000})
+    streams = config.actors.num_actors
+    assert vertex.job_timeout_secs(config) >= 3 * 1_000_000 / (10.0 * streams)
+    assert vertex.job_timeout_secs(cluster_config(**{"cluster.timeout_hours": 5.0})) == 5 * 3600
 
 
 def test_a_gpu_learner_needs_a_gpu_image():
@@ -109,6 +136,73 @@ def test_node_pickles_hold_one_node_per_replica(tmp_path):
         assert len(functions) == len(pool.nodes) and all(callable(fn) for fn in functions)
 
 
+def _addresses(root) -> list:
+    """Every lp.Address reachable from `root` (what an unpickled node holds)."""
+    import gc
+
+    from launchpad.address import Address
+
+    seen, found, todo = set(), [], [root]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or isinstance(obj, (str, bytes, int, float, type)):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, Address):
+            found.append(obj)
+        todo.extend(gc.get_referents(obj))
+    return found
+
+
+def _pool_shapes() -> dict[tuple, dict]:
+    """Every distinct assignment of groups to pools that the cluster fields allow (each
+    of replay, counter, actor and evaluator on one of three machines), with a config."""
+    import itertools
+
+    machines = [(4, 15), (8, 52), (2, 13)]
+    shapes = {}
+    for choice in itertools.product(machines, repeat=4):
+        overrides = {}
+        for group, (cpu, memory) in zip(
+            ("replay", "counter", "actor", "evaluator"), choice, strict=True
+        ):
+            overrides[f"cluster.{group}.cpu"] = cpu
+            overrides[f"cluster.{group}.memory_gb"] = memory
+        try:
+            pools = vertex.plan_pools(cluster_config(**overrides))
+        except ConfigError:
+            continue  # more than 4 pools: refused before anything is written
+        shape = tuple(tuple(pool.nodes) for pool in pools)
+        shapes.setdefault(shape, overrides)
+    return shapes
+
+
+def test_every_pool_shape_binds_every_address_before_any_pickle(tmp_path, monkeypatch):
+    """Issue 27: addresses were bound pool by pool, so a pickle written early held the
+    unbound addresses of nodes in later pools (e.g. the learner's replay and counter)."""
+    shapes = _pool_shapes()
+    assert len(shapes) >= 5  # the stop node first, then the groups in 2, 3 or 4 pools
+    for k, (shape, overrides) in enumerate(shapes.items()):
+        config = cluster_config(**overrides)
+        directory = str(tmp_path / f"shape{k}")
+        pools = vertex.plan_pools(config)
+        written = vertex.write_node_pickles(config, directory)
+        cluster = {
+            p.name: [f"{p.name}-{i}:{vertex.PORT}" for i in range(len(p.nodes))] for p in pools
+        }
+        monkeypatch.setenv("CLUSTER_SPEC", json.dumps({"cluster": cluster, "task": {}}))
+        for pool, path in zip(pools, written, strict=True):
+            with open(path, "rb") as f:
+                functions = cloudpickle.load(f)
+            assert len(functions) == len(pool.nodes)
+            addresses = _addresses(functions)
+            assert addresses, f"{shape}: {pool.name} holds no address"
+            for address in addresses:
+                assert address._address_builder is not None, f"{shape}: unbound in {pool.name}"
+                hosts = {h for names in cluster.values() for h in names}
+                assert address.resolve() in hosts, f"{shape}: {address.resolve()} in {pool.name}"
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -121,7 +215,11 @@ def test_node_pickles_hold_one_node_per_replica(tmp_path):
         ({"cluster.actor.cpu": 0}, "cluster.actor.cpu must be > 0"),
         ({"cluster.replay.memory_gb": 1000}, "cluster.replay: cpu=8, memory_gb=1000 fits no"),
         ({"cluster.actor.memory_gb": 20}, "5 worker pools needed"),
+        ({"cluster.counter.cpu": 2, "cluster.counter.memory_gb": 13}, "5 worker pools needed"),
         ({"cluster.project": ""}, "cluster.project is empty"),
+        ({"cluster.image": "gcr.io/p/bprl:latest"}, "cluster.image must be pinned by digest"),
+        ({"cluster.network": "projects/1/global/networks/default"}, "would peer the job"),
+        ({"cluster.service_account": "me"}, "is not a service account e-mail"),
         ({"cluster.bucket": "/local/dir"}, "cluster.bucket must be a gs:// path"),
     ],
 )
@@ -177,7 +275,8 @@ def test_dockerfile_installs_like_the_makefile():
     with open(os.path.join(ROOT, "Dockerfile")) as f:
         text = f.read()
     assert re.search(r"^FROM python:3\.10-slim$", text, re.M)
-    assert re.search(r'^ENTRYPOINT \["bprl"\]$', text, re.M)
+    assert re.search(r'^ENTRYPOINT \["/usr/bin/tini", "-g", "--", "bprl"\]$', text, re.M)
+    assert re.search(r"apt-get install .*\btini\b", text)  # the init the pool command names
     user = re.findall(r"^USER (\S+)$", text, re.M)
     assert user and user[-1].split(":")[0] not in ("root", "0")
     with open(os.path.join(ROOT, ".dockerignore")) as f:
