@@ -69,13 +69,15 @@ IMAGE_HOME = "/home/bprl"
 CANCEL_STATUS_ENV = "BPRL_REHEARSAL_CANCEL_STATUS"  # e.g. 403: the stand-in refuses cancels
 _KEEP_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # this machine's numerical-library fixes
 _CLONE_NEWNET = 0x40000000
-# Run inside a replica's new mount and PID namespaces, as root, before it becomes the
-# image's user: a private /tmp, the launcher's folder hidden, the project at the image's
-# working directory (read-only), a home, the interpreter's folder reachable where it
-# sits under root's home; then the pool's command (which starts with the image's init).
+# Run inside a replica's new mount, PID and UTS namespaces, as root, before it becomes
+# the image's user: its host name, a private /tmp, the launcher's folder hidden, the
+# project at the image's working directory (read-only), a home, the interpreter's folder
+# reachable where it sits under root's home; then the pool's command (which starts with
+# the image's init).
 _SANDBOX = r"""
 set -e
-hide="$1"; repo="$2"; expose="$3"; shift 3
+hide="$1"; repo="$2"; expose="$3"; host="$4"; shift 4
+hostname "$host"
 mount --make-rprivate /
 if [ -n "$expose" ]; then
   mkdir -p /run/bprl-expose && mount --bind "$expose" /run/bprl-expose
@@ -160,8 +162,22 @@ def _process_alive(pid: int, started: float) -> bool:
         return False
 
 
+ROUTE_PROTO = "213"  # marks the rehearsals' unreachable routes (`ip route ... proto 213`)
+
+
+def _subnet_route(subnet: str) -> list[str]:
+    """The route that makes the replicas' subnet unreachable from this machine (without
+    it, packets to it would follow the default route and leave the machine)."""
+    return ["unreachable", f"{subnet}.0/24", "proto", ROUTE_PROTO]
+
+
 def remove_hosts(run_id: str) -> None:
-    """Removes every namespace, hosts directory and the bridge of rehearsal `run_id`."""
+    """Removes every namespace, hosts directory, the bridge and the route of rehearsal
+    `run_id`."""
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        with open(os.path.join(STATE_DIR, f"{run_id}.json")) as f:
+            subnet = json.load(f)["subnet"]
+        _run(["ip", "route", "del", *_subnet_route(subnet)])
     listed = _run(["ip", "netns", "list"]).stdout.split()
     for name in listed:
         if name.startswith(f"{PREFIX}-{run_id}-"):
@@ -212,6 +228,18 @@ def remove_stale_hosts() -> list[str]:
             stale.add(run_id)
     for run_id in sorted(stale):
         remove_hosts(run_id)
+    # routes whose rehearsal left no state file
+    live_subnets = set()
+    for run_id in live:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            with open(os.path.join(STATE_DIR, f"{run_id}.json")) as f:
+                live_subnets.add(json.load(f)["subnet"])
+    for line in _run(["ip", "route", "show", "proto", ROUTE_PROTO]).stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "unreachable":
+            subnet = fields[1].rsplit(".", 1)[0]
+            if subnet not in live_subnets:
+                _run(["ip", "route", "del", *_subnet_route(subnet)])
     return sorted(stale)
 
 
@@ -246,7 +274,14 @@ class Hosts:
             self.subnet = _free_subnet()
             self.gateway = f"{self.subnet}.1"
             with open(os.path.join(STATE_DIR, f"{self.run_id}.json"), "w") as f:
-                json.dump({"pid": os.getpid(), "started": _create_time(), "bridge": self.bridge}, f)
+                state = {"pid": os.getpid(), "started": _create_time(), "bridge": self.bridge}
+                json.dump({**state, "subnet": self.subnet}, f)
+            # This machine has no address on the bridge: the replicas' subnet must be
+            # unreachable from here, or packets to it would leave by the default route.
+            result = _run(["ip", "route", "add", *_subnet_route(self.subnet)])
+            if result.returncode != 0:
+                message = " ".join(result.stderr.split())
+                raise ConfigError(f"could not make the rehearsal's subnet private: {message}")
             k = 0
             for p, pool in enumerate(self._pools):
                 for i, (group, index) in enumerate(pool.nodes):
@@ -489,6 +524,7 @@ def replica_command(r: Replica, container: dict, hide: str) -> list[str]:
         "unshare",
         "--mount",
         "--pid",
+        "--uts",
         "--fork",
         "--mount-proc",
         "--kill-child=SIGKILL",
@@ -499,6 +535,7 @@ def replica_command(r: Replica, container: dict, hide: str) -> list[str]:
         hide,
         repo,
         _interpreter_home(),
+        r.hostname,
         *command,
         *container["args"],
     ]

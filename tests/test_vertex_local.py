@@ -1,5 +1,6 @@
-"""`--launch=vertex_ai_local`: the Vertex AI job run on emulated hosts, with real processes,
-real network namespaces, a real Reverb server and Launchpad nodes (needs root)."""
+"""`--launch=vertex_ai_local`: the Vertex AI job run on emulated machines, with real
+processes, real network, mount, PID and UTS namespaces, a real Cloud Storage emulator
+(fake-gcs-server), a real Reverb server and Launchpad nodes (needs root and tini)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import psutil
 import pytest
 from tests_support import read_checkpoint_record, start_run, wait_for
 
-from launch import defaults, rehearsal, vertex
+from launch import defaults, gcs_emulator, rehearsal, vertex
+
+IMAGE = "us-central1-docker.pkg.dev/my-project/bprl/bprl@sha256:" + "0" * 64
 
 CLUSTER = ("--config.cluster.project=my-project", "--config.cluster.bucket=gs://my-bucket/bprl")
 
@@ -52,6 +55,10 @@ def _leftovers(run_id: str) -> list[str]:
         left += [n for n in os.listdir(rehearsal.NETNS_ETC) if f"-{run_id}-" in n]
     if os.path.exists(os.path.join(rehearsal.STATE_DIR, f"{run_id}.json")):
         left.append(f"state {run_id}")
+    routes = subprocess.run(
+        ["ip", "route", "show", "proto", rehearsal.ROUTE_PROTO], capture_output=True, text=True
+    ).stdout
+    left += [f"route {line}" for line in routes.splitlines() if line.strip()]
     return left
 
 
@@ -113,8 +120,38 @@ def _replay_peers(namespace: str) -> set[str]:
     return peers
 
 
-def test_rehearsal_runs_to_its_budget_on_its_own_hosts_and_stops_through_the_cancel_call(run):
+def _view(workdir: str) -> str:
+    """The bucket's objects of the rehearsed run directory, as files on this machine."""
+    return rehearsal.run_dir_view(workdir)
+
+
+def _status(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+
+
+def _environ(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        return dict(item.split("=", 1) for item in f.read().decode().split("\0") if "=" in item)
+
+
+def _connect_error(address: str, port: int) -> int:
+    """The errno of a TCP connection from this machine to `address:port` (0: it
+    connected). An unreachable error at once: no packet left this machine."""
+    import socket
+
+    try:
+        with socket.create_connection((address, port), timeout=2):
+            return 0
+    except OSError as error:
+        return error.errno or -1
+
+
+def test_rehearsal_runs_to_its_budget_on_its_own_machines_and_ends_succeeded(run, monkeypatch):
     workdir, procs = run
+    # The stand-in refuses any cancel (a service account without the permission): a run
+    # that reaches its budget must end by itself all the same.
+    monkeypatch.setenv(rehearsal.CANCEL_STATUS_ENV, "403")
     proc = _start(workdir, "--config.stop.max_actor_steps=1500")
     procs.append(proc)
     record = wait_for(
@@ -130,11 +167,13 @@ def test_rehearsal_runs_to_its_budget_on_its_own_hosts_and_stops_through_the_can
         "evaluator/0",
         "stopper/0",
     }
+    assert record["job"]["jobSpec"]["workerPoolSpecs"][0]["replicaCount"] == "1"
+    assert replicas["stopper/0"]["pool"] == "workerpool0"  # the primary replica
     bridge = record["bridge"]
     ours = os.stat("/proc/self/ns/net").st_ino
     inodes = set()
     for r in record["replicas"]:
-        # its own namespace, whose only interfaces are lo and eth0, a veth on the bridge
+        # its own network namespace, whose only interfaces are lo and eth0, on the bridge
         links = _interfaces(r["namespace"])
         assert set(links) == {"lo", "eth0"}, links
         peer_index = links["eth0"].split("@if")[1].split(":")[0]
@@ -142,70 +181,157 @@ def test_rehearsal_runs_to_its_budget_on_its_own_hosts_and_stops_through_the_can
             ["ip", "-o", "link", "show", r["veth"]], capture_output=True, text=True, check=True
         ).stdout
         assert host_side.startswith(f"{peer_index}:") and f"master {bridge}" in host_side
-        inode = os.stat(f"/proc/{r['pid']}/ns/net").st_ino
+        init = r["pid"]  # the replica's PID 1, as this machine numbers it
+        inode = os.stat(f"/proc/{init}/ns/net").st_ino
         assert inode == os.stat(f"/run/netns/{r['namespace']}").st_ino
         inodes.add(inode)
-        # the environment is the pool's request plus what Vertex AI sets
-        with open(f"/proc/{r['pid']}/environ", "rb") as f:
-            environ = dict(
-                item.split("=", 1) for item in f.read().decode().split("\0") if "=" in item
-            )
+        # the image's init is PID 1 of its own PID namespace, the node its child, and
+        # both run as the image's user from the image's working directory
+        status = _status(init)
+        assert status["NSpid"].split()[-1] == "1" and "tini" in status["Name"]
+        assert os.path.basename(os.readlink(f"/proc/{init}/exe")) == "tini"
+        assert status["Uid"].split()[0] == str(rehearsal.IMAGE_UID)
+        for ns in ("mnt", "pid", "uts"):
+            assert os.stat(f"/proc/{init}/ns/{ns}").st_ino != os.stat(f"/proc/self/ns/{ns}").st_ino
+        [node] = psutil.Process(init).children()
+        assert node.uids().real == rehearsal.IMAGE_UID
+        assert os.readlink(f"/proc/{node.pid}/cwd") == rehearsal.IMAGE_WORKDIR
+        # no shared local directory: the launcher's folder and this machine's /tmp are
+        # not what the replica sees
+        seen_there = f"/proc/{init}/root{workdir}"
+        assert not os.path.exists(seen_there) or os.listdir(seen_there) == []
+        assert os.listdir(workdir)  # (here the folder has the logs and the bucket)
+        # the environment: the image's, the pool's request, what Vertex AI sets
+        environ = _environ(node.pid)
         [pool] = [p for p in record["job"]["jobSpec"]["workerPoolSpecs"] if _pool_has(p, r)]
         for entry in pool["containerSpec"]["env"]:
             assert environ[entry["name"]] == entry["value"]
+        for name, value in vertex.IMAGE_ENV.items():
+            assert environ[name] == value
+        assert environ["HOME"] == rehearsal.IMAGE_HOME
+        assert environ[gcs_emulator.ENDPOINT_ENV] == record["storage"]["endpoint"]
         spec = json.loads(environ["CLUSTER_SPEC"])
         assert spec["task"] == {"type": r["pool"], "index": r["index"], "trial": ""}
         assert spec["cluster"][r["pool"]][r["index"]] == f"{r['hostname']}:{vertex.PORT}"
     assert ours not in inodes and len(inodes) == len(replicas)
-    # the learner and the actors reached the replay over the bridge, not loopback
+    # the learner and the actors reached the replay over the bridge, not loopback; a
+    # process outside the job's namespaces cannot reach any node's port
+    replay = replicas["replay/0"]
     wanted = {replicas[n]["address"] for n in ("learner/0", "actor/0", "actor/1")}
     seen: set[str] = set()
 
     def connected() -> bool:
-        seen.update(_replay_peers(replicas["replay/0"]["namespace"]))
+        seen.update(_replay_peers(replay["namespace"]))
         assert proc.poll() is None, f"the run ended; replay peers seen: {seen}"
         return wanted <= seen
 
     wait_for(connected, 300, "the learner and both actors connected to the replay's address")
+    import errno
+
+    started = time.monotonic()
+    assert _connect_error(replay["address"], vertex.PORT) in (errno.ENETUNREACH, errno.EHOSTUNREACH)
+    assert time.monotonic() - started < 1.0  # refused here, not timed out on a network
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, out[-2000:] + err[-3000:]
-    assert "rehearsed job CANCELLED: cancel request from stopper/0" in out
+    assert "rehearsed job SUCCEEDED: stopper/0 (workerpool0-0) finished" in out
     final = _record(workdir)
-    assert final["outcome"]["state"] == "CANCELLED"
-    assert final["outcome"]["cancel_from"] == "stopper/0"
-    stopper = replicas["stopper/0"]["address"]
-    calls = [(q["method"], q["client"], q["status"]) for q in final["requests"]]
-    assert calls == [("GET", stopper, 200), ("POST", stopper, 200)]  # token, then cancel
-    assert final["requests"][1]["path"].endswith(f"/customJobs/{final['job_id']}:cancel")
-    checkpoint = read_checkpoint_record(workdir)
+    assert final["outcome"]["state"] == "SUCCEEDED"
+    assert final["exit_codes"]["stopper/0"] == 0
+    assert not [q for q in final["requests"] if q["method"] == "POST"]  # no cancel needed
+    # every file of the run is an object in the emulated bucket
+    view = _view(workdir)
+    checkpoint = read_checkpoint_record(view)
     assert checkpoint["counts"]["actor_steps"] >= 1500
     assert checkpoint["counts"]["learner_steps"] > 0
+    assert checkpoint["learner"].startswith(f"gs://{rehearsal.BUCKET}/")
+    assert checkpoint["replay"].startswith(f"gs://{rehearsal.BUCKET}/")
+    replay_dir = os.path.join(view, "checkpoints", "replay", os.path.basename(checkpoint["replay"]))
+    assert {"DONE", "tables.tfrecord", "chunks.tfrecord"} <= set(os.listdir(replay_dir))
+    assert os.path.exists(os.path.join(view, "checkpoints", "learner", "checkpoint"))
+    with open(os.path.join(view, "FINISHED.json")) as f:
+        assert json.load(f)["counts"]["actor_steps"] >= 1500
+    for part in ("learner", "evaluator_0", "actors/0", "actors/1"):
+        assert any(n.startswith("events.out.tfevents") for n in os.listdir(f"{view}/{part}"))
+    assert os.path.exists(os.path.join(view, rehearsal.RECORD))
+    assert final["storage"]["bytes_uploaded"] > 0
     # What the real submission would send is what ran (one function builds both)
-    config = defaults.load_saved(os.path.join(workdir, "config.json"))
+    config = defaults.load_saved(os.path.join(view, "config.json"))
+    config.cluster.image = IMAGE
     submitted = vertex.custom_job_spec(
         config, vertex.run_dir(config, "smoke"), vertex.display_name(config, "smoke")
     )
     assert _without_run_dir(submitted, vertex.run_dir(config, "smoke")) == _without_run_dir(
-        final["job"], workdir
+        final["job"], final["run_dir"], image=IMAGE
     )
     pools = submitted["jobSpec"]["workerPoolSpecs"]
-    assert [p["replicaCount"] for p in pools] == ["1", "2", "1", "3"]
-    assert {p["containerSpec"]["imageUri"] for p in pools} == {
-        "us-central1-docker.pkg.dev/my-project/bprl/bprl:latest"
-    }
+    assert [p["replicaCount"] for p in pools] == ["1", "1", "4", "1"]
+    assert submitted["jobSpec"]["scheduling"] == final["job"]["jobSpec"]["scheduling"]
+
+
+def test_a_refused_cancel_is_one_line_and_not_retried(tmp_path):
+    """vertex_stop.cancel_job against the rehearsal's stand-in answering 403."""
+    import io
+    import logging
+
+    from absl import logging as absl_logging
+
+    from launch import vertex_stop
+
+    os.environ[rehearsal.CANCEL_STATUS_ENV] = "403"
+    try:
+        stand_in = rehearsal.StandIn("127.0.0.3", "p", "us-central1", "123", lambda c: None)
+    finally:
+        del os.environ[rehearsal.CANCEL_STATUS_ENV]
+    stand_in.start()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    absl_logging.get_absl_logger().addHandler(handler)
+    try:
+        env = {
+            "BPRL_VERTEX_REGION": "us-central1",
+            "BPRL_VERTEX_PROJECT": "p",
+            "CLOUD_ML_JOB_ID": "projects/1/locations/us-central1/customJobs/123",
+            vertex_stop.API_ENDPOINT_ENV: stand_in.endpoint,
+        }
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        token_url = vertex_stop.METADATA_TOKEN_URL
+        vertex_stop.METADATA_TOKEN_URL = token_url.replace(
+            "http://metadata.google.internal", stand_in.endpoint
+        )
+        started = time.time()
+        assert vertex_stop.cancel_job() is False
+        assert time.time() - started < 5  # a refusal is not retried
+    finally:
+        vertex_stop.METADATA_TOKEN_URL = token_url
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        absl_logging.get_absl_logger().removeHandler(handler)
+        stand_in.stop()
+    lines = [line for line in stream.getvalue().splitlines() if "cancel" in line]
+    assert len(lines) == 1 and "403" in lines[0] and "aiplatform.customJobs.cancel" in lines[0]
+    posts = [q for q in stand_in.requests if q["method"] == "POST"]
+    assert len(posts) == 1 and posts[0]["status"] == 403
+    assert posts[0]["path"].endswith("/customJobs/123:cancel")  # the id, not the resource name
 
 
 def _pool_has(pool: dict, replica: dict) -> bool:
     return pool["containerSpec"]["args"][0].endswith(f"/nodes/{replica['pool']}.pkl")
 
 
-def _without_run_dir(job: dict, run_dir: str) -> list:
-    """The per-pool requests with the run directory in the args replaced by RUN."""
+def _without_run_dir(job: dict, run_dir: str, image: str = "") -> list:
+    """The per-pool requests with the run directory in the args replaced by RUN (and the
+    image by `image`: a rehearsal runs this machine's code under any image name)."""
     pools = json.loads(json.dumps(job["jobSpec"]["workerPoolSpecs"]))
     for pool in pools:
         pool["containerSpec"]["args"] = [
             a.replace(run_dir, "RUN") for a in pool["containerSpec"]["args"]
         ]
+        if image:
+            pool["containerSpec"]["imageUri"] = image
     return pools
 
 
@@ -249,8 +375,9 @@ def test_sigterm_to_every_replica_writes_a_final_checkpoint_and_leaves_nothing(r
     workdir, procs = run
     proc = _start(workdir, "--config.stop.max_actor_steps=1000000")
     procs.append(proc)
+    view = _view(workdir)
     wait_for(
-        lambda: (read_checkpoint_record(workdir) or {}).get("counts", {}).get("learner_steps"),
+        lambda: (read_checkpoint_record(view) or {}).get("counts", {}).get("learner_steps"),
         400,
         "a first checkpoint",
     )
@@ -258,12 +385,16 @@ def test_sigterm_to_every_replica_writes_a_final_checkpoint_and_leaves_nothing(r
     sent = time.time()
     for r in record["replicas"]:  # what Vertex AI does when the job is cancelled
         os.kill(r["pid"], signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
-    assert time.time() - sent <= 40, "the replicas did not stop within their grace period"
-    checkpoint = read_checkpoint_record(workdir)
+    out, err = proc.communicate(timeout=90)
+    assert time.time() - sent <= 60, "the replicas did not stop within their grace period"
+    assert "rehearsed job CANCELLED: every replica stopped" in out
+    checkpoint = read_checkpoint_record(view)
     assert checkpoint["time"] >= sent, "no checkpoint was written after SIGTERM"
-    assert os.path.exists(checkpoint["replay"])
+    replay = os.path.join(view, "checkpoints", "replay", os.path.basename(checkpoint["replay"]))
+    assert os.path.exists(os.path.join(replay, "DONE"))
     assert _leftovers(record["run_id"]) == []
+    with open("/proc/self/mountinfo") as f:
+        assert workdir not in f.read()  # the replicas' mounts went with their namespaces
 
 
 @pytest.mark.slow  # about 100 s
@@ -288,40 +419,67 @@ def test_a_killed_actor_worker_is_replaced_and_the_run_completes(run):
     assert victim.pid not in {w.pid for w in replaced}
     out, err = proc.communicate(timeout=400)
     assert proc.returncode == 0, out[-2000:] + err[-3000:]
-    assert read_checkpoint_record(workdir)["counts"]["actor_steps"] >= 6000
+    assert read_checkpoint_record(_view(workdir))["counts"]["actor_steps"] >= 6000
     assert _leftovers(record["run_id"]) == []
 
 
-@pytest.mark.slow  # about 3-7 minutes
-def test_a_dead_replica_fails_the_job_with_final_checkpoints_and_the_run_resumes(run):
+@pytest.mark.slow  # about 4-8 minutes
+def test_a_killed_replica_restarts_the_whole_job_from_the_bucket_and_a_rerun_resumes(run):
+    import threading
+
     workdir, procs = run
-    proc = _start(workdir, "--config.stop.max_actor_steps=1000000")
+    proc = _start(workdir, "--config.stop.max_actor_steps=5000")
     procs.append(proc)
+    view = _view(workdir)
+    history: list[tuple[int, int]] = []
+    done = threading.Event()
+
+    def watch() -> None:  # the counts of every record written, in order
+        while not done.wait(0.5):
+            counts = (read_checkpoint_record(view) or {}).get("counts")
+            if counts and (not history or history[-1] != _pair(counts)):
+                history.append(_pair(counts))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     wait_for(
-        lambda: (read_checkpoint_record(workdir) or {}).get("counts", {}).get("learner_steps"),
+        lambda: (c := read_checkpoint_record(view)) and c["counts"].get("learner_steps") and c,
         400,
         "a first checkpoint",
     )
     record = _record(workdir)
-    actor = next(r for r in record["replicas"] if r["node"] == "actor/1")
-    killed = time.time()
-    os.kill(actor["pid"], signal.SIGKILL)  # the replica's own process, not a worker
-    out, err = proc.communicate(timeout=90)
-    assert proc.returncode == 1
-    assert "rehearsed job FAILED: actor/1 exited with SIGKILL" in out
-    assert "error: actor/1 failed" in err
-    assert _record(workdir)["outcome"]["failed"] == ["actor/1"]
-    checkpoint = read_checkpoint_record(workdir)
-    assert checkpoint["time"] >= killed  # the others stopped on SIGTERM with checkpoints
-    assert _leftovers(record["run_id"]) == []
-    at_failure = checkpoint["counts"]["actor_steps"]
-    again = _start(workdir, f"--config.stop.max_actor_steps={at_failure + 800}")
+    learner = next(r for r in record["replicas"] if r["node"] == "learner/0")
+    os.kill(learner["pid"], signal.SIGKILL)  # the replica's init: the whole replica dies
+    out, err = proc.communicate(timeout=600)
+    done.set()
+    watcher.join()
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
+    assert "learner/0 exited with SIGKILL; restarting the whole job" in out
+    assert "rehearsed job SUCCEEDED" in out
+    final = _record(workdir)
+    assert final["outcome"]["restarts"] == 1 and len(final["job_restarts"]) == 1
+    # the restarted nodes went on from the checkpoint: the counts never went backwards
+    assert len(history) >= 2, history
+    for before, after in zip(history, history[1:], strict=False):
+        assert after[0] >= before[0] and after[1] >= before[1], history
+    with open(os.path.join(workdir, "logs", "learner", "0")) as f:
+        assert "learner restored from gs://" in f.read()
+    checkpoint = read_checkpoint_record(view)
+    assert checkpoint["counts"]["actor_steps"] >= 5000
+    # `bprl run` on the directory again resumes from the bucket's last checkpoint
+    again = _start(
+        workdir, f"--config.stop.max_actor_steps={checkpoint['counts']['actor_steps'] + 800}"
+    )
     procs.append(again)
-    out, err = again.communicate(timeout=300)
+    out, err = again.communicate(timeout=400)
     assert again.returncode == 0, err[-3000:]
-    assert f"resuming {workdir}: learner step {checkpoint['counts']['learner_steps']}" in out
-    assert "rehearsed job CANCELLED: cancel request from stopper/0" in out
-    with open(os.path.join(workdir, "logs", "stopper", "0")) as f:
-        reached = int(f.read().split("budget reached (actor steps ")[1].split(",")[0])
-    assert reached >= at_failure + 800  # the counts went on from the checkpoint's
+    assert f"learner step {checkpoint['counts']['learner_steps']}" in out, out[-2000:]
+    assert "rehearsed job SUCCEEDED" in out
+    resumed = read_checkpoint_record(view)
+    assert resumed["counts"]["actor_steps"] >= checkpoint["counts"]["actor_steps"] + 800
+    assert resumed["counts"]["learner_steps"] >= checkpoint["counts"]["learner_steps"]
     assert _leftovers(_record(workdir)["run_id"]) == []
+
+
+def _pair(counts: dict) -> tuple[int, int]:
+    return int(counts.get("actor_steps", 0)), int(counts.get("learner_steps", 0))
