@@ -73,7 +73,8 @@ _CLONE_NEWNET = 0x40000000
 # the image's user: its host name, a private /tmp, the launcher's folder hidden, the
 # project at the image's working directory (read-only), a home, the interpreter's folder
 # reachable where it sits under root's home; then the pool's command (which starts with
-# the image's init).
+# the image's init), killed if its launcher dies (the user switch clears the parent-death
+# signal that unshare --kill-child set, so setpriv sets it again).
 _SANDBOX = r"""
 set -e
 hide="$1"; repo="$2"; expose="$3"; host="$4"; shift 4
@@ -91,7 +92,7 @@ mkdir -p /opt/bprl && mount --bind "$repo" /opt/bprl && mount -o remount,bind,ro
 mount -t tmpfs -o mode=755 tmpfs /home
 mkdir -p /home/bprl && chown 1000:1000 /home/bprl
 cd /opt/bprl
-exec setpriv --reuid=1000 --regid=1000 --clear-groups -- "$@"
+exec setpriv --reuid=1000 --regid=1000 --clear-groups --pdeathsig KILL -- "$@"
 """
 
 

@@ -104,10 +104,17 @@ def read_json(path: str):
 
 def write_text(path: str, text: str) -> None:
     """Writes `path` whole: local files through a temporary file, fsync and rename (a full
-    disk fails before the old file is touched); objects in one upload."""
+    disk fails before the old file is touched); objects in one upload, after removing the
+    old object (see below: a record's writer reads it back)."""
     if is_remote(path):
+        gfile = _gfile()
         try:
-            with _gfile().GFile(path, "w") as f:
+            # The modular GCS filesystem's read cache (which must be on, vertex.py) keeps
+            # serving an object's old bytes to this process after a plain rewrite; a
+            # delete evicts them (tests/test_gcs_emulator.py).
+            if gfile.exists(path):
+                gfile.remove(path)
+            with gfile.GFile(path, "w") as f:
                 f.write(text)
         except Exception as error:  # noqa: BLE001 - surface as OSError like local writes
             raise OSError(f"cannot write {path}: {error}") from None
