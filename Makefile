@@ -29,11 +29,13 @@ run-walker: $(STAMP)
 	$(VENV)/bin/bprl run --config=experiments/configs/walker_walk.py:local_short --workdir=$(WALKER_RUN_DIR)
 
 test: $(STAMP)
+	@.ci/system_packages.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q --durations=15
 
 test-slow: $(STAMP)
+	@.ci/system_packages.sh
 	$(PY) -m pytest -q -m slow
 
 lint: $(STAMP)

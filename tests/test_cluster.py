@@ -284,6 +284,23 @@ def test_dockerfile_installs_like_the_makefile():
     assert {".git", ".venv", "runs"} <= set(ignored)
 
 
+def test_the_image_environment_is_the_dockerfiles():
+    """The rehearsal gives its replicas vertex.IMAGE_ENV: what the image's ENV sets."""
+    with open(os.path.join(ROOT, "Dockerfile")) as f:
+        text = f.read()
+    env = {}
+    for block in re.findall(r"^ENV ((?:.*\\\n)*.*)$", text, re.M):
+        for name, value in re.findall(r"(\w+)=(\S+)", block.replace("\\\n", " ")):
+            env[name] = value
+    home = env.pop("HOME")
+    assert env == vertex.IMAGE_ENV
+    from launch import rehearsal
+
+    assert home == rehearsal.IMAGE_HOME
+    assert re.search(rf"^WORKDIR {re.escape(rehearsal.IMAGE_WORKDIR)}$", text, re.M)
+    assert f"--uid {rehearsal.IMAGE_UID} " in text
+
+
 def test_hadolint_passes_on_the_dockerfile():
     hadolint = shutil.which("hadolint") or os.path.join(os.path.dirname(_python()), "hadolint")
     if not os.path.exists(hadolint):
