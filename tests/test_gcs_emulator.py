@@ -176,3 +176,47 @@ def test_the_gcs_read_cache_setting_is_needed(emulator):
     assert cached == {"tail": True, "head": True}
     uncached = _run_child(emulator, code, {"GCS_READ_CACHE_MAX_SIZE_MB": "0"})
     assert uncached.returncode != 0 or _result(uncached)["head"] is False
+
+
+def test_a_prior_artifact_is_shipped_to_the_run_directory_and_loads_from_it(emulator, tmp_path):
+    """A Vertex AI run's nodes cannot read a workstation path: the artifact is copied
+    into the run directory on storage, checked as locally, and the config names the copy."""
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    code = f"""
+    import json, sys
+    import numpy as np
+    sys.path.insert(0, {tests_dir!r})
+    from test_transfer import _config, _make_artifact
+    from agents import prior_artifact
+    from launch import builders, storage, vertex
+    config = _config("tiny")
+    local = {str(tmp_path / "prior")!r}
+    networks, env = _make_artifact(local, config)
+    config.prior.artifact = local
+    shipped = vertex.ship_prior_artifact(config, "gs://{BUCKET}/runs/r3")
+    remote = str(shipped.prior.artifact)
+    out = {{"remote": remote, "original": str(config.prior.artifact)}}
+    out["metadata_kind"] = prior_artifact.read_metadata(remote)["kind"]
+    fresh = builders.build_networks(config, builders.environment_spec(config))
+    prior_artifact.load_into(remote, fresh)
+    modules = networks.kind.transfer_modules(networks)
+    loaded = fresh.kind.transfer_modules(fresh)
+    out["equal"] = all(
+        np.array_equal(a.numpy(), b.numpy())
+        for name in modules
+        for a, b in zip(modules[name].variables, loaded[name].variables)
+    )
+    # a damaged copy is refused as locally
+    storage.write_text(storage.join(remote, "prior.json"), "{{")
+    try:
+        prior_artifact.read_metadata(remote)
+        out["damaged"] = ""
+    except prior_artifact.ArtifactError as error:
+        out["damaged"] = str(error)
+    print("RESULT " + json.dumps(out))
+    """
+    out = _result(_run_child(emulator, code))
+    assert out["remote"] == f"gs://{BUCKET}/runs/r3/prior_artifact"
+    assert out["original"] == str(tmp_path / "prior")  # the caller's config is unchanged
+    assert out["metadata_kind"] == "mlp" and out["equal"] is True
+    assert "corrupt" in out["damaged"]
