@@ -222,7 +222,8 @@ def _after_failure(config, workdir: str, failure) -> int:
     from launch import checkpointing, local, restart_policy
     from launch.progress import RunProgress
 
-    print(f"error: {failure}", file=sys.stderr)
+    if not failure.hang:  # (a hang was named on the console when it was found)
+        print(f"error: {failure}", file=sys.stderr)
     for node, tail in failure.log_tails.items():
         print(f"  last lines of {node} ({os.path.join(workdir, 'logs', node)}):", file=sys.stderr)
         for line in tail:
@@ -244,10 +245,14 @@ def _after_failure(config, workdir: str, failure) -> int:
             file=sys.stderr,
         )
         return 1
+    # A hung node raised nothing: whatever its log says last is not why it stopped, so
+    # a hang is never taken for a deterministic failure (it is always retried).
+    log_dir = os.path.join(workdir, "logs")
+    errors = {} if failure.hang else restart_policy.node_exceptions(log_dir, failure.nodes)
     attempt = restart_policy.attempt_record(
         failure.nodes,
         failure.cause,
-        restart_policy.node_exceptions(os.path.join(workdir, "logs"), failure.nodes),
+        errors,
         counts,
         reached,
         progress.actor_steps,
@@ -286,6 +291,9 @@ def _after_failure(config, workdir: str, failure) -> int:
         **attempt,  # nodes, cause, errors, the counts (launch/restart_policy.py)
         "learner_steps_lost": lost,
     }
+    if failure.hang:  # what the liveness watch saw, and when (launch/liveness.py)
+        entry["hang"] = failure.hang
+        entry["detected"] = failure.detected_at
     with open(os.path.join(workdir, "restarts.jsonl"), "a") as f:
         f.write(json.dumps(entry) + "\n")
     from launch import events, layout
@@ -295,9 +303,8 @@ def _after_failure(config, workdir: str, failure) -> int:
         step=progress.actor_steps,  # every tag's x-axis is actor steps
         scalars={"program_restarts": restarts + 1, "learner_steps_lost": lost},
         text=(
-            f"restart {restarts + 1} of {budget}: {', '.join(failure.nodes) or 'a node'} died "
-            f"({failure.cause}); resumed from the checkpoint at learner step "
-            f"{at_checkpoint}, {lost} learner steps lost"
+            f"restart {restarts + 1} of {budget}: {failure}; resumed from the checkpoint at "
+            f"learner step {at_checkpoint}, {lost} learner steps lost"
         ),
     )
     logs = os.path.join(workdir, "logs")

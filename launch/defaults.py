@@ -84,6 +84,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.reliability = ml_collections.ConfigDict()
     config.reliability.max_program_restarts = 3  # whole-program restarts (0: fail at once)
     config.reliability.restart_backoff_secs = 10.0  # wait before restart k: this * 2**(k-1)
+    # Hung nodes (launch/liveness.py): a local run's node that makes no progress while it
+    # could for this many seconds is killed and handled as a death. 0: derived, max(180 s,
+    # 3x the longest checkpoint so far); -1: not watched.
+    config.reliability.hang_timeout_secs = 0.0
 
     config.evaluators = ml_collections.ConfigDict()
     config.evaluators.num_evaluators = 1  # evaluator processes (policy mean and prior alone)

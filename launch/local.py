@@ -41,13 +41,25 @@ def save_config(config: ml_collections.ConfigDict, workdir: str) -> str:
 
 
 class NodeFailure(RuntimeError):
-    """A node process of the program died; every other process has been stopped."""
+    """A node process of the program died, or was hung and killed by the launcher
+    (launch/liveness.py); every other process has been stopped."""
 
-    def __init__(self, nodes: list[str], cause: str, log_tails: dict[str, list[str]]):
+    def __init__(
+        self,
+        nodes: list[str],
+        cause: str,
+        log_tails: dict[str, list[str]],
+        hang: str = "",
+        detected_at: float | None = None,
+    ):
         self.nodes = nodes  # e.g. ["learner/0"]; empty when it could not be told
-        self.cause = cause  # e.g. "SIGKILL" or "exit code 1"
+        self.cause = cause  # e.g. "SIGKILL", "exit code 1", or "hung"
         self.log_tails = log_tails  # node -> the last lines of its log
-        super().__init__(f"{', '.join(nodes) or 'a node'} died ({cause})")
+        # A hang: "learner/0 made no progress for 180 s (state: stopped)" (already said on
+        # the console when it was found); its time.time() in `detected_at`.
+        self.hang = hang
+        self.detected_at = detected_at
+        super().__init__(hang or f"{', '.join(nodes) or 'a node'} died ({cause})")
 
 
 class LaunchInterrupted(Exception):
@@ -68,8 +80,9 @@ def stop_requested() -> str:
 def launch_local(config: ml_collections.ConfigDict, workdir: str) -> None:
     """Runs the program to completion; node output goes to `<workdir>/logs/<group>/<i>`.
 
-    Raises NodeFailure when a node dies, LaunchInterrupted on SIGTERM / Ctrl-C before
-    every node was started; either way no process of the program is left when it raises.
+    Raises NodeFailure when a node dies or hangs (a hung node is killed: launch/liveness.py),
+    LaunchInterrupted on SIGTERM / Ctrl-C before every node was started; either way no
+    process of the program is left when it raises.
     """
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
@@ -114,6 +127,7 @@ def launch_local(config: ml_collections.ConfigDict, workdir: str) -> None:
         f"{group}/{i}" for group, nodes in program.groups.items() for i in range(len(nodes))
     ]
     console = LaunchpadConsole(sys.stdout, os.environ["LAUNCHPAD_LOGGING_DIR"])
+    watchdog = None
     try:
         with contextlib.redirect_stdout(console):
             with _abort_launch_on_signal():
@@ -123,7 +137,8 @@ def launch_local(config: ml_collections.ConfigDict, workdir: str) -> None:
                     terminal="output_to_files",
                     local_resources=resources,
                 )
-            with run_progress(config, workdir):
+            watchdog = _watchdog(config, workdir, program, expected)
+            with run_progress(config, workdir), watchdog:
                 manager.wait()
     except RuntimeError as error:  # Launchpad: "One of the workers exited with code N."
         alive = _live_nodes()
@@ -133,8 +148,44 @@ def launch_local(config: ml_collections.ConfigDict, workdir: str) -> None:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, signal.SIG_IGN)
         stop_children(grace_secs=25.0)
+        hangs = watchdog.hangs if watchdog is not None else []
+        if hangs:  # the watchdog killed them: a hang, handled as their death
+            nodes = [hang.node for hang in hangs]
+            tails = {name: log_tail(workdir, name) for name in nodes}
+            message = "; ".join(hang.message() for hang in hangs)
+            raise NodeFailure(nodes, "hung", tails, message, watchdog.detected_at) from None
         tails = {name: log_tail(workdir, name) for name in dead}
         raise NodeFailure(dead, _cause(str(error)), tails) from None
+
+
+def _watchdog(config, workdir: str, program, expected: list[str]):
+    """The liveness watch of a launched program (launch/liveness.py)."""
+    from launch import layout, liveness, packing
+
+    def address(group: str, attribute: str) -> str | None:
+        try:
+            return getattr(program.groups[group][0], attribute).resolve()
+        except (KeyError, IndexError, AttributeError, RuntimeError):
+            return None
+
+    event_dirs = {"learner/0": [os.path.join(workdir, "learner")]}
+    for i, streams in enumerate(packing.stream_groups(config)):  # as make_program groups
+        event_dirs[f"actor/{i}"] = [layout.actor_dir(workdir, stream) for stream in streams]
+    for i in range(int(config.evaluators.num_evaluators)):
+        event_dirs[f"evaluator/{i}"] = [layout.evaluator_dir(workdir, i)]
+    watchdog = liveness.Watchdog(
+        config,
+        workdir,
+        node_processes,
+        expected,
+        counter_address=address("counter", "courier_address"),
+        replay_address=address("replay", "reverb_address"),
+        event_dirs={node: dirs for node, dirs in event_dirs.items() if node in expected},
+        stopping=lambda: bool(stop_requested()),
+    )
+    if watchdog.bound > 0:
+        logging.info("liveness: a node without progress for %.0f s is hung", watchdog.bound)
+    return watchdog
 
 
 @contextlib.contextmanager
@@ -193,11 +244,11 @@ def stop_children(grace_secs: float) -> None:
     psutil.wait_procs(psutil.Process().children(recursive=True), timeout=10)
 
 
-def _live_nodes() -> set[str]:
-    """`<group>/<task id>` of the node processes of this launcher that are alive."""
+def node_processes() -> dict:
+    """`<group>/<task id>` -> psutil.Process of the live node processes of this launcher."""
     import psutil
 
-    names = set()
+    found = {}
     for child in psutil.Process().children():
         try:
             if child.status() == psutil.STATUS_ZOMBIE:
@@ -207,8 +258,13 @@ def _live_nodes() -> set[str]:
         except psutil.Error:
             continue
         if group and "--lp_task_id" in cmdline:
-            names.add(f"{group}/{cmdline[cmdline.index('--lp_task_id') + 1]}")
-    return names
+            found[f"{group}/{cmdline[cmdline.index('--lp_task_id') + 1]}"] = child
+    return found
+
+
+def _live_nodes() -> set[str]:
+    """`<group>/<task id>` of the node processes of this launcher that are alive."""
+    return set(node_processes())
 
 
 def _cause(message: str) -> str:

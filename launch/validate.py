@@ -203,6 +203,13 @@ def _bound_checks(config: ml_collections.ConfigDict) -> list[tuple[bool, str]]:
         value = config[group][field]
         ok = value >= low if inclusive else value > low
         checks.append((ok, f"{dotted} must be {'>=' if inclusive else '>'} {low}, got {value}"))
+    hang = config.reliability.hang_timeout_secs
+    checks.append(
+        (
+            hang >= 0 or hang == -1,
+            f"reliability.hang_timeout_secs must be >= 0 (0: derived) or -1 (off), got {hang}",
+        )
+    )
     lam = config.agent.retrace_lambda
     checks.append((lam <= 1.0, f"agent.retrace_lambda must be in [0, 1], got {lam}"))
     for dotted in ("network.policy_hidden", "network.prior_hidden", "network.critic_hidden"):
