@@ -50,6 +50,9 @@ def run_worker(*args) -> None:
     nodes.run_actor_process(*args)
 
 
+STOPPED_EXIT_CODE = 143  # 128 + SIGTERM: the primary replica stopped before its budget
+
+
 class StopConditionNode:
     """Stops the whole program once the actor-step or learner-step budget is spent."""
 
@@ -89,6 +92,11 @@ class StopConditionNode:
                 lp.stop()
                 return
             if lp.stop_event().wait(self._poll_secs):
+                if self._learner is not None:
+                    # The job's primary replica: exiting 0 here would end the job
+                    # SUCCEEDED before its budget (a VM's maintenance SIGTERMs it too).
+                    logging.info("stopped before the budget: exiting non-zero")
+                    raise SystemExit(STOPPED_EXIT_CODE)
                 return  # the program is stopping (SIGTERM, Ctrl-C): nothing left to do
 
     def _finish(self, attempts: int = 5) -> None:

@@ -48,10 +48,30 @@ class _LastValues:
     """Newest (step, value) of every scalar of one event-file directory, by short name."""
 
     def __init__(self, path: str):
+        self._path = path
         self._accumulator = event_accumulator.EventAccumulator(path, size_guidance=_SIZE_GUIDANCE)
+        self._files = self._signature()
         self.grouped = False  # tags grouped by prefix: a run whose x-axis is actor steps
 
+    def _signature(self) -> dict[str, int]:
+        """Inode of each event file: object storage (a rehearsal's emulated bucket) replaces
+        a file whole at every flush, which an open reader would never see."""
+        found = {}
+        for name in os.listdir(self._path):
+            if name.startswith("events.out.tfevents"):
+                try:
+                    found[name] = os.stat(os.path.join(self._path, name)).st_ino
+                except OSError:
+                    continue
+        return found
+
     def read(self) -> dict[str, tuple[int, float]]:
+        files = self._signature()
+        if any(self._files.get(name, ino) != ino for name, ino in files.items()):
+            self._accumulator = event_accumulator.EventAccumulator(
+                self._path, size_guidance=_SIZE_GUIDANCE
+            )
+        self._files = files
         self._accumulator.Reload()  # incremental: only new events are read
         tags = self._accumulator.Tags()
         last: dict[str, tuple[int, float]] = {}

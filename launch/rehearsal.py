@@ -773,17 +773,25 @@ def _wait(
                     failed_at = failed_at or time.monotonic()
         if state == "RUNNING":
             alive = [r for r in replicas if r.returncode is None]
+            # Replicas that ended as a SIGTERM ends a node (a stop from outside: a cancel,
+            # a pre-emption, a VM's maintenance) and those that crashed or were killed.
+            stopped = [n for n in failed if _stopped(n, replicas)]
+            crashed = [n for n in failed if n not in stopped]
+            waited = time.monotonic() - failed_at if failed_at else 0.0
             if cancel.is_set():
                 state = "CANCELLED"
             elif chief.returncode == 0:
                 state = "SUCCEEDED"
                 why.setdefault("reason", f"{chief.node} ({chief.pool}-0) finished")
-            elif failed and not alive:
-                state = "CANCELLED"  # every replica stopped at once: a stop from outside
+            elif failed and not alive and not crashed:
+                state = "CANCELLED"  # every replica stopped: a stop from outside
                 why.setdefault("reason", f"every replica stopped ({failed[0]} first)")
-            elif failed and time.monotonic() - failed_at > 3.0:
+            elif (crashed and waited > 3.0) or (failed and waited > grace_secs):
+                # A replica restarted in place restarts the whole job
+                # (restartJobOnWorkerRestart); the others are stopped first.
                 state = "RESTART"
-                why.setdefault("reason", f"{failed[0]} exited with {_code(failed[0], replicas)}")
+                first = (crashed or failed)[0]
+                why.setdefault("reason", f"{first} exited with {_code(first, replicas)}")
             if state != "RUNNING":
                 deadline = time.monotonic() + grace_secs
                 for r in replicas:
@@ -798,6 +806,14 @@ def _wait(
             deadline = None
         time.sleep(0.3)
     return Outcome(state, why.get("reason", ""), failed, why.get("cancel_from", ""))
+
+
+def _stopped(node: str, replicas: list[Replica]) -> bool:
+    """True when `node`'s replica ended as a stopped node does: by SIGTERM, or by
+    Launchpad's SIGALRM countdown after one (through the init: 128 + the signal)."""
+    code = next(r.returncode for r in replicas if r.node == node)
+    stops = {int(signal.SIGTERM), int(signal.SIGALRM)}
+    return code is not None and (-code in stops or code - 128 in stops)
 
 
 def _code(node: str, replicas: list[Replica]) -> str:

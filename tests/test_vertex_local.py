@@ -373,7 +373,9 @@ def test_sigterm_to_the_launcher_cancels_the_job_and_removes_its_hosts(run):
 @pytest.mark.slow  # about 70 s
 def test_sigterm_to_every_replica_writes_a_final_checkpoint_and_leaves_nothing(run):
     workdir, procs = run
-    proc = _start(workdir, "--config.stop.max_actor_steps=1000000")
+    proc = _start(
+        workdir, "--config.stop.max_actor_steps=1000000", "--config.checkpoint.every_seconds=15"
+    )
     procs.append(proc)
     view = _view(workdir)
     wait_for(
@@ -387,7 +389,9 @@ def test_sigterm_to_every_replica_writes_a_final_checkpoint_and_leaves_nothing(r
         os.kill(r["pid"], signal.SIGTERM)
     out, err = proc.communicate(timeout=90)
     assert time.time() - sent <= 60, "the replicas did not stop within their grace period"
-    assert "rehearsed job CANCELLED: every replica stopped" in out
+    assert "rehearsed job CANCELLED: every replica stopped" in out, out[-3000:]
+    assert not os.path.exists(os.path.join(view, "FINISHED.json"))  # not a finished run
+    assert _record(workdir)["exit_codes"]["stopper/0"] != 0  # nor a SUCCEEDED job
     checkpoint = read_checkpoint_record(view)
     assert checkpoint["time"] >= sent, "no checkpoint was written after SIGTERM"
     replay = os.path.join(view, "checkpoints", "replay", os.path.basename(checkpoint["replay"]))
@@ -428,7 +432,9 @@ def test_a_killed_replica_restarts_the_whole_job_from_the_bucket_and_a_rerun_res
     import threading
 
     workdir, procs = run
-    proc = _start(workdir, "--config.stop.max_actor_steps=5000")
+    proc = _start(
+        workdir, "--config.stop.max_actor_steps=8000", "--config.checkpoint.every_seconds=15"
+    )
     procs.append(proc)
     view = _view(workdir)
     history: list[tuple[int, int]] = []
@@ -442,11 +448,12 @@ def test_a_killed_replica_restarts_the_whole_job_from_the_bucket_and_a_rerun_res
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    wait_for(
+    first = wait_for(
         lambda: (c := read_checkpoint_record(view)) and c["counts"].get("learner_steps") and c,
         400,
         "a first checkpoint",
     )
+    assert first["counts"]["actor_steps"] < 8000 and not os.path.exists(f"{view}/FINISHED.json")
     record = _record(workdir)
     learner = next(r for r in record["replicas"] if r["node"] == "learner/0")
     os.kill(learner["pid"], signal.SIGKILL)  # the replica's init: the whole replica dies
@@ -454,7 +461,8 @@ def test_a_killed_replica_restarts_the_whole_job_from_the_bucket_and_a_rerun_res
     done.set()
     watcher.join()
     assert proc.returncode == 0, out[-3000:] + err[-3000:]
-    assert "learner/0 exited with SIGKILL; restarting the whole job" in out
+    assert "rehearsed job: learner/0 exited with" in out, out[-3000:]
+    assert "restarting the whole job from its last complete checkpoint (restart 1 of 3)" in out
     assert "rehearsed job SUCCEEDED" in out
     final = _record(workdir)
     assert final["outcome"]["restarts"] == 1 and len(final["job_restarts"]) == 1
