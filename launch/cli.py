@@ -438,11 +438,30 @@ def _cmd_export_prior() -> int:
 
 
 def _cmd_report(path: str) -> int:
-    from launch import report
+    from launch import report, storage
 
-    written = report.write_report(path, _THRESHOLD.value, _BASELINE.value)
-    for name in written:
-        print(name)
+    if not storage.is_remote(path):
+        written = report.write_report(path, _THRESHOLD.value, _BASELINE.value)
+        for name in written:
+            print(name)
+        return 0
+    # A sweep on object storage (Vertex AI): its event files, configs and FINISHED marks
+    # are copied down (no checkpoints or pickles), reported here, the report copied up.
+    import tempfile
+
+    from launch import layout
+
+    if not storage.isdir(path):
+        raise FileNotFoundError(f"{path} does not exist or is empty")
+    with tempfile.TemporaryDirectory(prefix="bprl_report_") as local:
+        storage.copy_tree(path, local, exclude=(layout.REPORT_DIR, "checkpoints", "nodes"))
+        written = report.write_report(local, _THRESHOLD.value, _BASELINE.value)
+        target = storage.join(path, layout.REPORT_DIR)
+        storage.copy_tree(os.path.join(local, layout.REPORT_DIR), target)
+        for name in written:
+            print(
+                storage.join(target, os.path.relpath(name, os.path.join(local, layout.REPORT_DIR)))
+            )
     return 0
 
 

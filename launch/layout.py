@@ -49,7 +49,10 @@ def seed_dirs(root: str) -> list[str]:
 
 
 def is_done(run_dir: str) -> bool:
-    return os.path.exists(os.path.join(run_dir, DONE))
+    """The sweep's DONE marker, or the FINISHED mark of a Vertex AI job that ended itself."""
+    return os.path.exists(os.path.join(run_dir, DONE)) or os.path.exists(
+        os.path.join(run_dir, FINISHED)
+    )
 
 
 def actor_dir(run_dir: str, actor_id: int) -> str:

@@ -162,15 +162,18 @@ def remove_tree(path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def copy_tree(src: str, dst: str, last: str | None = None) -> None:
+def copy_tree(src: str, dst: str, last: str | None = None, exclude: tuple[str, ...] = ()) -> None:
     """Copies the files under `src` to `dst` (either may be remote); `last`, a file name,
-    is copied after every other (a completion marker such as Reverb's DONE)."""
+    is copied after every other (a completion marker such as Reverb's DONE); files under
+    a folder named in `exclude` (at any depth) are left out."""
     gfile = _gfile()
     files = []
     for root, _, names in gfile.walk(src):
         for name in names:
             full = join(root, name)
-            files.append(full[len(str(src).rstrip("/")) + 1 :])
+            rel = full[len(str(src).rstrip("/")) + 1 :]
+            if not set(rel.split("/")[:-1]) & set(exclude):
+                files.append(rel)
     files.sort(key=lambda rel: rel == last)
     for rel in files:
         target = join(dst, rel)

@@ -220,3 +220,53 @@ def test_a_prior_artifact_is_shipped_to_the_run_directory_and_loads_from_it(emul
     assert out["original"] == str(tmp_path / "prior")  # the caller's config is unchanged
     assert out["metadata_kind"] == "mlp" and out["equal"] is True
     assert "corrupt" in out["damaged"]
+
+
+def test_bprl_report_reads_a_sweep_on_gs_and_writes_its_report_there(emulator, tmp_path):
+    """A Vertex AI sweep's seeds are on object storage and end with FINISHED.json (no
+    DONE marker): `bprl report gs://...` reads them and puts the report beside them."""
+    code = f"""
+    import json
+    import tensorflow as tf
+    from launch import storage
+    root = "gs://{BUCKET}/sweeps/s1"
+    for seed, last in ((0, 5.0), (1, 7.0)):
+        run = f"{{root}}/seed_{{seed}}"
+        writer = tf.summary.create_file_writer(f"{{run}}/evaluator_0")
+        with writer.as_default():
+            for step, value in ((0, 1.0), (1000, last)):
+                tf.summary.scalar("policy_return", value, step=step)
+                tf.summary.scalar("prior_return", value / 2, step=step)
+        writer.close()
+        storage.write_json(f"{{run}}/FINISHED.json", {{"counts": {{"actor_steps": 1000}}}})
+        storage.write_text(f"{{run}}/checkpoints/counts.json", "{{}}")  # not copied down
+    # an unfinished seed is left out
+    writer = tf.summary.create_file_writer(f"{{root}}/seed_2/evaluator_0")
+    with writer.as_default():
+        tf.summary.scalar("policy_return", 1e6, step=0)
+    writer.close()
+    print("RESULT " + json.dumps({{}}))
+    """
+    _result(_run_child(emulator, code))
+    env = dict(os.environ, **vertex.STORAGE_ENV)
+    env[gcs_emulator.ENDPOINT_ENV] = emulator.endpoint
+    result = subprocess.run(
+        [sys.executable, "-m", "launch.cli", "report", f"gs://{BUCKET}/sweeps/s1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    printed = result.stdout.split()
+    assert printed and all(p.startswith(f"gs://{BUCKET}/sweeps/s1/report/") for p in printed)
+    report_dir = emulator.local_path(f"gs://{BUCKET}/sweeps/s1/report")
+    names = os.listdir(report_dir)
+    assert any(n.endswith(".png") for n in names) and any(n.endswith(".md") for n in names)
+    import csv
+
+    with open(os.path.join(report_dir, "summary.csv")) as f:
+        rows = {r["metric"]: r for r in csv.DictReader(f)}
+    # seed 2 has no FINISHED mark: the two finished seeds only, final mean (5 + 7) / 2
+    assert int(rows["policy_return"]["seeds"]) == 2
+    assert float(rows["policy_return"]["final_mean"]) == pytest.approx(6.0)
