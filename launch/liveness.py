@@ -5,8 +5,9 @@ The launcher cannot see inside the nodes, so it watches them from outside, every
 seconds (`Watchdog`), and decides with `HangRules`, from three kinds of evidence:
 - each node's processes (psutil): state, CPU time, storage bytes read and written;
 - each node's progress: learner steps (the counter's counts), the event files of each
-  actor process's streams and of each evaluator, and whether the counter and the replay
-  answer the launcher's own probes (`get_counts`, Reverb's `server_info`, 5 s timeouts);
+  actor process's streams and of each evaluator, and whether the counter, the replay
+  and the learner answer the launcher's own probes (`get_counts`, Reverb's
+  `server_info`, an empty `get_variables`; at once, 5 s timeouts);
 - whether a node's work is possible now, from the replay's rate limiter (samples per
   insert: with diff = inserts * spi - samples, an insert waits while diff + spi >
   max_diff, i.e. until the learner samples; a sample waits while diff - 1 < min_diff).
@@ -19,17 +20,21 @@ A node is hung when one of these has held, at every poll, for the bound:
   than 2% of one core and read or wrote nothing, and what it waits on can serve it:
   * learner: its step count is flat while the replay blocks the actors' inserts (the
     rate limiter waits for samples) and serves no sample, the replay being idle too
-    (no checkpoint in progress);
+    (no checkpoint in progress); or flat while its process does not answer the
+    variables request (served by a Courier thread of its own) and the counter and the
+    replay do;
   * actor process: its streams' event files are flat while the replay accepts inserts
-    and writes nothing (no checkpoint), the learner has stepped since the start and the
-    counter answers;
+    and writes nothing (no checkpoint), the learner has stepped since the start and
+    answers, and the counter answers;
   * evaluator: its event file is flat while an evaluation is due (the counter's actor
     steps are past its last one by `evaluators.every_actor_steps`), the learner has
-    stepped since the start and the counter answers;
+    stepped since the start and answers, and the counter answers;
   * counter, replay: no answer to any probe, no event file of the run grows, and the
     node is idle;
   * stopper: the budget is reached by the counter's counts and the program goes on.
 
+Frozen processes are blamed alone; while any process is stopped the second rule names
+no one (those waiting on it look idle); otherwise the node the others wait on is blamed.
 A slow but live node is therefore never hung: a first XLA compile, a checkpoint, a load
 at start, a machine loaded so that a node gets a fraction of a core, all use CPU or I/O;
 a learner or actor waiting on the rate limiter, or for the replay's `min_size`, waits on
@@ -142,6 +147,7 @@ class Observation:
     processes: dict[str, list[ProcessSample]]  # node -> its processes, its own first
     counts: dict | None = None  # the counter's answer; None: no answer
     replay: ReplayState | None = None  # None: no answer
+    learner: bool | None = None  # the learner answered a variables request; None: not asked
     event_bytes: dict[str, int] = dataclasses.field(default_factory=dict)  # node -> bytes
 
 
@@ -244,7 +250,11 @@ class HangRules:
                 before = {p.pid: p for p in previous.processes.get(node, [])}
             for process in processes:
                 old = before.get(process.pid)
-                frozen = process.status in FROZEN_STATES and (old is None or old.cpu == process.cpu)
+                # Stopped now, and not run since the last poll if it was stopped then
+                # too (the CPU a process used before it was stopped shows up at the
+                # first poll that sees it stopped).
+                ran = old is not None and old.status in FROZEN_STATES and old.cpu != process.cpu
+                frozen = process.status in FROZEN_STATES and not ran
                 self._hold(("frozen", node, process.pid), frozen, now)
                 seconds = self._held(now, ("frozen", node, process.pid))
                 if seconds is not None:
@@ -258,6 +268,10 @@ class HangRules:
         if hangs:  # frozen processes are certain: blame them alone
             self._finish(obs)
             return hangs
+        # While a process is stopped, the nodes waiting on it look idle: the frozen rule
+        # decides (within the bound), the others' evidence is kept but not acted on.
+        stopped = any(p.status in FROZEN_STATES for ps in obs.processes.values() for p in ps)
+        served = obs.learner is not False  # the learner serves its variables (or unknown)
 
         run_bytes = sum(obs.event_bytes.values())
         run_flat = previous is not None and run_bytes == sum(previous.event_bytes.values())
@@ -291,14 +305,21 @@ class HangRules:
                 )
                 self._hold(("flat", node), flat, now)
                 self._hold(("replay waits on", node), waits, now)
+                # Or its process does not answer (its Courier server, which serves the
+                # variables from a thread of its own) while the counter and replay do.
+                silent = obs.learner is False and counts is not None and replay is not None
+                self._hold(("silent", node), silent, now)
                 keys = [("flat", node), ("replay waits on", node), ("idle", node)]
                 if replay_node:
                     keys.append(("idle", replay_node))
+                if self._held(now, *keys) is None:
+                    keys = [("flat", node), ("silent", node), ("idle", node)]
             elif group == "actor":
                 accepts = replay is not None and not replay.inserts_blocked
                 quiet = replay_node is not None and self._replay_quiet(replay_node, obs)
                 self._hold(("flat", node), flat_events, now)
-                self._hold(("can insert", node), accepts and quiet and self._up(counts), now)
+                can = accepts and quiet and served and self._up(counts)
+                self._hold(("can insert", node), can, now)
                 keys = [("flat", node), ("can insert", node), ("idle", node)]
             elif group == "evaluator":
                 if not flat_events and counts is not None:
@@ -309,6 +330,7 @@ class HangRules:
                     self._eval_due[node] = steps + self._every_actor_steps
                 due = (
                     self._up(counts)
+                    and served
                     and int(counts.get("actor_steps", 0)) >= self._eval_due.get(node, 0)
                     and previous is not None
                 )
@@ -328,7 +350,7 @@ class HangRules:
                     Hang(node, seconds, blamed.status, blamed.pid, blamed.pid != processes[0].pid)
                 )
         self._finish(obs)
-        if not hangs:
+        if not hangs or stopped:
             return []
         first = min(_BLAME_ORDER.index(h.node.split("/")[0]) for h in hangs)
         return [h for h in hangs if _BLAME_ORDER.index(h.node.split("/")[0]) == first]
@@ -444,6 +466,7 @@ class Watchdog:
         expected: list[str],
         counter_address: str | None = None,
         replay_address: str | None = None,
+        learner_address: str | None = None,
         event_dirs: dict[str, list[str]] | None = None,
         stopping: Callable[[], bool] = lambda: False,
         stream=None,
@@ -454,6 +477,7 @@ class Watchdog:
         self._expected = list(expected)
         self._counter_address = counter_address
         self._replay_address = replay_address
+        self._learner_address = learner_address
         self._event_dirs = dict(event_dirs or {})
         self._stopping = stopping
         self._stream = stream
@@ -469,6 +493,8 @@ class Watchdog:
         self.detected_at: float | None = None  # time.time() of that verdict
         self._counter = None
         self._replay = None
+        self._learner = None
+        self._probes = None  # a thread pool: the three probes at once (each <= 5 s)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="liveness", daemon=True)
 
@@ -481,6 +507,8 @@ class Watchdog:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=2 * PROBE_TIMEOUT_SECS + 5)
+        if self._probes is not None:
+            self._probes.shutdown(wait=False)
 
     def _loop(self) -> None:
         while not self._stop.wait(poll_interval(self.bound)):
@@ -514,11 +542,21 @@ class Watchdog:
             if tree[0] is None:
                 return None
             samples[node] = [s for s in tree if s is not None]
+        if self._probes is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._probes = ThreadPoolExecutor(3, thread_name_prefix="liveness_probe")
+        probes = [
+            self._probes.submit(probe)
+            for probe in (self._probe_counter, self._probe_replay, self._probe_learner)
+        ]
+        counts, replay, learner = (probe.result() for probe in probes)
         return Observation(
             time=time.monotonic(),
             processes=samples,
-            counts=self._probe_counter(),
-            replay=self._probe_replay(),
+            counts=counts,
+            replay=replay,
+            learner=learner,
             event_bytes={node: event_bytes(dirs) for node, dirs in self._event_dirs.items()},
         )
 
@@ -566,6 +604,24 @@ class Watchdog:
         except Exception:  # noqa: BLE001 - no answer (stopped, busy, gone): a new client next
             self._counter = None
             return None
+
+    def _probe_learner(self) -> bool | None:
+        """Whether the learner serves a (empty) variables request: its Courier server
+        runs in a thread of its own, so only a stopped or wedged process fails it."""
+        if not self._learner_address:
+            return None
+        try:
+            if self._learner is None:
+                import courier
+
+                self._learner = courier.Client(
+                    self._learner_address, call_timeout=PROBE_TIMEOUT_SECS
+                )
+            self._learner.get_variables([])
+            return True
+        except Exception:  # noqa: BLE001 - no answer: a new client next time
+            self._learner = None
+            return False
 
     def _probe_replay(self) -> ReplayState | None:
         if not self._replay_address:

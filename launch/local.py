@@ -180,6 +180,7 @@ def _watchdog(config, workdir: str, program, expected: list[str]):
         expected,
         counter_address=address("counter", "courier_address"),
         replay_address=address("replay", "reverb_address"),
+        learner_address=address("learner", "courier_address"),
         event_dirs={node: dirs for node, dirs in event_dirs.items() if node in expected},
         stopping=lambda: bool(stop_requested()),
     )
