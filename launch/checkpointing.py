@@ -353,6 +353,21 @@ def check_resume_compatible(saved: dict, config: dict) -> None:
             )
 
 
+def _readable_copy(prefix: str) -> str:
+    """`prefix` itself, or in a rehearsal a local copy of its files: TensorFlow would read
+    them through the modular GCS filesystem, whose larger reads crash (launch/storage.py)."""
+    if not (storage.is_remote(prefix) and os.environ.get(storage.EMULATOR_ENV)):
+        return prefix
+    import tempfile
+
+    parent, name = prefix.rsplit("/", 1)
+    local = tempfile.mkdtemp(prefix="bprl_learner_")
+    for file in storage.listdir(parent):
+        if file.startswith(name + "."):
+            storage.copy(storage.join(parent, file), os.path.join(local, file))
+    return os.path.join(local, name)
+
+
 class RunCheckpointer:
     """Saves and restores a learner together with the counter and the replay server."""
 
@@ -394,7 +409,8 @@ class RunCheckpointer:
             if record is None:
                 continue
             try:
-                self._checkpoint.restore(record["learner"]).assert_existing_objects_matched()
+                path = _readable_copy(record["learner"])
+                self._checkpoint.restore(path).assert_existing_objects_matched()
             except Exception as error:  # noqa: BLE001 - any failure to read it back
                 logging.error("cannot restore %s (%s); trying the previous", path, error)
                 continue

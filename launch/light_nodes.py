@@ -99,7 +99,7 @@ class StopConditionNode:
                     raise SystemExit(STOPPED_EXIT_CODE)
                 return  # the program is stopping (SIGTERM, Ctrl-C): nothing left to do
 
-    def _finish(self, attempts: int = 5) -> None:
+    def _finish(self, attempts: int = 30) -> None:
         """The learner's last checkpoint (with the replay's) and the run's FINISHED mark;
         raises when it cannot be written, so the replica fails and the job restarts from
         the last complete checkpoint instead of ending without its final state."""
@@ -118,5 +118,5 @@ class StopConditionNode:
                     )
                     return
                 logging.warning("final checkpoint not written (%d/%d)", attempt, attempts)
-            time.sleep(min(5.0 * attempt, 30.0))
+            time.sleep(min(5.0 * attempt, 30.0))  # e.g. the first update still compiles
         raise RuntimeError("the final checkpoint could not be written; failing the replica")

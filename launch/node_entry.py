@@ -14,14 +14,14 @@ import tempfile
 
 
 def local_copy(path: str) -> str:
-    """`path` itself if local, else a local copy of it (read through TensorFlow's gfile)."""
+    """`path` itself if local, else a local copy of it (launch/storage.py)."""
     if "://" not in path:
         return path
-    import tensorflow as tf
+    from launch import storage
 
     fd, local = tempfile.mkstemp(prefix="bprl_nodes_", suffix=".pkl")
     os.close(fd)
-    tf.io.gfile.copy(path, local, overwrite=True)
+    storage.copy(path, local)
     return local
 
 

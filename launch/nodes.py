@@ -94,7 +94,8 @@ class LearnerNode:
             learner_steps=lambda: self._learner.num_steps,
         )
         self._checkpoint_every = config.checkpoint.every_seconds
-        self._finished = threading.Event()  # set by finish(): the run is complete
+        self._finished = threading.Event()  # the final checkpoint is written: no more updates
+        self._finish_requested = threading.Event()  # finish() asked for it
         self._final_record: dict | None = None
         if self._checkpointer.restore():
             logging.info("learner resumed at step %d", self._learner.num_steps)
@@ -102,28 +103,45 @@ class LearnerNode:
     def _train(self) -> None:
         while not self._finished.is_set():
             self._learner.step()
-            if time.time() - self._checkpointer.last_save_time >= self._checkpoint_every:
+            if self._finish_requested.is_set():
+                self._write_final()
+            elif time.time() - self._checkpointer.last_save_time >= self._checkpoint_every:
                 self.checkpoint()
 
-    def finish(self) -> dict | None:
-        """Ends training at the budget: no update after this one, and a last checkpoint of
-        the learner with the replay (both still running, so the two match). Called by the
-        stop node of a job that ends itself (Vertex AI); returns the checkpoint's record."""
+    def finish(self, timeout: float = 300.0) -> dict | None:
+        """Ends training at the budget: the training thread writes a last checkpoint of the
+        learner with the replay (both still running, so the two match) after its current
+        update, marks the run FINISHED and updates no more. Called by the stop node of a
+        job that ends itself (Vertex AI); returns the checkpoint's record, or None if it is
+        not written within `timeout` (the stop node asks again).
+
+        The checkpoint is written by the training thread, between two updates, as the
+        periodic ones are: written from this RPC thread, the next update failed (its
+        compiled function's while loop "is not defined"; seen in the rehearsal)."""
+        self._finish_requested.set()
+        self._finished.wait(timeout)
+        return self._final_record
+
+    def _write_final(self) -> None:
         with self._lock:
-            if self._finished.is_set():
-                return self._final_record
-            self._finished.set()
             record = self._checkpointer.save(include_replay=True)
+            if record is None:
+                return  # not written (e.g. a full disk): the next update's turn tries again
             self._learner.flush_logs()
-            if record is not None:
-                storage.write_json(
-                    storage.join(self._workdir, layout.FINISHED),
-                    {"counts": record["counts"], "learner": record["learner"], "time": time.time()},
-                )
-            else:
-                self._finished.clear()  # nothing kept: training may go on, finish is retried
+            storage.write_json(
+                storage.join(self._workdir, layout.FINISHED),
+                {"counts": record["counts"], "learner": record["learner"], "time": time.time()},
+            )
             self._final_record = record
-            return record
+            self._finished.set()
+
+    def checkpoint(self, include_replay: bool = True) -> dict:
+        """Writes a checkpoint now, between two updates, and returns its record."""
+        with self._lock:
+            return self._checkpointer.save(include_replay=include_replay)
+
+    def get_variables(self, names):
+        return self._learner.get_variables(names)
 
     def run(self) -> None:
         logging.info("learner started at step %d", self._learner.num_steps)
@@ -137,14 +155,6 @@ class LearnerNode:
             if not self._finished.is_set():
                 checkpointing.final_checkpoint(self._checkpointer, self._lock)
             self._learner.flush_logs()  # the figures of the updates since the last write
-
-    def checkpoint(self, include_replay: bool = True) -> dict:
-        """Writes a checkpoint now, between two updates, and returns its record."""
-        with self._lock:
-            return self._checkpointer.save(include_replay=include_replay)
-
-    def get_variables(self, names):
-        return self._learner.get_variables(names)
 
 
 class CheckpointingReverbNode(lp.ReverbNode):

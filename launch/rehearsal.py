@@ -500,6 +500,7 @@ def replica_environment(
         from launch import gcs_emulator
 
         env[gcs_emulator.ENDPOINT_ENV] = storage
+        env.update(vertex.STORAGE_ENV)  # the filesystem that can reach the emulator
     return env
 
 

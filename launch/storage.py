@@ -81,12 +81,47 @@ def mtime(path: str) -> float:
     return os.path.getmtime(path)
 
 
-def read_text(path: str) -> str:
+EMULATOR_ENV = "CLOUD_STORAGE_EMULATOR_ENDPOINT"
+
+
+def _emulator_get(path: str) -> bytes:
+    """Object `gs://BUCKET/NAME` from the storage emulator's JSON API (a rehearsal).
+
+    TensorFlow's modular GCS filesystem, the only one that can reach an emulator, crashes
+    the process (segmentation fault, double free) on most reads of objects of a few
+    hundred KB or more under TF 2.8.4, in every tensorflow-io-gcs-filesystem release tried
+    (0.23.1-0.27.0; writes and small reads work): so a rehearsal reads objects here. On
+    Vertex AI (no emulator) reads go through TensorFlow's built-in GCS filesystem."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    bucket, _, name = str(path)[len("gs://") :].partition("/")
+    endpoint = os.environ[EMULATOR_ENV].rstrip("/")
+    url = (
+        f"{endpoint}/download/storage/v1/b/{bucket}/o/{urllib.parse.quote(name, safe='')}?alt=media"
+    )
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response:
+            return response.read()
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            raise FileNotFoundError(path) from None
+        raise OSError(f"cannot read {path}: {error}") from None
+
+
+def read_bytes(path: str) -> bytes:
     if is_remote(path):
-        with _gfile().GFile(path, "r") as f:
+        if str(path).startswith("gs://") and os.environ.get(EMULATOR_ENV):
+            return _emulator_get(path)
+        with _gfile().GFile(path, "rb") as f:
             return f.read()
-    with open(path) as f:
+    with open(path, "rb") as f:
         return f.read()
+
+
+def read_text(path: str) -> str:
+    return read_bytes(path).decode()
 
 
 def read_json(path: str):
@@ -176,11 +211,23 @@ def copy_tree(src: str, dst: str, last: str | None = None, exclude: tuple[str, .
                 files.append(rel)
     files.sort(key=lambda rel: rel == last)
     for rel in files:
-        target = join(dst, rel)
-        parent = target.rsplit("/", 1)[0]
-        if not is_remote(parent):
-            os.makedirs(parent, exist_ok=True)
-        gfile.copy(join(src, rel), target, overwrite=True)
+        copy(join(src, rel), join(dst, rel))
+
+
+def copy(src: str, dst: str) -> None:
+    """Copies one file or object (either may be remote), creating local folders."""
+    if not is_remote(dst):
+        os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
+    if is_remote(src) and os.environ.get(EMULATOR_ENV):
+        data = read_bytes(src)  # not through the modular filesystem's reads (above)
+        if is_remote(dst):
+            with _gfile().GFile(dst, "wb") as f:
+                f.write(data)
+        else:
+            with open(dst, "wb") as f:
+                f.write(data)
+        return
+    _gfile().copy(src, dst, overwrite=True)
 
 
 @contextlib.contextmanager

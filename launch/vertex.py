@@ -65,10 +65,12 @@ _ACCELERATOR_COUNTS = (1, 2, 4, 8)
 # Set in the pools' environment so the stop node can cancel its own job
 STOP_REGION_ENV = "BPRL_VERTEX_REGION"
 STOP_PROJECT_ENV = "BPRL_VERTEX_PROJECT"
-# Every node reaches gs:// through TensorFlow's modular GCS filesystem (the
-# tensorflow-io-gcs-filesystem build for TF 2.8), the one the rehearsal can point at a
-# local emulator; its read cache must be on: with it off, a read at a lower offset than
-# the last one returns zeros or crashes (seen against the emulator, tests/test_gcs_emulator.py).
+# On Vertex AI the nodes reach gs:// through TensorFlow's built-in GCS filesystem. The
+# rehearsal's replicas (and only they) use its modular one (tensorflow-io-gcs-filesystem,
+# the build for TF 2.8), the one that can be pointed at a local emulator, with these
+# settings: its read cache must be on (with it off, a read at a lower offset than the
+# last one returns zeros or crashes; tests/test_gcs_emulator.py), and its larger reads
+# crash, so the rehearsal reads objects through the emulator's API (launch/storage.py).
 STORAGE_ENV = {
     "TF_USE_MODULAR_FILESYSTEM": "1",
     "GCS_READ_CACHE_BLOCK_SIZE_MB": "16",
@@ -228,7 +230,6 @@ def node_environment(config: ml_collections.ConfigDict, group: str) -> dict[str,
         env.update(xla.learner_environment(kernels, {}))
     env[STOP_PROJECT_ENV] = str(config.cluster.project)
     env[STOP_REGION_ENV] = str(config.cluster.region)
-    env.update(STORAGE_ENV)
     return env
 
 

@@ -270,3 +270,40 @@ def test_bprl_report_reads_a_sweep_on_gs_and_writes_its_report_there(emulator, t
     # seed 2 has no FINISHED mark: the two finished seeds only, final mean (5 + 7) / 2
     assert int(rows["policy_return"]["seeds"]) == 2
     assert float(rows["policy_return"]["final_mean"]) == pytest.approx(6.0)
+
+
+def test_large_objects_are_read_through_the_emulators_api(emulator, tmp_path):
+    """The modular filesystem's larger reads crash the process (see launch/storage.py):
+    in a rehearsal, reads and copies of objects go through the emulator's JSON API, and
+    a 3 MB object written by TensorFlow reads back whole, many times over."""
+    code = f"""
+    import json, os
+    import tensorflow as tf
+    from launch import storage
+    data = os.urandom(3_000_000)
+    path = "gs://{BUCKET}/big/blob.bin"
+    with tf.io.gfile.GFile(path, "wb") as f:  # writes through TensorFlow are fine
+        f.write(data)
+    reads = [storage.read_bytes(path) == data for _ in range(5)]
+    local = {str(tmp_path / "copy.bin")!r}
+    storage.copy(path, local)
+    storage.copy(path, "gs://{BUCKET}/big/again.bin")
+    out = {{
+        "reads": reads,
+        "copy": open(local, "rb").read() == data,
+        "remote_copy": storage.read_bytes("gs://{BUCKET}/big/again.bin") == data,
+    }}
+    try:
+        storage.read_bytes("gs://{BUCKET}/big/missing.bin")
+        out["missing"] = "read"
+    except FileNotFoundError:
+        out["missing"] = "FileNotFoundError"
+    print("RESULT " + json.dumps(out))
+    """
+    out = _result(_run_child(emulator, code))
+    assert out == {
+        "reads": [True] * 5,
+        "copy": True,
+        "remote_copy": True,
+        "missing": "FileNotFoundError",
+    }
