@@ -230,6 +230,11 @@ def node_environment(config: ml_collections.ConfigDict, group: str) -> dict[str,
         env.update(xla.learner_environment(kernels, {}))
     env[STOP_PROJECT_ENV] = str(config.cluster.project)
     env[STOP_REGION_ENV] = str(config.cluster.region)
+    # TensorFlow 2 behaviour from the node process's first import on: TensorFlow sets this
+    # when it is imported, so local nodes inherit it from their launcher; a replica that
+    # starts without it had its learner's first update fail in the rehearsal ("Function
+    # while_cond_N is not defined", "... is out of scope").
+    env["TF2_BEHAVIOR"] = "1"
     return env
 
 

@@ -59,6 +59,7 @@ def test_pools_of_the_default_cluster():
     assert "--xla_cpu_enable_fast_math=true" in learner_env["XLA_FLAGS"]
     assert actor_env["MUJOCO_GL"] == learner_env["MUJOCO_GL"] == "disable"
     assert actor_env["BPRL_VERTEX_REGION"] == "us-central1"
+    assert actor_env["TF2_BEHAVIOR"] == learner_env["TF2_BEHAVIOR"] == "1"
     for name in vertex.STORAGE_ENV:  # TensorFlow's built-in gs:// filesystem on Vertex AI
         assert name not in actor_env and name not in learner_env
 
