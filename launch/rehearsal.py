@@ -720,7 +720,7 @@ def _start_replicas(hosts, specs, project, job_id, stand_in, emulator, workdir, 
         record["replicas"].append(entry | {"pid": r.init_pid, "launcher_pid": r.process.pid})
 
 
-def _init_pid(pid: int, timeout: float = 20.0) -> int | None:
+def _init_pid(pid: int, timeout: float = 90.0) -> int | None:
     """The host pid of the replica's PID 1 (the image's init), once it has exec'd."""
     import psutil
 

@@ -37,6 +37,8 @@ def _tree(pids: list[int]) -> list[psutil.Process]:
     """The live processes of the replicas `pids` and their descendants."""
     found = []
     for pid in pids:
+        if not pid:  # (psutil.Process(None) is this process)
+            continue
         try:
             proc = psutil.Process(pid)
             found += [proc, *proc.children(recursive=True)]
