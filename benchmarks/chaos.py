@@ -62,7 +62,6 @@ from benchmarks import machine  # noqa: E402
 BPRL = os.path.join(os.path.dirname(sys.executable), "bprl")
 TARGETS = ("learner", "replay", "counter", "actor", "evaluator", "stopper")
 SIGNALS = ("SIGKILL", "SIGSTOP")
-NODE_GROUP_ENV = "BPRL_NODE_GROUP"
 
 
 class Console:
@@ -104,24 +103,9 @@ def _is_progress(text: str) -> bool:
 
 def node_processes(launcher_pid: int) -> dict:
     """`group/i` -> psutil.Process of the launcher's live node processes."""
-    import psutil
+    from launch import local
 
-    found = {}
-    try:
-        children = psutil.Process(launcher_pid).children()
-    except psutil.Error:
-        return found
-    for child in children:
-        try:
-            if child.status() == psutil.STATUS_ZOMBIE:
-                continue
-            group = child.environ().get(NODE_GROUP_ENV)
-            cmdline = child.cmdline()
-        except psutil.Error:
-            continue
-        if group and "--lp_task_id" in cmdline:
-            found[f"{group}/{cmdline[cmdline.index('--lp_task_id') + 1]}"] = child
-    return found
+    return local.node_processes(launcher_pid)
 
 
 def actor_worker(node) -> object | None:

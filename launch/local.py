@@ -245,12 +245,17 @@ def stop_children(grace_secs: float) -> None:
     psutil.wait_procs(psutil.Process().children(recursive=True), timeout=10)
 
 
-def node_processes() -> dict:
-    """`<group>/<task id>` -> psutil.Process of the live node processes of this launcher."""
+def node_processes(launcher_pid: int | None = None) -> dict:
+    """`<group>/<task id>` -> psutil.Process of the live node processes of this launcher
+    (or of the launcher `launcher_pid`; {} when it is gone)."""
     import psutil
 
     found = {}
-    for child in psutil.Process().children():
+    try:
+        children = psutil.Process(launcher_pid).children()
+    except psutil.Error:
+        return found
+    for child in children:
         try:
             if child.status() == psutil.STATUS_ZOMBIE:
                 continue
