@@ -1,6 +1,6 @@
 """Hyperparameters of the learning rule: the one typed source of `config.agent`.
 
-`launch/defaults.py` builds the config's `agent` section from these defaults, so
+`launch/config/defaults.py` builds the config's `agent` section from these defaults, so
 an experiment config only overrides them, and `LearnerHyperparams(**config.agent)` gives
 the learner exactly the config's values (an unknown field is a TypeError).
 """

@@ -20,10 +20,10 @@ from absl import logging
 from acme import core
 from acme.utils import counting, loggers
 
-from agents.config import LearnerHyperparams
-from agents.learning_rule import SequenceBatch, compute_losses
-from networks.factory import Networks
-from networks.recurrent import LSTMState
+from bprl.agents.config import LearnerHyperparams
+from bprl.agents.learning_rule import SequenceBatch, compute_losses
+from bprl.networks.factory import Networks
+from bprl.networks.recurrent import LSTMState
 
 
 class NonFiniteUpdatesError(RuntimeError):

@@ -28,8 +28,8 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
-from agents.config import LearnerHyperparams
-from networks.factory import Networks
+from bprl.agents.config import LearnerHyperparams
+from bprl.networks.factory import Networks
 
 
 class SequenceBatch(NamedTuple):

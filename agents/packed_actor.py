@@ -8,7 +8,7 @@ runs once on the batch; row i's noise comes from stream i's generator
 alone. Not bit for bit: BLAS sums a [N, D] @ [D, H] product in another order than a
 [D] @ [D, H] one (about 1e-7 relative in float32), and the environment carries that on.
 
-Nothing here knows about processes; `launch/nodes.py` runs a `PackedLoop` in each actor
+Nothing here knows about processes; `launch/program/nodes.py` runs a `PackedLoop` in each actor
 worker process.
 """
 
@@ -24,7 +24,7 @@ from absl import logging
 from acme import adders
 from acme.utils import counting, loggers
 
-from agents.actor import LearnerParams, VersionedVariableClient
+from bprl.agents.actor import LearnerParams, VersionedVariableClient
 
 
 def _stack_rows(states: Sequence) -> object:

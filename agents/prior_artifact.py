@@ -28,8 +28,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from agents import prior_kinds
-from networks.factory import Networks
+from bprl.agents import prior_kinds
+from bprl.networks.factory import Networks
 
 FORMAT = "bprl-prior"
 VERSION = 1

@@ -23,13 +23,13 @@ import sonnet as snt
 import tensorflow as tf
 from acme import specs
 
-from agents import learning_rule
-from networks import information
-from networks.critic import Critic
-from networks.factory import Networks
-from networks.gaussian import GaussianHead
-from networks.hierarchical import make_hierarchical_pair
-from networks.recurrent import RecurrentGaussianHead
+from bprl.agents import learning_rule
+from bprl.networks import information
+from bprl.networks.critic import Critic
+from bprl.networks.factory import Networks
+from bprl.networks.gaussian import GaussianHead
+from bprl.networks.hierarchical import make_hierarchical_pair
+from bprl.networks.recurrent import RecurrentGaussianHead
 
 
 @dataclasses.dataclass(frozen=True)

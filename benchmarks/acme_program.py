@@ -6,8 +6,8 @@ Usage (normally started by system_vs_acme.py, one program per process):
 
 The program is Acme's, built by its `build()` and launched with Launchpad's local_mp, one
 process per node, as Acme's examples launch it; only three things are added from outside:
-- each node's environment names its group (`launch.local.NODE_GROUP_ENV`, so memory can
-  be split by role) and has what our nodes have (`launch.local.node_environment`:
+- each node's environment names its group (`bprl.launch.local.launcher.NODE_GROUP_ENV`,
+  so memory can be split by role) and has what our nodes have (`bprl.launch.program.node_env`:
   single-threaded BLAS but in the learner, headless MuJoCo), so both programs run under
   the same process settings;
 - each actor's environment is wrapped to write `<workdir>/first_insert/<pid>` with the wall
@@ -35,7 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-import environments  # noqa: E402,F401  (sets MUJOCO_GL before dm_control is imported)
+import bprl.environments  # noqa: E402,F401  (sets MUJOCO_GL before dm_control is imported)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("task", "walker_walk", "task name (environments/registry.py)")
@@ -56,7 +56,7 @@ def make_environment(task: str, marks_dir: str, mark_at: int, seed: int, is_eval
     """The task's environment; an actor's copy marks the step by which it has inserted."""
     from acme.wrappers import base
 
-    from environments import registry
+    from bprl.environments import registry
 
     env = registry.make_environment(task, seed=seed + os.getpid())
     if is_eval:
@@ -121,8 +121,9 @@ def main(argv) -> None:
     from acme.agents.tf import svg0_prior
     from launchpad.nodes.python.local_multi_processing import PythonProcess
 
-    from environments import registry
-    from launch import local
+    from bprl.environments import registry
+    from bprl.launch.local import launcher as local
+    from bprl.launch.program import node_env
 
     spec_env = registry.make_environment(FLAGS.task, seed=FLAGS.seed)
     task = registry.get_task(FLAGS.task)
@@ -155,7 +156,11 @@ def main(argv) -> None:
     program = agent.build()
     resources = {
         group: PythonProcess(
-            env={**local.node_environment(group), local.NODE_GROUP_ENV: group, "PYTHONPATH": ROOT}
+            env={
+                **node_env.node_environment(group),
+                local.NODE_GROUP_ENV: group,
+                "PYTHONPATH": ROOT,
+            }
         )
         for group in program.groups
     }

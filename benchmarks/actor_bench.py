@@ -31,8 +31,8 @@ def bench_actors(task: str, args: argparse.Namespace) -> dict:
     from acme.agents.tf.svg0_prior import acting as acme_acting
     from acme.utils import counting, loggers
 
-    from agents.actor import GaussianActor
-    from launch import builders
+    from bprl.agents.actor import GaussianActor
+    from bprl.launch.program import builders
 
     config = common.make_config(task, args)
     raw_env = builders.make_environment(config, 1)

@@ -103,7 +103,7 @@ def _is_progress(text: str) -> bool:
 
 def node_processes(launcher_pid: int) -> dict:
     """`group/i` -> psutil.Process of the launcher's live node processes."""
-    from launch import local
+    from bprl.launch.local import launcher as local
 
     return local.node_processes(launcher_pid)
 
@@ -209,7 +209,7 @@ def record_counts(workdir: str) -> dict | None:
 
 def final_return(workdir: str) -> dict:
     """The last evaluation of the run (policy and prior alone), and the mean of the last 3."""
-    from launch import events, layout
+    from bprl.launch.rundir import events, layout
 
     points = []
     for directory in layout.evaluator_dirs(workdir):
@@ -233,7 +233,7 @@ def final_return(workdir: str) -> dict:
 
 def load_config(args: argparse.Namespace):
     """The run's config with the overrides applied (for the node layout: actor streams)."""
-    from launch import validate
+    from bprl.launch.config import validate
 
     config = validate.load_config(os.path.join(ROOT, args.config))
     for override in args.override:
@@ -262,7 +262,8 @@ def run_command(args: argparse.Namespace, workdir: str, chaos: bool) -> list[str
 
 
 def stream_dirs(config, workdir: str) -> dict[str, list[str]]:
-    from launch import layout, packing
+    from bprl.launch.config import packing
+    from bprl.launch.rundir import layout
 
     return {
         f"actor/{i}": [layout.actor_dir(workdir, s) for s in streams]

@@ -20,8 +20,8 @@ import acme
 import numpy as np
 import reverb
 
-from experiments.configs.base import base_config
-from launch import builders
+from bprl.experiments.configs.base import base_config
+from bprl.launch.program import builders
 
 
 def _dir_size(path: str) -> int:

@@ -25,7 +25,7 @@ CRITIC_HIDDEN = (400, 300)
 
 def make_config(task: str, args: argparse.Namespace):
     """Our experiment config with the benchmark's sizes (identical to Acme's side)."""
-    from experiments.configs.base import base_config
+    from bprl.experiments.configs.base import base_config
 
     config = base_config()
     config.task = task
@@ -47,7 +47,7 @@ def make_config(task: str, args: argparse.Namespace):
 
 def never_blocking_table(config, env_spec, max_size: int):
     """`builders.replay_table`'s table (name, selectors, signature) with MinSize(1)."""
-    from launch import builders
+    from bprl.launch.program import builders
 
     return builders.unlimited_table(config, env_spec, max_size=max_size)
 

@@ -22,9 +22,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import environments  # noqa: E402,F401  (sets MUJOCO_GL before dm_control is imported)
+import bprl.environments  # noqa: E402,F401  (sets MUJOCO_GL before dm_control is imported)
 from benchmarks import machine  # noqa: E402
-from environments import registry  # noqa: E402
+from bprl.environments import registry  # noqa: E402
 
 OUR_TASKS = ("seqnav_pointmass", "multitask_pointmass", "seqnav_ant", "ant_box")
 

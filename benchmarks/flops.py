@@ -31,7 +31,7 @@ def update_flops(
 ) -> float:
     """Matrix-multiply FLOPs that one update cannot avoid (`agents/update_cost.py`), at
     the benchmark's sizes; `rows` = (T+1) * batch."""
-    from agents.update_cost import update_matmul_flops
+    from bprl.agents.update_cost import update_matmul_flops
 
     return update_matmul_flops(
         obs,

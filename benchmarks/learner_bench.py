@@ -17,8 +17,8 @@ def fill_table(task: str, config, client, num_steps: int) -> None:
     import acme
     from acme.utils import loggers
 
-    from agents.actor import GaussianActor
-    from launch import builders
+    from bprl.agents.actor import GaussianActor
+    from bprl.launch.program import builders
 
     env = builders.make_environment(config, 4)
     networks = builders.build_networks(config, acme.make_environment_spec(env))
@@ -34,7 +34,7 @@ def setup(task: str, args: argparse.Namespace) -> dict:
     import acme
     import reverb
 
-    from launch import builders
+    from bprl.launch.program import builders
 
     config = common.make_config(task, args)
     env = builders.make_environment(config, 5)
@@ -50,13 +50,13 @@ def setup(task: str, args: argparse.Namespace) -> dict:
 
 
 def make_ours(data: dict, kernels: str = "xla_float32", updates_per_call: int = 1):
-    """Our Learner on `setup`'s data with these learner kernels (`launch/xla.py`; the
+    """Our Learner on `setup`'s data with these learner kernels (`launch/config/xla.py`; the
     process's environment must match) and updates per call; returns (step function, a
     variable to sync on). Each call of the step function runs `updates_per_call` updates."""
     from acme.utils import counting, loggers
 
-    from agents.learner import Learner
-    from launch import builders
+    from bprl.agents.learner import Learner
+    from bprl.launch.program import builders
 
     config = copy.deepcopy(data["config"])
     config.resources.learner_kernels = kernels
@@ -79,7 +79,7 @@ def make_acme(data: dict, args: argparse.Namespace):
     from acme.agents.tf.svg0_prior import learning as acme_learning
     from acme.utils import counting, loggers
 
-    from launch import builders
+    from bprl.launch.program import builders
 
     config = data["config"]
     hyper = builders.hyperparams(config)
@@ -116,7 +116,7 @@ def timed_updates(step, sync_variable, updates: int) -> tuple[int, float]:
 
 
 def sizes(data: dict) -> dict:
-    from launch import builders
+    from bprl.launch.program import builders
 
     spec = data["env_spec"]
     return {

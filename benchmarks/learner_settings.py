@@ -41,7 +41,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks import common, machine  # noqa: E402
 
-# (name, side, kernels, TF_ENABLE_ONEDNN_OPTS); our kernels' environment from launch/xla.py.
+# (name, side, kernels, TF_ENABLE_ONEDNN_OPTS); our kernels' environment from launch/config/xla.py.
 ARMS = (
     ("ours_xla_onednn_off", "ours", "xla_float32", "0"),
     ("ours_xla_onednn_on", "ours", "xla_float32", "1"),
@@ -54,7 +54,7 @@ NODE_ARM = {"xla_float32": "ours_xla_onednn_on", "onednn_bfloat16": "ours_bfloat
 
 def child(args: argparse.Namespace) -> dict:
     """One arm in this process (TF_ENABLE_ONEDNN_OPTS already set by the parent)."""
-    from launch import xla
+    from bprl.launch.config import xla
 
     xla.request_fast_math()  # as the learner node's environment has it
     from benchmarks import flops, learner_bench
@@ -87,7 +87,7 @@ def child(args: argparse.Namespace) -> dict:
 
 
 def run_arm(task: str, arm: tuple, args: argparse.Namespace) -> dict:
-    from launch import xla
+    from bprl.launch.config import xla
 
     name, side, kernels, onednn = arm
     env = dict(os.environ)
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.child:
         print(json.dumps(child(args)), flush=True)
         os._exit(0)  # TensorFlow's teardown of the compiled update can take a minute
-    from launch import xla
+    from bprl.launch.config import xla
 
     report: dict = {**machine.report_header(argv, args), "tasks": {}}
     for task in [t for t in args.tasks.split(",") if t]:

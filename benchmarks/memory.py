@@ -14,7 +14,7 @@ process per stream, or N), one after the other in this process:
      and resource-tracker processes; learner; replay; others: counter, stopper,
      evaluators, launcher). Aggregate actor steps/s over the window's second half are
      read from the shared counter's actor_steps in the TensorBoard events
-     (`launch/events.py`).
+     (`launch/rundir/events.py`).
   4. SIGTERM to the launcher; the time to a clean exit (every process gone) is recorded.
 With `--checkout DIR` the programs are another checkout's (an A/B against older code, e.g.
 a `git worktree` of the commit before packed actors): its `launch/cli.py run`, with that
@@ -63,7 +63,7 @@ def role_of(proc) -> str:
     """actor / learner / replay / others, from the node group a process inherited."""
     import psutil
 
-    from launch import local
+    from bprl.launch.local import launcher as local
 
     try:
         group = proc.environ().get(local.NODE_GROUP_ENV, "")
@@ -100,7 +100,7 @@ def program_pss(launcher_pid: int) -> dict:
 def inserted_streams(workdir: str) -> set[int]:
     """Streams whose first sequence reached replay (`launch.layout.inserted_streams`), or,
     for a checkout from before that log line, whose actor logged a finished episode."""
-    from launch import events, layout
+    from bprl.launch.rundir import events, layout
 
     found = layout.inserted_streams(workdir)
     if found:
@@ -119,14 +119,17 @@ _EPISODE_LOGGED: dict[str, set[int]] = {}  # workdir -> streams found (read once
 
 def has_packing(checkout: str) -> bool:
     """Whether the checkout's defaults have packed actors (`actors.envs_per_process`)."""
-    with open(os.path.join(checkout, "launch", "defaults.py")) as f:
-        return "envs_per_process" in f.read()
+    for path in ("launch/config/defaults.py", "launch/defaults.py"):  # after / before issue 29
+        if os.path.exists(os.path.join(checkout, path)):
+            with open(os.path.join(checkout, path)) as f:
+                return "envs_per_process" in f.read()
+    return False
 
 
 def actor_rate(workdir: str, start: float, end: float) -> float | None:
     """Aggregate actor steps/s between wall times `start` and `end`: the shared counter's
-    actor_steps as every node logged it (learner, actor streams; `launch/events.py`)."""
-    from launch import events
+    actor_steps as every node logged it (learner, actor streams; `launch/rundir/events.py`)."""
+    from bprl.launch.rundir import events
 
     points = sorted(
         (wall, value)
@@ -142,7 +145,7 @@ def actor_rate(workdir: str, start: float, end: float) -> float | None:
 def program_config(streams: int, packing: int | None, args: argparse.Namespace):
     """This checkout's config of the measured program (a checkout without packing: one
     process per stream), for its size and process count."""
-    from launch import validate
+    from bprl.launch.config import validate
 
     config = validate.load_config(os.path.join(ROOT, args.config))
     config.actors.num_actors = streams
@@ -154,8 +157,8 @@ def measure(streams: int, packing: int | None, args: argparse.Namespace) -> dict
     """One program: launch, wait for every stream's first insert, sample, SIGTERM, exit."""
     import psutil
 
-    from launch import packing as packing_lib
-    from launch import validate
+    from bprl.launch.config import packing as packing_lib
+    from bprl.launch.config import validate
 
     config = program_config(streams, packing, args)
     processes = len(packing_lib.stream_groups(config))
@@ -178,6 +181,10 @@ def measure(streams: int, packing: int | None, args: argparse.Namespace) -> dict
     if args.checkout == ROOT:
         command = [os.path.join(os.path.dirname(sys.executable), "bprl"), "run"]
     else:
+        # A checkout from before issue 29 has top-level packages that PYTHONPATH finds; a
+        # later one maps into `bprl`, which this venv's editable finder points at ROOT.
+        if not os.path.exists(os.path.join(args.checkout, "launch", "defaults.py")):
+            raise SystemExit("--checkout: only checkouts before issue 29 (launch/defaults.py)")
         command = [sys.executable, "-m", "launch.cli", "run"]
         env["PYTHONPATH"] = os.pathsep.join([args.checkout, env.get("PYTHONPATH", "")])
     config_file = os.path.join(args.checkout, args.config)  # an absolute path stays itself
@@ -276,7 +283,7 @@ def parse_args(argv):
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     report = {**machine.report_header(argv, args), "runs": []}
-    from launch import packing as packing_lib
+    from bprl.launch.config import packing as packing_lib
 
     packings = args.packing if has_packing(args.checkout) else (None,)
     for streams in args.streams:

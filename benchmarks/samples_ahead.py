@@ -37,7 +37,7 @@ PIPELINES = ("node", "acme")
 def make_pipeline(kind: str, config, address: str, k: int):
     from acme import datasets
 
-    from launch import builders
+    from bprl.launch.program import builders
 
     if kind == "node":
         return builders.make_dataset(config, address, k)
@@ -55,7 +55,7 @@ def write_steps(config, client, stop: threading.Event, seed: int, max_steps: int
     """Random-action steps of a real environment through the program's adder."""
     import numpy as np
 
-    from launch import builders
+    from bprl.launch.program import builders
 
     env = builders.make_environment(config, seed)
     adder = builders.make_adder(config, client)
@@ -81,7 +81,7 @@ def write_steps(config, client, stop: threading.Event, seed: int, max_steps: int
 def measure_ahead(config, kind: str, k: int, hold: float) -> dict:
     import reverb
 
-    from launch import builders
+    from bprl.launch.program import builders
 
     env_spec = builders.environment_spec(config)
     server = reverb.Server([builders.replay_table(config, env_spec)])
@@ -118,7 +118,7 @@ def measure_ahead(config, kind: str, k: int, hold: float) -> dict:
 def measure_rate(config, kind: str, k: int, items: int, elements: int) -> dict:
     import reverb
 
-    from launch import builders
+    from bprl.launch.program import builders
 
     env_spec = builders.environment_spec(config)
     table = builders.unlimited_table(config, env_spec, max_size=max(items, 1))
@@ -148,7 +148,7 @@ def measure_rate(config, kind: str, k: int, items: int, elements: int) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     from benchmarks import machine
-    from launch import validate
+    from bprl.launch.config import validate
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(

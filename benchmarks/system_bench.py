@@ -1,5 +1,5 @@
 """Section 4 of the throughput benchmark: a whole `bprl run` (Launchpad local_mp) with N
-actors; rates and CPU split read from its TensorBoard events (`launch/events.py`)."""
+actors; rates and CPU split read from its TensorBoard events (`launch/rundir/events.py`)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from benchmarks.common import ROOT
 
 def learner_events(workdir: str):
     """(wall_time, learner_steps, actor_steps) triples from the learner's event files."""
-    from launch import events
+    from bprl.launch.rundir import events
 
     points = []
     for run_dir in events.run_dirs(workdir):
@@ -35,8 +35,8 @@ def learner_events(workdir: str):
 
 def _cpu_cores(run_dir: str) -> float | None:
     """Cores a node used: process CPU seconds over wall seconds between its first and last
-    TensorBoard writes (`process_cpu_seconds`, written by `launch/tensorboard.py`)."""
-    from launch import events
+    TensorBoard writes (`process_cpu_seconds`, written by `launch/program/tensorboard.py`)."""
+    from bprl.launch.rundir import events
 
     if not os.path.isdir(run_dir):
         return None
@@ -67,7 +67,7 @@ def cpu_split(workdir: str) -> dict:
 
 def bench_system(num_actors: int, args: argparse.Namespace) -> dict:
     """One `bprl run` with `num_actors` actors; rates between the learner's log points."""
-    from launch import builders  # noqa: F401  (checks the project imports)
+    from bprl.launch.program import builders  # noqa: F401  (checks the project imports)
 
     workdir = tempfile.mkdtemp(prefix=f"bprl_tp_{num_actors}_")
     bprl = os.path.join(os.path.dirname(sys.executable), "bprl")

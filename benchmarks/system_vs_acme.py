@@ -94,7 +94,7 @@ def command(side: str, actors: int, workdir: str, args: argparse.Namespace) -> l
 def inserted(side: str, workdir: str) -> int:
     """How many actor streams have inserted their first sequence so far."""
     if side == "ours":
-        from launch import layout
+        from bprl.launch.rundir import layout
 
         return len(layout.inserted_streams(workdir))
     marks = os.path.join(workdir, "first_insert")

@@ -16,7 +16,7 @@ that a busy machine slows both alike:
      from a Reverb table filled with real environment data.
   4. system: `bprl run` (Launchpad local_mp) on walker_walk:local_short with N actors;
      aggregate actor steps/s, learner updates/s and the achieved samples per insert, read
-     from the learner's TensorBoard events (`launch/events.py`). Slow: `--skip-system`.
+     from the learner's TensorBoard events (`launch/rundir/events.py`). Slow: `--skip-system`.
   5. floor: the matrix-multiply FLOPs of one of our updates counted from the sizes, this
      machine's tf.matmul rate measured once, and our update time over that floor.
 Both environments come from `environments.registry.make_environment`. Acme's agent is
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 
-# The actor nodes of a run get single-threaded BLAS (launch/local.py): measure the actor
+# The actor nodes of a run get single-threaded BLAS (launch/local/launcher.py): measure the actor
 # the same way. Multithreaded OpenBLAS on a 1x256 matmul costs several times more, and far
 # more when the other core is busy. Set before NumPy is imported. TensorFlow's learner
 # threads are not affected.
@@ -44,7 +44,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import environments  # noqa: E402,F401  (sets MUJOCO_GL before dm_control is imported)
+import bprl.environments  # noqa: E402,F401  (sets MUJOCO_GL before dm_control is imported)
 from benchmarks import (  # noqa: E402
     actor_bench,
     common,
@@ -93,9 +93,9 @@ def parse_args(argv):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from launch import xla
+    from bprl.launch.config import xla
 
-    xla.request_fast_math()  # as a learner node's environment has it (launch/local.py)
+    xla.request_fast_math()  # as a learner node's environment has it (launch/local/launcher.py)
     args = parse_args(argv)
     report: dict = {**machine.report_header(argv, args), "tasks": {}}
     rows = (args.sequence_length + 1) * args.batch_size

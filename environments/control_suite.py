@@ -13,7 +13,7 @@ from dm_control.rl import control
 from dm_control.suite import point_mass
 from dm_control.utils import rewards
 
-from environments.task_spec import TaskSpec
+from bprl.environments.task_spec import TaskSpec
 
 
 def _suite_factory(domain: str, task: str):

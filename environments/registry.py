@@ -12,15 +12,15 @@ import importlib
 
 import dm_env
 
-from environments.task_spec import TaskSpec
-from environments.wrappers import CanonicalObservationWrapper
+from bprl.environments.task_spec import TaskSpec
+from bprl.environments.wrappers import CanonicalObservationWrapper
 
 # Modules whose `TASKS` are registered on first use (they never import this module).
 BUILTIN_TASK_MODULES = (
-    "environments.control_suite",
-    "environments.sequential_navigation",
-    "environments.box_manipulation",
-    "environments.multitask",
+    "bprl.environments.control_suite",
+    "bprl.environments.sequential_navigation",
+    "bprl.environments.box_manipulation",
+    "bprl.environments.multitask",
 )
 
 

@@ -13,8 +13,8 @@ import numpy as np
 from dm_control import composer
 from dm_control.composer.observation import observable
 
-from environments.arenas import WalledArena, random_positions
-from environments.walkers import PlanarWalker
+from bprl.environments.arenas import WalledArena, random_positions
+from bprl.environments.walkers import PlanarWalker
 
 # Task observables that say where a walker with a heading is (the Ant's location set).
 WALKER_LOCATION = ("walker_position", "walker_heading")

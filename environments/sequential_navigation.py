@@ -26,10 +26,10 @@ import numpy as np
 from dm_control import composer
 from dm_control.composer.observation import observable
 
-from environments import arenas, props, walkers
-from environments.markov import TargetSequence
-from environments.room_task import WALKER_LOCATION, RoomTask, make_composer_env, one_hot
-from environments.task_spec import TaskSpec
+from bprl.environments import arenas, props, walkers
+from bprl.environments.markov import TargetSequence
+from bprl.environments.room_task import WALKER_LOCATION, RoomTask, make_composer_env, one_hot
+from bprl.environments.task_spec import TaskSpec
 
 
 class SequentialNavigation(RoomTask):

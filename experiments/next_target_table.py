@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 from absl import app, flags
 
-from environments import markov
-from experiments.trajectories import visits
+from bprl.environments import markov
+from bprl.experiments.trajectories import visits
 
 _ROLLOUTS = flags.DEFINE_multi_string("rollouts", [], "NAME=FILE.npz from `bprl rollout`.")
 _OUT_TABLE = flags.DEFINE_string("out_table", "", "Markdown table to write.")

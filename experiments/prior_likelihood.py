@@ -21,8 +21,8 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from launch.rollout import load_run
-from networks.gaussian import gaussian_log_prob
+from bprl.launch.reuse.rollout import load_run
+from bprl.networks.gaussian import gaussian_log_prob
 
 _RUN = flags.DEFINE_string("run", "", "Run directory (config.json and a checkpoint).")
 _ROLLOUTS = flags.DEFINE_string(

@@ -20,10 +20,10 @@ from __future__ import annotations
 import numpy as np
 from absl import app, flags
 
-from agents.actor import GaussianActor
-from experiments.trajectories import visits
-from launch import builders
-from launch.rollout import load_run, record_rollouts
+from bprl.agents.actor import GaussianActor
+from bprl.experiments.trajectories import visits
+from bprl.launch.program import builders
+from bprl.launch.reuse.rollout import load_run, record_rollouts
 
 _RUNS = flags.DEFINE_multi_string("run", [], "NAME=RUN_DIR of a multitask_pointmass run.")
 _SAMPLES = flags.DEFINE_integer("samples", 2000, "action samples at the start state per head.")

@@ -25,8 +25,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from launch import events  # noqa: E402
+from bprl.launch.rundir import events  # noqa: E402
 
 Curve = list[tuple[int, float]]
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import NoReturn
 
 from absl import app, flags, logging
@@ -30,7 +29,7 @@ def _rehearsing(argv: list[str]) -> bool:
 
 if _rehearsing(sys.argv):
     # The rehearsal writes its run directory into a storage emulator through TensorFlow's
-    # modular GCS filesystem (launch/gcs_emulator.py), which TensorFlow registers for gs://
+    # modular GCS filesystem (launch/vertex/gcs_emulator.py), which TensorFlow registers for gs://
     # only when this is set before it is first imported.
     os.environ.setdefault("TF_USE_MODULAR_FILESYSTEM", "1")
 
@@ -90,7 +89,7 @@ _USAGE = __doc__
 
 
 def _cmd_tasks() -> int:
-    from environments import registry
+    from bprl.environments import registry
 
     for name, spec in sorted(registry.all_tasks().items()):
         print(f"{name}: {spec.description}")
@@ -99,255 +98,15 @@ def _cmd_tasks() -> int:
     return 0
 
 
-_RESTARTS_ENV = "BPRL_PROGRAM_RESTARTS"  # program restarts so far (kept across exec)
-
-
 def _cmd_run() -> int:
-    from launch import lifeline
+    from bprl.launch import run
 
-    lifeline.maybe_tie_to_sweep()  # a run of a sweep ends with the sweep
-    if _WORKDIR.value:
-        # Launchpad reads this once, when first imported (Acme imports it too): set it first.
-        os.environ["LAUNCHPAD_LOGGING_DIR"] = os.path.join(os.path.abspath(_WORKDIR.value), "logs")
-    from launch import local, validate
-
-    if _NETWORK.value == "isolated" and _LAUNCH.value == "local":  # (a rehearsal: its own)
-        from launch import netns
-
-        # First, so the checks below (which import TensorFlow) run once, in the run's
-        # own namespace; a bad config still ends with one error line before any node.
-        netns.reexec_isolated(sys.argv)  # returns only where isolation is not possible
-    config = _CONFIG.value
-    if config is None:
-        raise validate.ConfigError("--config is required")
-    if config.prior.artifact:  # saved in config.json: resumable from any directory
-        config.prior.artifact = os.path.abspath(config.prior.artifact)
-    validate.validate_config(config)
-    if _LAUNCH.value == "vertex_ai":  # the run directory is under the bucket, not here
-        from launch import vertex
-
-        vertex.validate_cluster(config, submit=True)
-        vertex.launch_vertex(config, _WORKDIR.value)
-        return 0
-    validate.validate_workdir(_WORKDIR.value)
-    workdir = os.path.abspath(_WORKDIR.value)
-    lock = None
-    run_dir = workdir  # where the run's files are read from (the bucket's, rehearsed)
-    if _LAUNCH.value == "vertex_ai_local":
-        from launch import rehearsal, vertex
-
-        rehearsal.check_can_rehearse()
-        vertex.validate_cluster(config, submit=False)
-        run_dir = rehearsal.run_dir_view(workdir)
-    if _LAUNCH.value in ("local", "vertex_ai_local"):
-        from launch import runlock
-
-        validate.validate_fits_machine(config)
-        lock = runlock.acquire(workdir, "bprl run")  # kept across restarts (exec)
-    resuming = validate.validate_resume(config, run_dir)
-    print(f"run directory: {workdir}")
-    print(f"watch it with: tensorboard --logdir {run_dir}")
-    if resuming:
-        from launch import checkpointing
-
-        if _LAUNCH.value == "local":  # (rehearsed nodes choose their checkpoint themselves)
-            try:  # a damaged newest checkpoint falls back to the previous one
-                checkpointing.prepare_resume(workdir)
-            except checkpointing.CheckpointError as error:
-                raise validate.ConfigError(str(error)) from None
-        counts = checkpointing.load_counts(run_dir)
-        if counts:
-            learner_steps = int(counts.get("learner_steps", 0))
-            actor_steps = int(counts.get("actor_steps", 0))
-            print(f"resuming {workdir}: learner step {learner_steps}, actor step {actor_steps}")
-        else:
-            print(f"resuming {workdir}: no complete checkpoint yet, starting from scratch")
-    started = time.monotonic()
-    if _LAUNCH.value == "vertex_ai_local":
-        try:
-            code = _rehearse(config, workdir)
-        finally:
-            runlock.release(lock)
-        if code:
-            return code
-        return _summary(config, run_dir, started, out_dir=workdir)
-    try:
-        local.launch_local(config, workdir)
-    except local.LaunchInterrupted as interrupted:
-        print(f"stopped by {interrupted} while starting; no process of the run is left")
-        return 130
-    except local.NodeFailure as failure:  # every process of the program has been stopped
-        return _after_failure(config, workdir, failure)
-    finally:  # (a restart re-executes this process: no `finally`, the lock stays held)
-        if lock is not None:
-            from launch import runlock
-
-            runlock.release(lock)
-    return _summary(config, workdir, started)
-
-
-def _rehearse(config, workdir: str) -> int:
-    """The rehearsal of the Vertex AI job; 0 when the job ended as a finished run does
-    (SUCCEEDED: the stop node, its primary replica, exited 0 at the budget)."""
-    from launch import local, rehearsal
-
-    outcome = rehearsal.launch_rehearsal(config, workdir)
-    print(f"rehearsed job {outcome.state}: {outcome.reason}")
-    for node in outcome.failed:
-        print(
-            f"error: {node} failed; its log: {os.path.join(workdir, 'logs', node)}", file=sys.stderr
-        )
-        for line in local.log_tail(workdir, node):
-            print(f"    {line}", file=sys.stderr)
-    return 0 if outcome.state == "SUCCEEDED" else 1
-
-
-def _summary(config, workdir: str, started: float, out_dir: str | None = None) -> int:
-    from launch import summary
-
-    task = f"{config.task}, prior sees {', '.join(config.prior_info)}"
-    summary.write_learning_curve(workdir, title=f"evaluation return ({task})", out_dir=out_dir)
-    print("\n".join(summary.summary_lines(workdir, time.monotonic() - started, out_dir)))
-    return 0
-
-
-def _after_failure(config, workdir: str, failure) -> int:
-    """Reports which node died and why; restarts the whole program from the last complete
-    checkpoint while `reliability.max_program_restarts` allows (this process re-executes
-    itself, keeping its pid, its lock and its network namespace)."""
-    import json
-    import signal
-    import time
-
-    from launch import checkpointing, local, restart_policy
-    from launch.progress import RunProgress
-
-    if not failure.hang:  # (a hang was named on the console when it was found)
-        print(f"error: {failure}", file=sys.stderr)
-    for node, tail in failure.log_tails.items():
-        print(f"  last lines of {node} ({os.path.join(workdir, 'logs', node)}):", file=sys.stderr)
-        for line in tail:
-            print(f"    {line}", file=sys.stderr)
-    for line in local.node_errors(workdir):
-        print(f"  {line}", file=sys.stderr)
-    restarts = int(os.environ.get(_RESTARTS_ENV, "0"))
-    budget = int(config.reliability.max_program_restarts)
-    counts = checkpointing.load_counts(workdir)
-    at_checkpoint = int(counts.get("learner_steps", 0))
-    progress = RunProgress(workdir).poll()
-    reached = progress.learner_steps
-    lost = max(0, reached - at_checkpoint)
-    if local.stop_requested():
-        print(
-            f"the program was asked to stop ({local.stop_requested()}: a person, or the "
-            f"stop condition at the budget): not restarting; `bprl run` on this directory "
-            f"resumes from the last checkpoint",
-            file=sys.stderr,
-        )
-        return 1
-    # A hung node raised nothing: whatever its log says last is not why it stopped, so
-    # a hang is never taken for a deterministic failure (it is always retried).
-    log_dir = os.path.join(workdir, "logs")
-    errors = {} if failure.hang else restart_policy.node_exceptions(log_dir, failure.nodes)
-    attempt = restart_policy.attempt_record(
-        failure.nodes,
-        failure.cause,
-        errors,
-        counts,
-        reached,
-        progress.actor_steps,
-    )
-    previous = _previous_attempt(workdir, restarts)
-    recurring = restart_policy.recurring_failure(previous, attempt)
-    if recurring:
-        print(
-            f"error: {restart_policy.describe(recurring)}; not restarting (restart "
-            f"{restarts} made no progress: no learner or actor steps since the checkpoint "
-            f"at learner step {at_checkpoint}); node logs: {os.path.join(workdir, 'logs')}; "
-            f"fix the cause, then `bprl run` on this directory resumes from that checkpoint",
-            file=sys.stderr,
-        )
-        return 1
-    if restarts >= budget:
-        print(
-            f"error: the program failed {restarts + 1} time(s) and its restart budget is "
-            f"spent (reliability.max_program_restarts={budget}); node logs: "
-            f"{os.path.join(workdir, 'logs')}; `bprl run` on this directory resumes from the "
-            f"last checkpoint (learner step {at_checkpoint})",
-            file=sys.stderr,
-        )
-        return 1
-    delay = float(config.reliability.restart_backoff_secs) * 2**restarts
-    print(
-        f"restarting the whole program from the last complete checkpoint (learner step "
-        f"{at_checkpoint}; about {lost} learner steps lost): restart {restarts + 1} of "
-        f"{budget} in {delay:.0f} s",
-        file=sys.stderr,
-        flush=True,
-    )
-    entry = {
-        "restart": restarts + 1,
-        "time": time.time(),
-        **attempt,  # nodes, cause, errors, the counts (launch/restart_policy.py)
-        "learner_steps_lost": lost,
-    }
-    if failure.hang:  # what the liveness watch saw, and when (launch/liveness.py)
-        entry["hang"] = failure.hang
-        entry["detected"] = failure.detected_at
-    with open(os.path.join(workdir, "restarts.jsonl"), "a") as f:
-        f.write(json.dumps(entry) + "\n")
-    from launch import events, layout
-
-    events.append_events(  # TensorBoard: reliability/* under the "launcher" run
-        os.path.join(workdir, layout.LAUNCHER_DIR),
-        step=progress.actor_steps,  # every tag's x-axis is actor steps
-        scalars={"program_restarts": restarts + 1, "learner_steps_lost": lost},
-        text=(
-            f"restart {restarts + 1} of {budget}: {failure}; resumed from the checkpoint at "
-            f"learner step {at_checkpoint}, {lost} learner steps lost"
-        ),
-    )
-    logs = os.path.join(workdir, "logs")
-    if os.path.isdir(logs):  # keep the failed attempt's node logs
-        os.replace(logs, os.path.join(workdir, f"logs.failed.{restarts + 1}"))
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
-    signal.signal(signal.SIGINT, interrupt)
-    try:
-        time.sleep(delay)
-    except KeyboardInterrupt:
-        print("stopped by a signal during the back-off: not restarting", file=sys.stderr)
-        return 1
-    os.environ[_RESTARTS_ENV] = str(restarts + 1)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "launch.cli", *sys.argv[1:]])
-    return 1  # not reached
-
-
-def _previous_attempt(workdir: str, restarts: int) -> dict | None:
-    """The restarts.jsonl entry of the attempt before this one, when this launcher is its
-    restart (restart number `restarts`); None for a launch by a person."""
-    import json
-
-    if restarts < 1:
-        return None
-    try:
-        with open(os.path.join(workdir, "restarts.jsonl")) as f:
-            lines = [line for line in f if line.strip()]
-        entry = json.loads(lines[-1]) if lines else None
-    except (OSError, ValueError):
-        return None
-    if not isinstance(entry, dict) or entry.get("restart") != restarts:
-        return None
-    return entry
+    return run.run(_CONFIG.value, _WORKDIR.value, _LAUNCH.value, _NETWORK.value)
 
 
 def _cmd_sweep() -> int:
-    from launch import sweep, validate
+    from bprl.launch import sweep
+    from bprl.launch.config import validate
 
     config = _CONFIG.value
     if config is None:
@@ -373,22 +132,22 @@ def _cmd_sweep() -> int:
             validate.validate_config(run.config)
             validated.add(run.variant)
     if _LAUNCH.value != "local":
-        from launch import vertex
+        from bprl.launch.vertex import job as vertex
 
         for run in runs:
             vertex.validate_cluster(run.config, submit=_LAUNCH.value == "vertex_ai")
     validate.validate_workdir(_WORKDIR.value)  # created only once everything checks out
     if _LAUNCH.value == "vertex_ai":
-        from launch import vertex
+        from bprl.launch.vertex import job as vertex
 
         return vertex.launch_sweep(runs, _WORKDIR.value)
     launch_args = []
     if _LAUNCH.value == "vertex_ai_local":
-        from launch import rehearsal
+        from bprl.launch.vertex import rehearsal
 
         rehearsal.check_can_rehearse()
         launch_args = ["--launch=vertex_ai_local"]
-    from launch import runlock
+    from bprl.launch.local import runlock
 
     at_once = max(1, min(_PARALLEL.value, len(runs)))
     for run in runs:  # the largest variant decides
@@ -408,8 +167,8 @@ def _cmd_sweep() -> int:
 
 
 def _cmd_rollout() -> int:
-    from launch import rollout
-    from launch.validate import ConfigError
+    from bprl.launch.config.validate import ConfigError
+    from bprl.launch.reuse import rollout
 
     if not _WORKDIR.value:
         raise ConfigError("--workdir (the run to load) is required")
@@ -418,8 +177,8 @@ def _cmd_rollout() -> int:
 
 
 def _cmd_export_prior() -> int:
-    from launch import transfer
-    from launch.validate import ConfigError
+    from bprl.launch.config.validate import ConfigError
+    from bprl.launch.reuse import transfer
 
     if not _WORKDIR.value:
         raise ConfigError("--workdir (the run whose prior to export) is required")
@@ -438,7 +197,7 @@ def _cmd_export_prior() -> int:
 
 
 def _cmd_report(path: str) -> int:
-    from launch import report, storage
+    from bprl.launch.rundir import report, storage
 
     if not storage.is_remote(path):
         written = report.write_report(path, _THRESHOLD.value, _BASELINE.value)
@@ -449,7 +208,7 @@ def _cmd_report(path: str) -> int:
     # are copied down (no checkpoints or pickles), reported here, the report copied up.
     import tempfile
 
-    from launch import layout
+    from bprl.launch.rundir import layout
 
     if not storage.isdir(path):
         raise FileNotFoundError(f"{path} does not exist or is empty")
@@ -474,7 +233,7 @@ def _main(argv: list[str]) -> int:
         "export-prior": _cmd_export_prior,
     }
     if len(argv) == 3 and argv[1] == "report":
-        from launch.validate import ConfigError
+        from bprl.launch.config.validate import ConfigError
 
         try:
             return _cmd_report(argv[2])
@@ -484,7 +243,7 @@ def _main(argv: list[str]) -> int:
     if len(argv) < 2:
         print(_USAGE, file=sys.stderr)
         return 2
-    from launch.validate import ConfigError
+    from bprl.launch.config.validate import ConfigError
 
     if argv[1] == "report":
         _fail("report takes one directory: bprl report DIR")
@@ -513,7 +272,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
     The config file, its variant and the override names are checked first, by us: absl
     and ml_collections report them as tracebacks or several lines.
     """
-    from launch.validate import ConfigError, check_config_args
+    from bprl.launch.config.validate import ConfigError, check_config_args
 
     try:
         check_config_args(argv[1:])
@@ -532,7 +291,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
 def main() -> None:
     os.environ.setdefault("MUJOCO_GL", "disable")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from launch.quiet import quiet_warnings
+    from bprl.launch.program.quiet import quiet_warnings
 
     quiet_warnings()
     logging.set_verbosity(logging.WARNING)

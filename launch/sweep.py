@@ -9,8 +9,8 @@ interrupted seed is cleared first, so its event files do not mix with the new on
 Each run is a subprocess in its own process group (Launchpad reads its logging folder
 at import, so one process launches one run); SIGINT/SIGTERM to the sweep terminates
 the groups of the runs in flight, so no node process outlives the sweep; a SIGKILLed
-sweep takes its runs along too (each run ties itself to the sweep, launch/lifeline.py).
-The sweep locks its directory and each run its own (launch/runlock.py).
+sweep takes its runs along too (each run ties itself to the sweep, launch/program/lifeline.py).
+The sweep locks its directory and each run its own (launch/local/runlock.py).
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ import time
 import ml_collections
 from ml_collections.config_flags import tuple_parser
 
-from launch import layout, lifeline
-from launch.layout import DONE, RUN_LOG, seed_dirs  # noqa: F401  (the layout's names)
+from bprl.launch.program import lifeline
+from bprl.launch.rundir import layout
+from bprl.launch.rundir.layout import DONE, RUN_LOG, seed_dirs  # noqa: F401  (the layout's names)
 
 
 @dataclasses.dataclass
@@ -147,7 +148,7 @@ def run_command(config_args: list[str], run: SeedRun) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "launch.cli",
+        "bprl.launch.cli",
         "run",
         *config_args,
         *run.overrides,
@@ -209,7 +210,7 @@ def run_local(
     poll_secs: float = 1.0,
 ) -> int:
     """Runs the runs without a DONE marker, `parallel` at a time; 0 when all are done."""
-    from launch.progress import ProgressPrinter, RunProgress
+    from bprl.launch.rundir.progress import ProgressPrinter, RunProgress
 
     if parallel < 1:
         raise ValueError(f"--parallel must be >= 1, got {parallel}")

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import sonnet as snt
 import tensorflow as tf
 
-from networks import information, mlp
+from bprl.networks import information, mlp
 
 
 class Critic(snt.Module):

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from networks.critic import Critic
-from networks.gaussian import GaussianHead
-from networks.hierarchical import HierarchicalHead
-from networks.mlp import Linear
-from networks.recurrent import RecurrentGaussianHead
+from bprl.networks.critic import Critic
+from bprl.networks.gaussian import GaussianHead
+from bprl.networks.hierarchical import HierarchicalHead
+from bprl.networks.mlp import Linear
+from bprl.networks.recurrent import RecurrentGaussianHead
 
 
 @dataclasses.dataclass
@@ -40,7 +40,7 @@ class Networks:
 
     def set_product_dtype(self, dtype: tf.DType) -> None:
         """Every dense layer's matrix product in `dtype` (the learner's bfloat16 kernels,
-        `launch/xla.py`); variables and everything elementwise stay float32. (An LSTM
+        `launch/config/xla.py`); variables and everything elementwise stay float32. (An LSTM
         prior's recurrent cell keeps its float32 products.)"""
         for net in (self.policy, self.prior, self.critic):
             for module in net.submodules:

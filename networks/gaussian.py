@@ -15,7 +15,7 @@ import sonnet as snt
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from networks import information, mlp
+from bprl.networks import information, mlp
 
 tfd = tfp.distributions
 

@@ -15,7 +15,7 @@ import numpy as np
 import sonnet as snt
 import tensorflow as tf
 
-from networks.gaussian import GaussianHead, gaussian_log_prob, standard_normal
+from bprl.networks.gaussian import GaussianHead, gaussian_log_prob, standard_normal
 
 LATENT_KEY = "__latent__"
 

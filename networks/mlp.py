@@ -11,7 +11,7 @@ import tensorflow as tf
 
 class Linear(snt.Linear):
     """`snt.Linear` whose matrix product can run in bfloat16 (`product_dtype`, set by
-    `Networks.set_product_dtype` for the learner's onednn_bfloat16 kernels, launch/xla.py).
+    `Networks.set_product_dtype` for the learner's onednn_bfloat16 kernels, launch/config/xla.py).
 
     x @ w + b: [N, in] -> [N, out] float32. In bfloat16, x and w are rounded for the
     product only (oneDNN accumulates in float32, rounds the result to bfloat16; it comes

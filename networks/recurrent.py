@@ -15,8 +15,8 @@ import numpy as np
 import sonnet as snt
 import tensorflow as tf
 
-from networks import information, mlp
-from networks.gaussian import (
+from bprl.networks import information, mlp
+from bprl.networks.gaussian import (
     ScaleTransform,
     act_from_moments,
     numpy_output_moments,

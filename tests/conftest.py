@@ -5,9 +5,9 @@ import os
 os.environ.setdefault("MUJOCO_GL", "disable")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# What a learner node's environment gets (launch/local.py): set before anything compiles
+# What a learner node's environment gets (launch/local/launcher.py): set before anything compiles
 # and before TensorFlow is imported (oneDNN's kernels, which the bfloat16 products use).
-from launch import xla  # noqa: E402
+from bprl.launch.config import xla  # noqa: E402
 
 xla.request_fast_math()
 os.environ.setdefault(xla.ONEDNN_ENV, "1")

@@ -20,7 +20,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from launch import checkpointing
+from bprl.launch.rundir import checkpointing
 
 
 def digest(paths: list[str]) -> str:

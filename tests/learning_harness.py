@@ -7,10 +7,10 @@ import ml_collections
 import numpy as np
 import reverb
 
-from agents.actor import GaussianActor, VersionedVariableClient
-from agents.learner import Learner
-from launch import builders
-from launch.nodes import run_episode
+from bprl.agents.actor import GaussianActor, VersionedVariableClient
+from bprl.agents.learner import Learner
+from bprl.launch.program import builders
+from bprl.launch.program.nodes import run_episode
 
 
 def evaluate(config, networks, episodes: int, seed: int) -> float:

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from agents.config import LearnerHyperparams
-from agents.learning_rule import squash_action
-from environments import registry
-from experiments.configs import seqnav_pointmass, walker_walk
-from launch import builders
-from launch.validate import ConfigError, validate_config
-from networks.gaussian import GaussianHead
+from bprl.agents.config import LearnerHyperparams
+from bprl.agents.learning_rule import squash_action
+from bprl.environments import registry
+from bprl.experiments.configs import seqnav_pointmass, walker_walk
+from bprl.launch.config.validate import ConfigError, validate_config
+from bprl.launch.program import builders
+from bprl.networks.gaussian import GaussianHead
 
 
 def test_tanh_wrapper_executes_tanh_of_the_stored_action():

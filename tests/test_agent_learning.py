@@ -19,9 +19,9 @@ same budget was too short.
 """
 
 import pytest
-from learning_harness import train
 
-from experiments.configs.base import base_config
+from bprl.experiments.configs.base import base_config
+from learning_harness import train
 
 MARGIN = 15.0
 SEEDS = (0, 1)

@@ -8,12 +8,12 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import trfl
 
-from agents import learning_rule as losses
-from agents.config import LearnerHyperparams
-from agents.learner import Learner
-from agents.learning_rule import compute_losses
-from agents.prior_kinds import make_networks
-from environments import registry
+from bprl.agents import learning_rule as losses
+from bprl.agents.config import LearnerHyperparams
+from bprl.agents.learner import Learner
+from bprl.agents.learning_rule import compute_losses
+from bprl.agents.prior_kinds import make_networks
+from bprl.environments import registry
 
 T, B = 10, 7  # transitions per sequence, batch
 
@@ -201,8 +201,8 @@ def rates_names():
 
 
 def test_xla_fast_math_is_added_once_and_never_overrides_the_user(monkeypatch):
-    from launch.xla import learner_environment
-    from launch.xla import request_fast_math as request_xla_fast_math
+    from bprl.launch.config.xla import learner_environment
+    from bprl.launch.config.xla import request_fast_math as request_xla_fast_math
 
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
     assert request_xla_fast_math()
@@ -226,7 +226,7 @@ def test_xla_fast_math_is_added_once_and_never_overrides_the_user(monkeypatch):
 
 
 def test_learner_kernels_resolve_and_set_the_learner_environment():
-    from launch import xla
+    from bprl.launch.config import xla
 
     # auto follows the CPU's bfloat16 instructions for a big update; an explicit choice stays
     big, small = 2 * xla.BFLOAT16_MIN_UPDATE_FLOPS, 0.5 * xla.BFLOAT16_MIN_UPDATE_FLOPS
@@ -252,8 +252,9 @@ def test_learner_kernels_resolve_and_set_the_learner_environment():
 def test_auto_kernels_follow_the_size_of_the_update():
     """A config's update size decides auto (on a CPU with AMX): the tiny configs' few-kFLOP
     updates and the default sizes' run as one XLA program, Acme's bigger one in bfloat16."""
-    from experiments.configs import walker_walk
-    from launch import builders, xla
+    from bprl.experiments.configs import walker_walk
+    from bprl.launch.config import xla
+    from bprl.launch.program import builders
 
     tiny, default = walker_walk.get_config("tiny"), walker_walk.get_config()
     acme = walker_walk.get_config()  # Acme's svg0_prior widths, batch 256, T = 10, S = 10

@@ -15,9 +15,9 @@ import subprocess
 import cloudpickle
 import pytest
 
-from experiments.configs import walker_walk
-from launch import vertex
-from launch.validate import ConfigError
+from bprl.experiments.configs import walker_walk
+from bprl.launch.config.validate import ConfigError
+from bprl.launch.vertex import job as vertex
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,7 +75,12 @@ def test_custom_job_spec_is_the_request_of_every_pool():
         assert request["machineSpec"] == {"machineType": pool.machine_type}
         container = request["containerSpec"]
         assert container["imageUri"] == IMAGE
-        assert container["command"] == [*vertex.INIT, "python", "-m", "launch.node_entry"]
+        assert container["command"] == [
+            *vertex.INIT,
+            "python",
+            "-m",
+            "bprl.launch.program.node_entry",
+        ]
         assert f"--data_file=gs://my-bucket/bprl/r1/nodes/{pool.name}.pkl" in container["args"]
         assert {e["name"]: e["value"] for e in container["env"]} == dict(pool.env)
         assert dict(pool.env)["BPRL_VERTEX_REGION"] == "europe-west4"
@@ -295,7 +300,7 @@ def test_the_image_environment_is_the_dockerfiles():
             env[name] = value
     home = env.pop("HOME")
     assert env == vertex.IMAGE_ENV
-    from launch import rehearsal
+    from bprl.launch.vertex import rehearsal
 
     assert home == rehearsal.IMAGE_HOME
     assert re.search(rf"^WORKDIR {re.escape(rehearsal.IMAGE_WORKDIR)}$", text, re.M)

@@ -1,4 +1,4 @@
-"""The run's config schema (launch/defaults.py): every field is read, no unknown field passes.
+"""The run's config schema (launch/config/defaults.py): every field read, no unknown one passes.
 
 An experiment config that sets a field the schema does not have would otherwise be
 silently ignored (an ml_collections ConfigDict accepts new attributes); a default that no
@@ -13,10 +13,10 @@ import subprocess
 import sys
 
 import pytest
-from tests_support import REPO
 
-from launch import validate
-from launch.defaults import base_config
+from bprl.launch.config import validate
+from bprl.launch.config.defaults import base_config
+from tests_support import REPO
 
 CODE_DIRS = ("agents", "networks", "environments", "launch", "experiments", "benchmarks")
 
@@ -37,7 +37,9 @@ def _code_outside_the_schema() -> str:
                 continue
             for name in files:
                 path = os.path.join(root, name)
-                if name.endswith(".py") and path != os.path.join(REPO, "launch", "defaults.py"):
+                if name.endswith(".py") and path != os.path.join(
+                    REPO, "launch", "config", "defaults.py"
+                ):
                     with open(path) as f:
                         texts.append(f.read())
     return "\n".join(texts)
@@ -76,7 +78,14 @@ def test_the_cli_refuses_a_config_file_with_an_unknown_field_before_launch(tmp_p
     )
     workdir = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "launch.cli", "run", f"--config={path}", f"--workdir={workdir}"],
+        [
+            sys.executable,
+            "-m",
+            "bprl.launch.cli",
+            "run",
+            f"--config={path}",
+            f"--workdir={workdir}",
+        ],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": REPO},
         capture_output=True,

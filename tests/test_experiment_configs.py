@@ -15,10 +15,10 @@ import importlib.util
 import os
 
 import pytest
-from tests_support import REPO
 
-from environments import registry
-from launch import validate
+from bprl.environments import registry
+from bprl.launch.config import validate
+from tests_support import REPO
 
 CONFIG_DIR = os.path.join(REPO, "experiments", "configs")
 CONFIG_FILES = sorted(

@@ -3,7 +3,7 @@
 - The pre-launch check builds the task with the run's keywords, resets it and takes one
   step, so an error there is one `error:` line before anything starts.
 - A node that fails the same way at every start, with no progress in between, is not
-  restarted again: the launcher names it and its error (launch/restart_policy.py).
+  restarted again: the launcher names it and its error (launch/local/restart_policy.py).
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import dm_env
 import numpy as np
 import pytest
 from dm_env import specs
-from tests_support import BPRL, CONFIG, REPO, run_processes
 
-from environments import registry
-from environments.task_spec import TaskSpec
-from launch import restart_policy, validate
-from launch.defaults import base_config
+from bprl.environments import registry
+from bprl.environments.task_spec import TaskSpec
+from bprl.launch.config import validate
+from bprl.launch.config.defaults import base_config
+from bprl.launch.local import restart_policy
+from tests_support import BPRL, CONFIG, REPO, run_processes
 
 SEQNAV = os.path.join(REPO, "experiments", "configs", "seqnav_pointmass.py")
 
@@ -183,7 +184,7 @@ def test_only_a_recurring_failure_without_progress_stops_the_restarts(tmp_path):
         "I1204 02:40:41.818 140 supervision.py:120] actor_1: started worker process 77\n"
         "E1204 02:40:43.001 140 supervision.py:88] actor_1 failed (1/1); rebuilding\n"
         "Traceback (most recent call last):\n"
-        '  File "launch/supervision.py", line 146, in supervise\n'
+        '  File "launch/program/supervision.py", line 146, in supervise\n'
         '    raise RuntimeError(f"...")\n'
         "RuntimeError: actor_1: worker died 1 times; giving up\n"
         "W1204 02:40:44.000 140 node.py:1] Error: not a traceback line\n"

@@ -15,9 +15,9 @@ import tree
 from acme import wrappers
 from acme.adders import reverb as reverb_adders
 
-from agents.fast_adder import FastSequenceAdder
-from environments import registry
-from launch import builders
+from bprl.agents.fast_adder import FastSequenceAdder
+from bprl.environments import registry
+from bprl.launch.program import builders
 
 
 def _table(name: str, env_spec, length: int) -> reverb.Table:
@@ -110,7 +110,7 @@ def test_fast_adder_items_equal_acme_sequence_adder(task, kwargs, length, steps)
 
 
 def test_make_adder_selects_the_writer():
-    from experiments.configs.base import base_config
+    from bprl.experiments.configs.base import base_config
 
     config = base_config()
     env = registry.make_environment("walker_walk", 0)

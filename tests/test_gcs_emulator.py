@@ -16,7 +16,8 @@ import textwrap
 
 import pytest
 
-from launch import gcs_emulator, vertex
+from bprl.launch.vertex import gcs_emulator
+from bprl.launch.vertex import job as vertex
 
 BUCKET = "test-bucket"
 
@@ -50,8 +51,9 @@ def _result(proc: subprocess.CompletedProcess) -> dict:
 def test_storage_layer_and_checkpoint_records_on_gs(emulator):
     code = f"""
     import json
-    from launch import checkpointing, storage
-    from launch.tensorboard import TensorBoardLogger
+    from bprl.launch.rundir import checkpointing
+    from bprl.launch.rundir import storage
+    from bprl.launch.program.tensorboard import TensorBoardLogger
     run = "gs://{BUCKET}/runs/r1"
     out = {{}}
     storage.makedirs(run)
@@ -101,7 +103,8 @@ def test_learner_and_replay_checkpoints_reach_gs_and_restore_together(emulator, 
     import json, os
     import reverb
     import tensorflow as tf
-    from launch import checkpointing, storage
+    from bprl.launch.rundir import checkpointing
+    from bprl.launch.rundir import storage
     run = "gs://{BUCKET}/runs/r2"
     out = {{}}
     # the learner's checkpoint, through tf.train.CheckpointManager as the node writes it
@@ -187,8 +190,10 @@ def test_a_prior_artifact_is_shipped_to_the_run_directory_and_loads_from_it(emul
     import numpy as np
     sys.path.insert(0, {tests_dir!r})
     from test_transfer import _config, _make_artifact
-    from agents import prior_artifact
-    from launch import builders, storage, vertex
+    from bprl.agents import prior_artifact
+    from bprl.launch.program import builders
+    from bprl.launch.rundir import storage
+    from bprl.launch.vertex import job as vertex
     config = _config("tiny")
     local = {str(tmp_path / "prior")!r}
     networks, env = _make_artifact(local, config)
@@ -228,7 +233,7 @@ def test_bprl_report_reads_a_sweep_on_gs_and_writes_its_report_there(emulator, t
     code = f"""
     import json
     import tensorflow as tf
-    from launch import storage
+    from bprl.launch.rundir import storage
     root = "gs://{BUCKET}/sweeps/s1"
     for seed, last in ((0, 5.0), (1, 7.0)):
         run = f"{{root}}/seed_{{seed}}"
@@ -251,7 +256,7 @@ def test_bprl_report_reads_a_sweep_on_gs_and_writes_its_report_there(emulator, t
     env = dict(os.environ, **vertex.STORAGE_ENV)
     env[gcs_emulator.ENDPOINT_ENV] = emulator.endpoint
     result = subprocess.run(
-        [sys.executable, "-m", "launch.cli", "report", f"gs://{BUCKET}/sweeps/s1"],
+        [sys.executable, "-m", "bprl.launch.cli", "report", f"gs://{BUCKET}/sweeps/s1"],
         env=env,
         capture_output=True,
         text=True,
@@ -273,13 +278,13 @@ def test_bprl_report_reads_a_sweep_on_gs_and_writes_its_report_there(emulator, t
 
 
 def test_large_objects_are_read_through_the_emulators_api(emulator, tmp_path):
-    """The modular filesystem's larger reads crash the process (see launch/storage.py):
+    """The modular filesystem's larger reads crash the process (see launch/rundir/storage.py):
     in a rehearsal, reads and copies of objects go through the emulator's JSON API, and
     a 3 MB object written by TensorFlow reads back whole, many times over."""
     code = f"""
     import json, os
     import tensorflow as tf
-    from launch import storage
+    from bprl.launch.rundir import storage
     data = os.urandom(3_000_000)
     path = "gs://{BUCKET}/big/blob.bin"
     with tf.io.gfile.GFile(path, "wb") as f:  # writes through TensorFlow are fine

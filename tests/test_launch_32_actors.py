@@ -9,9 +9,9 @@ import time
 
 import psutil
 import pytest
-from tests_support import BPRL, CONFIG, REPO, run_processes
 
-from launch import events
+from bprl.launch.rundir import events
+from tests_support import BPRL, CONFIG, REPO, run_processes
 
 
 @pytest.mark.slow

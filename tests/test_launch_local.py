@@ -13,9 +13,9 @@ import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.custom_scalar import metadata as custom_scalar_metadata
-from tests_support import BPRL, CONFIG, REPO, run_processes
 
-from launch import events
+from bprl.launch.rundir import events
+from tests_support import BPRL, CONFIG, REPO, run_processes
 
 SEQNAV_TINY = "--config=experiments/configs/seqnav_pointmass.py:tiny"
 

@@ -21,13 +21,13 @@ import tensorflow_probability as tfp
 from acme import datasets
 from acme.utils import loggers
 
-from agents.actor import GaussianActor
-from agents.config import LearnerHyperparams
-from agents.learner import Learner, batch_from_replay
-from agents.learning_rule import compute_losses
-from agents.prior_kinds import make_networks
-from environments import registry
-from launch import builders
+from bprl.agents.actor import GaussianActor
+from bprl.agents.config import LearnerHyperparams
+from bprl.agents.learner import Learner, batch_from_replay
+from bprl.agents.learning_rule import compute_losses
+from bprl.agents.prior_kinds import make_networks
+from bprl.environments import registry
+from bprl.launch.program import builders
 
 tfd = tfp.distributions
 T, B, S = 5, 6, 3  # transitions per sequence, batch, action samples
@@ -76,7 +76,7 @@ def make_batch():
 def make_sample(batch_size: int) -> reverb.ReplaySample:
     """`batch_size` real replay sequences ([batch, T+1, ...]) of walker-walk episodes of 12
     steps, sampled from Reverb."""
-    from experiments.configs.base import base_config
+    from bprl.experiments.configs.base import base_config
 
     config = base_config()
     config.replay.sequence_length = T
@@ -270,7 +270,7 @@ def test_learner_update_uses_the_same_losses(learner, batch):
 
 
 def test_bfloat16_products_stay_close_to_float32(batch):
-    """The onednn_bfloat16 learner kernels (launch/xla.py) keep the rule: only the MLPs'
+    """The onednn_bfloat16 learner kernels (launch/config/xla.py) keep the rule: only the MLPs'
     matrix products are rounded to bfloat16 (8-bit mantissa; float32 accumulation, weights
     and everything else). Stated tolerance against the float32 reference: each loss within
     2% + 1% of its value; the mean Retrace target within 2% of its value + 2% of the
@@ -306,9 +306,9 @@ def test_bfloat16_products_stay_close_to_float32(batch):
 def test_split_updates_gives_each_update_its_own_sequences():
     """K * B sequences -> [K, ...]: update k gets the k-th B of them, in every field (the
     LSTM state's batch axis is its first, every other field's its second)."""
-    from agents.learner import split_updates
-    from agents.learning_rule import SequenceBatch
-    from networks.recurrent import LSTMState
+    from bprl.agents.learner import split_updates
+    from bprl.agents.learning_rule import SequenceBatch
+    from bprl.networks.recurrent import LSTMState
 
     k, b, steps = 3, 4, T + 1
     column = np.arange(k * b, dtype=np.float32)  # sequence i holds the value i
@@ -406,8 +406,8 @@ def _all_variables(learner) -> list:
 def test_updates_since_the_last_periodic_write_reach_tensorboard_when_flushed(tmp_path):
     """A run that stops between two periodic writes (a short run: before the first) still
     leaves its latest updates' figures in a real event file."""
-    from launch import events
-    from launch.tensorboard import TensorBoardLogger
+    from bprl.launch.program.tensorboard import TensorBoardLogger
+    from bprl.launch.rundir import events
 
     sample = make_sample(B)
     logdir = str(tmp_path / "learner")

@@ -1,4 +1,4 @@
-"""Hung nodes are noticed (issue 31, part 1; launch/liveness.py, docs/reliability.md).
+"""Hung nodes are noticed (issue 31, part 1; launch/local/liveness.py, docs/reliability.md).
 
 A node whose processes are stopped (SIGSTOP), or idle without progress while what it
 waits on could serve it, is declared hung after the bound, named, killed, and handled as
@@ -19,12 +19,14 @@ import time
 
 import psutil
 import pytest
+
+from bprl.launch.config import validate
+from bprl.launch.config.defaults import base_config
+from bprl.launch.local import launcher as local
+from bprl.launch.local import liveness
+from bprl.launch.local.liveness import HangRules, Observation, ProcessSample, ReplayState
 from tests_support import read_checkpoint_record, run_processes, wait_for
 from tests_support import start_run as _start
-
-from launch import liveness, local, validate
-from launch.defaults import base_config
-from launch.liveness import HangRules, Observation, ProcessSample, ReplayState
 
 BOUND = 20.0  # the bound the slow tests set (the default is derived: >= 180 s)
 

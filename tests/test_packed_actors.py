@@ -12,6 +12,14 @@ import psutil
 import pytest
 import reverb
 from acme.utils import counting, loggers
+
+from bprl.agents.actor import GaussianActor
+from bprl.agents.fast_adder import FastSequenceAdder
+from bprl.agents.packed_actor import PackedActor, PackedLoop
+from bprl.launch.config import packing, validate
+from bprl.launch.config.validate import load_config
+from bprl.launch.program import builders
+from bprl.launch.rundir import events
 from tests_support import (
     REPO,
     actor_workers,
@@ -20,12 +28,6 @@ from tests_support import (
     start_run,
     wait_for,
 )
-
-from agents.actor import GaussianActor
-from agents.fast_adder import FastSequenceAdder
-from agents.packed_actor import PackedActor, PackedLoop
-from launch import builders, events, packing, validate
-from launch.validate import load_config
 
 POINT_MASS = os.path.join(REPO, "experiments", "configs", "point_mass_right.py")
 SEEDS = (0, 1, 2)  # stream ids 0..2 of seed 0: actor seeds 0, 1, 2
@@ -185,7 +187,7 @@ def _node_processes(workdir: str, group: str) -> list[psutil.Process]:
 
 
 def _inserted_streams(workdir: str) -> set[int]:
-    from launch import layout
+    from bprl.launch.rundir import layout
 
     return layout.inserted_streams(workdir)
 

@@ -7,22 +7,22 @@ import reverb
 import tensorflow as tf
 from acme import specs
 
-from agents.actor import GaussianActor
-from agents.config import LearnerHyperparams
-from agents.fast_adder import FastSequenceAdder
-from agents.learner import Learner, batch_from_replay
-from agents.learning_rule import (
+from bprl.agents.actor import GaussianActor
+from bprl.agents.config import LearnerHyperparams
+from bprl.agents.fast_adder import FastSequenceAdder
+from bprl.agents.learner import Learner, batch_from_replay
+from bprl.agents.learning_rule import (
     SequenceBatch,
     compute_losses,
     gaussian_log_prob,
     hierarchical_kl_bound,
 )
-from agents.prior_kinds import make_networks
-from environments import registry
-from launch import builders
-from networks.gaussian import GaussianHead
-from networks.hierarchical import make_hierarchical_pair
-from networks.recurrent import LSTMState, RecurrentGaussianHead
+from bprl.agents.prior_kinds import make_networks
+from bprl.environments import registry
+from bprl.launch.program import builders
+from bprl.networks.gaussian import GaussianHead
+from bprl.networks.hierarchical import make_hierarchical_pair
+from bprl.networks.recurrent import LSTMState, RecurrentGaussianHead
 
 T, B = 10, 6
 KINDS = ("mlp", "lstm", "hierarchical", "hierarchical_own_low")
@@ -373,7 +373,7 @@ def test_actor_stores_the_prior_state_the_learner_unrolls_from():
 
 
 def test_bounded_scale_transform_starts_at_init_and_stays_in_bounds():
-    from networks.gaussian import ScaleTransform
+    from bprl.networks.gaussian import ScaleTransform
 
     bounded = ScaleTransform(min_scale=0.1, init_scale=0.5, max_scale=0.6)
     z = np.linspace(-30.0, 30.0, 101).astype(np.float32)

@@ -11,6 +11,10 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+
+from bprl.agents.config import LearnerHyperparams
+from bprl.agents.learner import Learner, NonFiniteUpdatesError
+from bprl.launch.local import netns
 from tests_support import (
     actor_workers,
     read_checkpoint_record,
@@ -20,10 +24,6 @@ from tests_support import (
 from tests_support import (
     start_run as _start,
 )
-
-from agents.config import LearnerHyperparams
-from agents.learner import Learner, NonFiniteUpdatesError
-from launch import netns
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:

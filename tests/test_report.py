@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from launch import events, progress, report
+from bprl.launch.rundir import events, progress, report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,7 +56,7 @@ def sweep_dir(tmp_path_factory):
 
 def test_report_writes_figures_and_tables(sweep_dir):
     result = subprocess.run(
-        [sys.executable, "-m", "launch.cli", "report", sweep_dir],
+        [sys.executable, "-m", "bprl.launch.cli", "report", sweep_dir],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -149,7 +149,7 @@ def test_report_gives_steps_to_threshold_and_speedup(tmp_path):
             # the threshold comes from the runs' config when not given on the command line
             (run / "config.json").write_text('{"report": {"threshold": 5.0}}')
     result = subprocess.run(
-        [sys.executable, "-m", "launch.cli", "report", str(root)],
+        [sys.executable, "-m", "bprl.launch.cli", "report", str(root)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -193,7 +193,7 @@ def test_steps_to_threshold_with_a_moving_average():
 def test_grouped_and_flat_tag_names_read_alike(tmp_path):
     """A run written with grouped tags (every node on the actor-step axis) and one written
     before (flat names, the learner on its own steps) give the same curves, progress and
-    report (launch/events.py maps the names)."""
+    report (launch/rundir/events.py maps the names)."""
     for kind in ("flat", "grouped"):
         run = tmp_path / kind
         learner, evaluator = str(run / "learner"), str(run / "evaluator_0")

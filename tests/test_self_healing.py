@@ -15,6 +15,7 @@ import sys
 import time
 
 import pytest
+
 from tests_support import (
     BPRL,
     CONFIG,
@@ -103,8 +104,8 @@ def _hold_lock_in_child(directory: str) -> subprocess.Popen:
 
 
 def test_lock_refuses_while_held_and_is_taken_over_when_stale(tmp_path, capsys):
-    from launch import runlock
-    from launch.validate import ConfigError
+    from bprl.launch.config.validate import ConfigError
+    from bprl.launch.local import runlock
 
     directory = str(tmp_path)
     child = _hold_lock_in_child(directory)
@@ -152,8 +153,8 @@ def test_lock_refuses_while_held_and_is_taken_over_when_stale(tmp_path, capsys):
     ],
 )
 def test_numeric_fields_out_of_range_are_refused(field, value, message):
-    from experiments.configs import walker_walk
-    from launch import validate
+    from bprl.experiments.configs import walker_walk
+    from bprl.launch.config import validate
 
     config = walker_walk.get_config("tiny")
     config.update_from_flattened_dict({field: value})
@@ -191,7 +192,7 @@ def test_a_program_too_big_for_the_machine_is_refused_quickly(tmp_path):
 def _tiny_checkpointer(workdir: str, value: float):
     import tensorflow as tf
 
-    from launch import checkpointing
+    from bprl.launch.rundir import checkpointing
 
     state = {"w": tf.Variable([value, value]), "step": tf.Variable(0, dtype=tf.int64)}
     return state, checkpointing.RunCheckpointer(workdir, state, counter=None)
@@ -203,7 +204,7 @@ def _save(workdir: str, checkpointer, state, value: float, step: int) -> dict:
     record = checkpointer.save()
     counts = dict(record["counts"], learner_steps=step)  # no counter here: record the step
     record["counts"] = counts
-    from launch import checkpointing
+    from bprl.launch.rundir import checkpointing
 
     with open(checkpointing.counts_path(workdir), "w") as f:
         json.dump(record, f)
@@ -220,7 +221,7 @@ def test_a_stop_during_a_long_update_still_records_the_latest_counts(tmp_path):
     import tensorflow as tf
     from acme.utils import counting
 
-    from launch import checkpointing
+    from bprl.launch.rundir import checkpointing
 
     workdir = str(tmp_path)
     state = {"w": tf.Variable([1.0]), "step": tf.Variable(0, dtype=tf.int64)}
@@ -300,7 +301,7 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path):
 def test_truncated_latest_learner_checkpoint_falls_back_to_the_previous(tmp_path, capsys):
     """Real TensorFlow checkpoints: the newest one's data file is cut short; the resume
     reports it and restores the previous complete checkpoint instead."""
-    from launch import checkpointing
+    from bprl.launch.rundir import checkpointing
 
     workdir = str(tmp_path)
     state, checkpointer = _tiny_checkpointer(workdir, 0.0)
@@ -331,7 +332,7 @@ def test_truncated_latest_learner_checkpoint_falls_back_to_the_previous(tmp_path
 
 
 def test_no_readable_checkpoint_is_one_clear_error(tmp_path):
-    from launch import checkpointing
+    from bprl.launch.rundir import checkpointing
 
     workdir = str(tmp_path)
     state, checkpointer = _tiny_checkpointer(workdir, 0.0)
@@ -365,7 +366,7 @@ def _checkpoint_with_steps(workdir: str, steps: int):
 
 
 def _assert_records_name_existing_checkpoints(workdir: str) -> None:
-    from launch import checkpointing
+    from bprl.launch.rundir import checkpointing
 
     for path in (checkpointing.counts_path(workdir), checkpointing.previous_counts_path(workdir)):
         record = checkpointing.load_record(path)
@@ -428,7 +429,9 @@ def test_a_killed_learner_heals_by_restarting_the_program_from_its_checkpoint(tm
     assert proc.returncode == 0, err[-3000:]
     assert "error: learner/0 died (SIGKILL)" in err
     assert "restart 1 of 3 in 1 s" in err
-    assert "resuming" in out and "summary: " in out  # the end-of-run summary (launch/summary.py)
+    assert (
+        "resuming" in out and "summary: " in out
+    )  # the end-of-run summary (launch/rundir/summary.py)
     (entry,) = [json.loads(line) for line in open(os.path.join(workdir, "restarts.jsonl"))]
     assert entry["nodes"] == ["learner/0"] and entry["cause"] == "SIGKILL"
     assert entry["checkpoint_learner_steps"] >= at_kill["counts"]["learner_steps"]
@@ -448,7 +451,7 @@ def _assert_restart_in_tensorboard(workdir: str, node: str, entry: dict) -> None
     and a text note naming the node (read back with TensorBoard's own reader)."""
     from tensorboard.backend.event_processing import event_accumulator
 
-    from launch import events
+    from bprl.launch.rundir import events
 
     launcher = os.path.join(workdir, "launcher")
     scalars = events.read_events(launcher)

@@ -15,7 +15,8 @@ import numpy as np
 import psutil
 import pytest
 
-from launch import events, sweep
+from bprl.launch import sweep
+from bprl.launch.rundir import events
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
@@ -26,7 +27,7 @@ TINY = [
 
 def bprl(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "launch.cli", *args],
+        [sys.executable, "-m", "bprl.launch.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -104,7 +105,15 @@ def test_report_table_equals_the_evaluator_returns(two_seed_sweep):
 
 def test_sigterm_stops_the_runs_without_orphans(tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "launch.cli", "sweep", *TINY, "--seeds=2", f"--workdir={tmp_path}"],
+        [
+            sys.executable,
+            "-m",
+            "bprl.launch.cli",
+            "sweep",
+            *TINY,
+            "--seeds=2",
+            f"--workdir={tmp_path}",
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -141,7 +150,7 @@ def _pgid(pid: int) -> int | None:
 
 
 def test_plan_of_a_swept_field(tmp_path):
-    from experiments.configs import walker_walk
+    from bprl.experiments.configs import walker_walk
 
     config = walker_walk.get_config("tiny")
     runs = sweep.plan(

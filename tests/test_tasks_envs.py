@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests_support import REPO
 
-import environments  # noqa: F401  (sets MUJOCO_GL before dm_control is imported)
-from environments import markov, registry, walkers
+import bprl.environments  # noqa: F401  (sets MUJOCO_GL before dm_control is imported)
+from bprl.environments import markov, registry, walkers
+from tests_support import REPO
 
 TALK_TASKS = ("seqnav_pointmass", "seqnav_ant", "ant_box", "multitask_pointmass")
 
@@ -336,11 +336,11 @@ def test_ant_box_episodes_draw_new_configurations():
 @pytest.mark.parametrize(
     "first",
     [
-        "environments.control_suite",
-        "environments.sequential_navigation",
-        "environments.box_manipulation",
-        "environments.multitask",
-        "environments.registry",
+        "bprl.environments.control_suite",
+        "bprl.environments.sequential_navigation",
+        "bprl.environments.box_manipulation",
+        "bprl.environments.multitask",
+        "bprl.environments.registry",
     ],
 )
 def test_every_task_is_found_whichever_task_module_is_imported_first(first):

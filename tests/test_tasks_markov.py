@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-import environments  # noqa: F401  (sets MUJOCO_GL before anything imports dm_control)
-from environments import markov
+import bprl.environments  # noqa: F401  (sets MUJOCO_GL before anything imports dm_control)
+from bprl.environments import markov
 
 ALPHA = 0.001
 NUM_DRAWS = 100_000

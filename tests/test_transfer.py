@@ -13,12 +13,14 @@ import acme
 import numpy as np
 import pytest
 import tensorflow as tf
-from tests_support import BPRL, REPO, run_processes
 
-from agents import prior_artifact
-from agents.actor import GaussianActor
-from launch import builders, rollout, transfer, validate
-from launch.events import read_scalars, run_dirs
+from bprl.agents import prior_artifact
+from bprl.agents.actor import GaussianActor
+from bprl.launch.config import validate
+from bprl.launch.program import builders
+from bprl.launch.reuse import rollout, transfer
+from bprl.launch.rundir.events import read_scalars, run_dirs
+from tests_support import BPRL, REPO, run_processes
 
 CONFIG = os.path.join(REPO, "experiments", "configs", "transfer_pointmass.py")
 KINDS = [("mlp", True), ("lstm", True), ("hierarchical", True), ("hierarchical", False)]

@@ -12,9 +12,11 @@ import time
 
 import psutil
 import pytest
-from tests_support import read_checkpoint_record, start_run, wait_for
 
-from launch import defaults, gcs_emulator, rehearsal, vertex
+from bprl.launch.config import defaults
+from bprl.launch.vertex import gcs_emulator, rehearsal
+from bprl.launch.vertex import job as vertex
+from tests_support import read_checkpoint_record, start_run, wait_for
 
 IMAGE = "us-central1-docker.pkg.dev/my-project/bprl/bprl@sha256:" + "0" * 64
 
@@ -279,7 +281,7 @@ def test_a_refused_cancel_is_one_line_and_not_retried(tmp_path):
 
     from absl import logging as absl_logging
 
-    from launch import vertex_stop
+    from bprl.launch.vertex import stop as vertex_stop
 
     os.environ[rehearsal.CANCEL_STATUS_ENV] = "403"
     try:

@@ -1,11 +1,11 @@
 """Sizes shared by experiment configs; every field's default and comment is in
-launch/defaults.py (`base_config`, re-exported here for the config files)."""
+launch/config/defaults.py (`base_config`, re-exported here for the config files)."""
 
 from __future__ import annotations
 
 import ml_collections
 
-from launch.defaults import base_config
+from bprl.launch.config.defaults import base_config
 
 __all__ = [
     "base_config",

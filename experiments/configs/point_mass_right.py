@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments.configs.base import apply_tiny, base_config, unknown_variant
+from bprl.experiments.configs.base import apply_tiny, base_config, unknown_variant
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:

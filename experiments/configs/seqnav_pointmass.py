@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments.configs.base import (
+from bprl.experiments.configs.base import (
     apply_pointmass_room_local,
     apply_tiny,
     base_config,

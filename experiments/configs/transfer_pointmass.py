@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments.configs import multitask_pointmass, seqnav_pointmass
-from experiments.configs.base import apply_pointmass_room_local, apply_tiny, unknown_variant
+from bprl.experiments.configs import multitask_pointmass, seqnav_pointmass
+from bprl.experiments.configs.base import apply_pointmass_room_local, apply_tiny, unknown_variant
 
 VARIANTS = ("", "source", "source_seqnav", "tiny", "tiny_source")
 

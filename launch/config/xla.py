@@ -1,0 +1,112 @@
+"""XLA flags and TensorFlow kernel settings of the learner's process, set from outside the
+learning rule.
+
+The learner node gets them in its process environment (launch/local/launcher.py, beside the BLAS
+thread settings); the benchmark and the tests, which run the learner in their own
+process, call `request_fast_math()` before anything compiles. XLA reads XLA_FLAGS once,
+at a process's first compilation; TensorFlow reads TF_ENABLE_ONEDNN_OPTS and
+TF_XLA_FLAGS once, at its import.
+
+Fast math lets XLA:CPU reassociate float sums, which lets LLVM vectorise the layer norm's
+and the output layer's row sums: about 10% off the learner update on a 2-core machine
+(docs/results.md, issue 5). Results change only at rounding level. NaN and Inf handling
+is kept (`xla_cpu_fast_math_honor_nans/infs` stay at their default, true), so the learner's
+non-finite update guard still works. A fast-math setting the user already put in
+XLA_FLAGS is left alone.
+
+Kernels (`config.resources.learner_kernels`, docs/results.md, issue 18):
+  xla_float32      the whole update one XLA program, float32 throughout (TF's oneDNN
+                   kernels on for what runs around it: ~10% more updates/s).
+  onednn_bfloat16  the update in TensorFlow's graph: its matrix products in bfloat16 on
+                   oneDNN (float32 accumulation; float32 weights, optimiser state, losses
+                   and everything elementwise), the elementwise ops between them fused by
+                   XLA's auto-clustering (`--tf_xla_ops_to_cluster=FUSIBLE`: products are
+                   left to oneDNN). Pays only on a CPU with AMX tiles, and for a big update:
+                   at Acme's sizes (a 24.9 GFLOP update) 1.38x the updates/s of
+                   xla_float32 on a CPU with AMX; on one with AVX512-BF16 but no AMX,
+                   0.35x to 0.84x at every size measured (its bfloat16 product, 119 GFLOP/s,
+                   is slower than float32's 155); at the tiny configs' sizes a third of
+                   xla_float32 (each op of the graph dispatched on its own where XLA runs
+                   one program: fixed costs that AMX would not remove). docs/results.md, issue 18.
+  auto             onednn_bfloat16 where the launching machine's CPU has AMX bfloat16
+                   tiles and the update has at least BFLOAT16_MIN_UPDATE_FLOPS of matrix
+                   products (`agents/update_cost.py`; Acme's sizes have 24.9 GFLOP, this
+                   project's default sizes 16 GFLOP, where bfloat16 was not measured
+                   ahead), else xla_float32.
+"""
+
+from __future__ import annotations
+
+import os
+
+FAST_MATH_FLAG = "--xla_cpu_enable_fast_math=true"
+ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+# XLA clusters TensorFlow's elementwise ops only; MatMul stays a oneDNN kernel.
+FUSIBLE_CLUSTERING = "--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit --tf_xla_ops_to_cluster=FUSIBLE"
+KERNELS = ("auto", "xla_float32", "onednn_bfloat16")
+# What `auto` needs for the bfloat16 kernels: AMX's bfloat16 tiles (AVX512-BF16 alone was
+# slower than float32), and an update of at least this many matrix-product FLOPs.
+BFLOAT16_CPU_FLAGS = ("amx_bf16",)
+BFLOAT16_MIN_UPDATE_FLOPS = 20e9
+
+
+def with_fast_math(flags: str) -> str:
+    """`flags` (an XLA_FLAGS value) with fast math on, unless it already says either way."""
+    if "xla_cpu_enable_fast_math" in flags:
+        return flags
+    return f"{flags} {FAST_MATH_FLAG}".strip()
+
+
+def cpu_has_bfloat16(cpuinfo: str | None = None) -> bool:
+    """Whether this machine's CPU (or the /proc/cpuinfo text given) has fast bfloat16
+    products: AMX's bfloat16 tiles."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    return any(flag in flags for flag in BFLOAT16_CPU_FLAGS)
+
+
+def resolve_kernels(setting: str, update_flops: float, has_bfloat16: bool | None = None) -> str:
+    """`setting` (one of KERNELS) as it runs: auto becomes onednn_bfloat16 on a CPU with
+    fast bfloat16 products (this machine's, unless `has_bfloat16` says) for an update of
+    at least BFLOAT16_MIN_UPDATE_FLOPS matrix-product FLOPs, else xla_float32."""
+    if setting not in KERNELS:
+        raise ValueError(f"learner kernels must be one of {', '.join(KERNELS)}, not {setting!r}")
+    if setting != "auto":
+        return setting
+    if update_flops < BFLOAT16_MIN_UPDATE_FLOPS:
+        return "xla_float32"
+    if has_bfloat16 is None:
+        has_bfloat16 = cpu_has_bfloat16()
+    return "onednn_bfloat16" if has_bfloat16 else "xla_float32"
+
+
+def learner_environment(kernels: str = "xla_float32", environ: dict | None = None) -> dict:
+    """The variables a learner process with these (resolved) kernels starts with, from this
+    process's environment by default: what it already says is kept."""
+    environ = os.environ if environ is None else environ
+    env = {
+        "XLA_FLAGS": with_fast_math(environ.get("XLA_FLAGS", "")),
+        ONEDNN_ENV: environ.get(ONEDNN_ENV, "1"),
+    }
+    if kernels == "onednn_bfloat16":
+        flags = environ.get("TF_XLA_FLAGS", "")
+        env["TF_XLA_FLAGS"] = (
+            flags if "tf_xla_auto_jit" in flags else (f"{flags} {FUSIBLE_CLUSTERING}".strip())
+        )
+    return env
+
+
+def request_fast_math() -> bool:
+    """Fast math for XLA in this process (before its first compile); True if it was added."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    new = with_fast_math(flags)
+    os.environ["XLA_FLAGS"] = new
+    return new != flags

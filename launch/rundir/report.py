@@ -1,0 +1,344 @@
+"""`bprl report DIR`: learning curves and a results table from a sweep's event files.
+
+Reads the TensorBoard event files of every run of a sweep (`DIR/seed_<k>` or
+`DIR/<field>=<value>/seed_<k>`; a single `bprl run` directory counts as one seed) with
+TensorBoard's reader (launch/rundir/events.py) and writes into DIR/report/:
+  <metric>.png   mean across seeds and a 95% confidence band, one line per variant,
+                 against actor steps: policy_return and prior_return (evaluators),
+                 episode_return (actors, training episodes)
+  summary.csv    per variant and metric: seeds, final return (mean, 95% CI half-width,
+  summary.md     min, max), area under the curve (mean, CI), and with a return threshold
+                 the actor steps to reach it and the speed-up over a baseline variant
+The final return of a seed is its last evaluation (mean over its evaluators at that step).
+Its area under the curve is the trapezoid integral of the curve over actor steps divided
+by the steps it spans: the average return over training, in return units.
+Only seeds with the sweep's DONE marker are used when the directory has any; otherwise
+every seed found is (e.g. a sweep still going).
+
+Transfer (docs/transfer.md): with a return threshold (`--threshold`, else the runs'
+`report.threshold`), a seed's steps to threshold are the actor steps of the first point
+of its curve at or above it (evaluator curves as logged; the actors' training returns as
+a moving average over `ACTOR_WINDOW` points). A seed that never gets there counts with
+its last step, a lower bound, and the table says how many reached it. The speed-up of a
+variant is mean steps of the baseline variant (`--baseline`, else the one whose name has
+"scratch" in it) / mean steps of the variant, with a 95% bootstrap interval that
+resamples the seeds of each variant independently.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+
+import numpy as np
+
+from bprl.launch.rundir import events, layout, plots
+
+EVALUATOR_METRICS = ("policy_return", "prior_return")
+ACTOR_METRICS = ("episode_return",)
+REPORT_DIR = layout.REPORT_DIR
+ACTOR_WINDOW = 20  # actor training returns: moving average over this many points
+BOOTSTRAP_SAMPLES = 10_000
+_seed_dirs = layout.seed_dirs
+
+
+def find_variants(root: str) -> dict[str, list[str]]:
+    """{variant: [seed run dirs]}: 'default' for DIR/seed_<k>, the sub-directory's name
+    ('<field>=<value>' of a swept field, or an arm's own sweep) for DIR/<name>/seed_<k>."""
+    root = os.path.abspath(root)
+    variants: dict[str, list[str]] = {}
+    if _seed_dirs(root):
+        variants["default"] = _seed_dirs(root)
+    for name in sorted(os.listdir(root)):
+        path = os.path.join(root, name)
+        if name != REPORT_DIR and os.path.isdir(path) and _seed_dirs(path):
+            variants[name] = _seed_dirs(path)
+    if not variants and os.path.exists(os.path.join(root, layout.CONFIG_FILE)):
+        variants["default"] = [root]  # a single run
+    all_dirs = [d for dirs in variants.values() for d in dirs]
+    if any(layout.is_done(d) for d in all_dirs):
+        variants = {name: [d for d in dirs if layout.is_done(d)] for name, dirs in variants.items()}
+    return {name: dirs for name, dirs in variants.items() if dirs}
+
+
+def _merge(curves: list[list[tuple[int, float]]]) -> tuple[np.ndarray, np.ndarray]:
+    """Points of several nodes of one run as one curve: mean value at each step, by step."""
+    by_step: dict[int, list[float]] = {}
+    for curve in curves:
+        for step, value in curve:
+            by_step.setdefault(step, []).append(value)
+    steps = np.array(sorted(by_step), dtype=np.float64)
+    values = np.array([np.mean(by_step[int(s)]) for s in steps], dtype=np.float64)
+    return steps, values
+
+
+def seed_curve(run_dir: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """(actor steps, values) of `metric` for one run; empty arrays when it has none."""
+    if metric in EVALUATOR_METRICS:
+        dirs = layout.evaluator_dirs(run_dir)
+    else:
+        dirs = layout.actor_dirs(run_dir)
+    curves = []
+    for path in dirs:
+        for logdir in events.run_dirs(path):
+            scalars = events.read_scalars(logdir)
+            if metric in scalars:
+                curves.append(scalars[metric])
+    if not curves:
+        return np.zeros(0), np.zeros(0)
+    return _merge(curves)
+
+
+def steps_to_threshold(
+    steps: np.ndarray, values: np.ndarray, threshold: float, window: int = 1
+) -> tuple[float, bool]:
+    """(actor steps of the first point at or above `threshold`, True) or, never reached,
+    (the last step, False). With `window` > 1 the curve is a trailing moving average."""
+    if window > 1 and len(values) > 1:
+        cumulative = np.cumsum(np.insert(values, 0, 0.0))
+        counts = np.minimum(np.arange(1, len(values) + 1), window)
+        starts = np.arange(1, len(values) + 1) - counts
+        values = (cumulative[1:] - cumulative[starts]) / counts
+    above = np.nonzero(values >= threshold)[0]
+    if len(above):
+        return float(steps[above[0]]), True
+    return float(steps[-1]), False
+
+
+def speedup(
+    baseline: list[float], variant: list[float], seed: int = 0
+) -> tuple[float, float, float]:
+    """(mean(baseline) / mean(variant), 95% bootstrap interval low, high): how many times
+    fewer actor steps the variant needs. Seeds are resampled within each variant."""
+    base, var = np.asarray(baseline, np.float64), np.asarray(variant, np.float64)
+
+    def ratio(numerator, denominator):  # a variant at the threshold from step 0: infinite
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(denominator > 0, numerator / np.maximum(denominator, 1e-300), np.inf)
+
+    point = float(ratio(base.mean(), var.mean()))
+    rng = np.random.default_rng(seed)
+    base_means = rng.choice(base, (BOOTSTRAP_SAMPLES, len(base))).mean(axis=1)
+    var_means = rng.choice(var, (BOOTSTRAP_SAMPLES, len(var))).mean(axis=1)
+    ratios = ratio(base_means, var_means)
+    # No interpolation between order statistics: an infinite ratio stays an open end.
+    low = np.quantile(ratios, 0.025, method="lower")
+    high = np.quantile(ratios, 0.975, method="higher")
+    return point, float(low), float(high)
+
+
+def area_under_curve(steps: np.ndarray, values: np.ndarray) -> float:
+    """Average return over the steps the curve spans (trapezoid rule)."""
+    if len(steps) == 1:
+        return float(values[0])
+    return float(np.trapz(values, steps) / (steps[-1] - steps[0]))
+
+
+def ci95(values: list[float]) -> float:
+    """Half-width of the 95% Student-t confidence interval of the mean (nan for n < 2)."""
+    n = len(values)
+    if n < 2:
+        return float("nan")
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / math.sqrt(n))
+
+
+def mean_curve(
+    curves: list[tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeds interpolated onto the union of their steps (where all seeds have data):
+    (steps, mean, 95% CI half-width; zeros for one seed)."""
+    start = max(s[0] for s, _ in curves)
+    end = min(s[-1] for s, _ in curves)
+    grid = np.unique(np.concatenate([s for s, _ in curves]))
+    grid = grid[(grid >= start) & (grid <= end)]
+    if len(grid) == 0:
+        grid = np.array([end])
+    stacked = np.stack([np.interp(grid, s, v) for s, v in curves])
+    mean = stacked.mean(axis=0)
+    if len(curves) < 2:
+        return grid, mean, np.zeros_like(mean)
+    half = np.array([ci95(list(column)) for column in stacked.T])
+    return grid, mean, half
+
+
+def configured_threshold(variants: dict[str, list[str]]) -> float | None:
+    """`report.threshold` from the runs' config.json (the first run that sets one)."""
+    import json
+
+    for dirs in variants.values():
+        for run_dir in dirs:
+            try:
+                with open(os.path.join(run_dir, layout.CONFIG_FILE)) as f:
+                    value = json.load(f).get("report", {}).get("threshold")
+            except (OSError, ValueError):
+                continue
+            if value is not None:
+                return float(value)
+    return None
+
+
+def pick_baseline(variants: list[str], baseline: str | None) -> str | None:
+    if baseline:
+        if baseline not in variants:
+            raise FileNotFoundError(
+                f"baseline variant {baseline!r} not found; variants: {', '.join(variants)}"
+            )
+        return baseline
+    scratch = [name for name in variants if "scratch" in name]
+    return scratch[0] if len(scratch) == 1 else None
+
+
+def summarize(
+    root: str, threshold: float | None = None, baseline: str | None = None
+) -> tuple[list[dict], dict]:
+    """Rows of the table and the curves: ({...}, {metric: {variant: [(steps, values)]}})."""
+    variants = find_variants(root)
+    if not variants:
+        raise FileNotFoundError(f"no runs (seed_<k> directories or config.json) under {root}")
+    if threshold is None:
+        threshold = configured_threshold(variants)
+    baseline = pick_baseline(list(variants), baseline)
+    rows, curves = [], {}
+    for metric in (*EVALUATOR_METRICS, *ACTOR_METRICS):
+        for variant, dirs in variants.items():
+            seeds = [seed_curve(d, metric) for d in dirs]
+            seeds = [(s, v) for s, v in seeds if len(s)]
+            if not seeds:
+                continue
+            curves.setdefault(metric, {})[variant] = seeds
+            finals = [float(v[-1]) for _, v in seeds]
+            aucs = [area_under_curve(s, v) for s, v in seeds]
+            rows.append(
+                {
+                    "variant": variant,
+                    "metric": metric,
+                    "seeds": len(seeds),
+                    "final_mean": float(np.mean(finals)),
+                    "final_ci95": ci95(finals),
+                    "final_min": float(np.min(finals)),
+                    "final_max": float(np.max(finals)),
+                    "auc_mean": float(np.mean(aucs)),
+                    "auc_ci95": ci95(aucs),
+                    "final_step_mean": float(np.mean([s[-1] for s, _ in seeds])),
+                }
+            )
+            if threshold is not None:
+                window = 1 if metric in EVALUATOR_METRICS else ACTOR_WINDOW
+                reached = [steps_to_threshold(s, v, threshold, window) for s, v in seeds]
+                rows[-1].update(
+                    threshold=threshold,
+                    steps_to_threshold_mean=float(np.mean([steps for steps, _ in reached])),
+                    steps_to_threshold_ci95=ci95([steps for steps, _ in reached]),
+                    reached=f"{sum(ok for _, ok in reached)}/{len(reached)}",
+                    _steps=[steps for steps, _ in reached],
+                )
+    if threshold is not None and baseline is not None:
+        base_rows = {r["metric"]: r for r in rows if r["variant"] == baseline}
+        for row in rows:
+            base = base_rows.get(row["metric"])
+            if base is None:
+                continue
+            point, low, high = speedup(base["_steps"], row["_steps"])
+            row.update(baseline=baseline, speedup=point, speedup_ci_low=low, speedup_ci_high=high)
+    for row in rows:
+        row.pop("_steps", None)
+    return rows, curves
+
+
+COLUMNS = [
+    "variant",
+    "metric",
+    "seeds",
+    "final_mean",
+    "final_ci95",
+    "final_min",
+    "final_max",
+    "auc_mean",
+    "auc_ci95",
+    "final_step_mean",
+]
+THRESHOLD_COLUMNS = [
+    "threshold",
+    "steps_to_threshold_mean",
+    "steps_to_threshold_ci95",
+    "reached",
+    "baseline",
+    "speedup",
+    "speedup_ci_low",
+    "speedup_ci_high",
+]
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.2f}"
+    return str(value)
+
+
+def write_table(rows: list[dict], out_dir: str) -> tuple[str, str]:
+    columns = list(COLUMNS)
+    columns += [c for c in THRESHOLD_COLUMNS if any(c in row for row in rows)]
+    csv_path = os.path.join(out_dir, "summary.csv")
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    md_path = os.path.join(out_dir, "summary.md")
+    with open(md_path, "w") as f:
+        f.write("# Sweep summary\n\n")
+        f.write(
+            "final: last evaluation of each seed; auc: average return over training "
+            "(area under the curve / actor steps); ci95: half-width of the 95% t-interval "
+            "across seeds.\n\n"
+        )
+        if "threshold" in columns:
+            f.write(
+                "steps_to_threshold: actor steps until the curve first reaches the threshold "
+                "(a seed that never does counts with its last step; reached: how many did); "
+                "speedup: baseline's mean steps / this variant's, with a 95% bootstrap "
+                "interval over seeds.\n\n"
+            )
+        f.write("| " + " | ".join(columns) + " |\n")
+        f.write("|" + "---|" * len(columns) + "\n")
+        for row in rows:
+            f.write("| " + " | ".join(_fmt(row.get(c, "")) for c in columns) + " |\n")
+    return csv_path, md_path
+
+
+def plot_metric(metric: str, by_variant: dict, path: str, threshold: float | None = None) -> str:
+    """Mean and 95% band per variant against actor steps; the threshold as a dashed line."""
+    fig, ax = plots.new_figure()
+    for variant, seeds in by_variant.items():
+        steps, mean, half = mean_curve(seeds)
+        (line,) = ax.plot(steps, mean, marker="o" if len(steps) < 20 else None, ms=3)
+        line.set_label(f"{variant} ({len(seeds)} seeds)")
+        if len(seeds) > 1:
+            ax.fill_between(steps, mean - half, mean + half, color=line.get_color(), alpha=0.2)
+    if threshold is not None:
+        ax.axhline(threshold, color="black", linestyle="--", linewidth=1)
+        ax.plot([], [], color="black", linestyle="--", label=f"threshold {threshold:g}")
+    title = f"{metric}: mean and 95% CI across seeds"
+    return plots.save_figure(fig, ax, path, title, metric.replace("_", " "))
+
+
+def write_report(
+    root: str, threshold: float | None = None, baseline: str | None = None
+) -> list[str]:
+    """Writes the figures and tables into `root`/report; returns their paths."""
+    root = os.path.abspath(root)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"no such directory: {root}")
+    rows, curves = summarize(root, threshold, baseline)
+    threshold = next((row["threshold"] for row in rows if "threshold" in row), None)
+    out_dir = os.path.join(root, REPORT_DIR)
+    os.makedirs(out_dir, exist_ok=True)
+    written = [
+        plot_metric(metric, by_variant, os.path.join(out_dir, f"{metric}.png"), threshold)
+        for metric, by_variant in curves.items()
+    ]
+    written += list(write_table(rows, out_dir))
+    return written
