@@ -5,7 +5,7 @@
 #   docker run --rm bprl run --config=experiments/configs/walker_walk.py:tiny --workdir=/tmp/run
 # On Vertex AI every node runs this image with the command
 #   python -m bprl.launch.program.node_entry --data_file=gs://.../nodes/workerpoolN.pkl
-# (launch/vertex/job.py writes the job request; see docs/cluster.md), which starts with
+# (launch/vertex/job_request.py writes the job request; see docs/cluster.md), which starts with
 # /usr/bin/tini as PID 1 (Vertex AI's command replaces the ENTRYPOINT; PID 1 of a
 # container ignores signals it has no handler for and reaps no orphans, so the node must
 # not be PID 1). Build for the machines that run it, and submit the image by its digest:

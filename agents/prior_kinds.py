@@ -144,8 +144,8 @@ class LstmPrior(MlpPrior):
 
     name = "lstm"
     prior_size_fields = (*MlpPrior.prior_size_fields, "lstm_size")
-    # XLA on CPU runs the step-by-step unroll slower than the plain graph (278 vs 171 ms
-    # per update at the seqnav local_short sizes, measured side by side on 2 cores).
+    # XLA on CPU runs the step-by-step unroll slower than the plain graph (measured side by
+    # side at the seqnav local_short sizes: docs/results.md, "Prior architectures").
     jit_compile = False
 
     def prior_head(self, prior_keys, action_size, sizes):

@@ -36,6 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 import bprl.environments  # noqa: E402,F401  (sets MUJOCO_GL before dm_control is imported)
+from bprl.launch.rundir import layout  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("task", "walker_walk", "task name (environments/registry.py)")
@@ -116,7 +117,7 @@ def main(argv) -> None:
     workdir = os.path.abspath(FLAGS.workdir)
     os.makedirs(workdir, exist_ok=True)
     # Read by Launchpad's local launcher when it is first imported.
-    os.environ["LAUNCHPAD_LOGGING_DIR"] = os.path.join(workdir, "logs")
+    os.environ["LAUNCHPAD_LOGGING_DIR"] = layout.logs_dir(workdir)
     import launchpad as lp
     from acme.agents.tf import svg0_prior
     from launchpad.nodes.python.local_multi_processing import PythonProcess

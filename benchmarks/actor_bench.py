@@ -35,18 +35,21 @@ def bench_actors(task: str, args: argparse.Namespace) -> dict:
     from bprl.launch.program import builders
 
     config = common.make_config(task, args)
-    raw_env = builders.make_environment(config, 1)
-    our_env = builders.make_environment(config, 2)
-    acme_env = builders.make_environment(config, 3)
+    raw_env = builders.RunBuilder(config).make_environment(1)
+    our_env = builders.RunBuilder(config).make_environment(2)
+    acme_env = builders.RunBuilder(config).make_environment(3)
     env_spec = acme.make_environment_spec(our_env)
     server = reverb.Server([common.never_blocking_table(config, env_spec, args.actor_table_size)])
     client = reverb.Client(f"localhost:{server.port}")
 
-    networks = builders.build_networks(config, env_spec)
+    networks = builders.RunBuilder(config, env_spec).make_networks()
     ours = GaussianActor(
-        networks.policy, stochastic=True, adder=builders.make_adder(config, client), seed=0
+        networks.policy,
+        stochastic=True,
+        adder=builders.RunBuilder(config).make_adder(client),
+        seed=0,
     )
-    acme_nets = common.make_acme_networks(env_spec, builders.prior_keys(config), args)
+    acme_nets = common.make_acme_networks(env_spec, builders.RunBuilder(config).prior_keys, args)
     acme_adder = reverb_adders.SequenceAdder(  # what svg0_prior's builder makes
         client,
         sequence_length=builders.stored_steps(config.replay.sequence_length),

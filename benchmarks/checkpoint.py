@@ -34,14 +34,14 @@ def _dir_size(path: str) -> int:
 
 def _table(config, spec) -> reverb.Table:
     """The trainer's table (same signature and selectors) without rate limiting."""
-    return builders.unlimited_table(config, spec)
+    return builders.RunBuilder(config, spec).make_unlimited_table()
 
 
 def measure(task: str, items: int, workdir: str) -> dict:
     config = base_config()
     config.task = task
     config.replay.max_size = items
-    env = builders.make_environment(config, seed=0)
+    env = builders.RunBuilder(config).make_environment(0)
     spec = acme.make_environment_spec(env)
     table = _table(config, spec)
     path = os.path.join(workdir, "replay")
@@ -49,7 +49,7 @@ def measure(task: str, items: int, workdir: str) -> dict:
         [table], port=None, checkpointer=reverb.checkpointers.DefaultCheckpointer(path)
     )
     client = reverb.Client(f"localhost:{server.port}")
-    adder = builders.make_adder(config, client)
+    adder = builders.RunBuilder(config).make_adder(client)
     rng = np.random.default_rng(0)
     fill_started = time.time()
     steps = 0

@@ -49,7 +49,7 @@ def never_blocking_table(config, env_spec, max_size: int):
     """`builders.replay_table`'s table (name, selectors, signature) with MinSize(1)."""
     from bprl.launch.program import builders
 
-    return builders.unlimited_table(config, env_spec, max_size=max_size)
+    return builders.RunBuilder(config, env_spec).make_unlimited_table(max_size=max_size)
 
 
 def make_acme_networks(env_spec, prior_keys, args):

@@ -20,10 +20,11 @@ def fill_table(task: str, config, client, num_steps: int) -> None:
     from bprl.agents.actor import GaussianActor
     from bprl.launch.program import builders
 
-    env = builders.make_environment(config, 4)
-    networks = builders.build_networks(config, acme.make_environment_spec(env))
+    builder = builders.RunBuilder(config)
+    env = builder.make_environment(4)
+    networks = builder.make_networks()
     actor = GaussianActor(
-        networks.policy, stochastic=True, adder=builders.make_adder(config, client), seed=4
+        networks.policy, stochastic=True, adder=builder.make_adder(client), seed=4
     )
     acme.EnvironmentLoop(env, actor, logger=loggers.NoOpLogger()).run(num_steps=num_steps)
 
@@ -37,14 +38,14 @@ def setup(task: str, args: argparse.Namespace) -> dict:
     from bprl.launch.program import builders
 
     config = common.make_config(task, args)
-    env = builders.make_environment(config, 5)
+    env = builders.RunBuilder(config).make_environment(5)
     env_spec = acme.make_environment_spec(env)
     server = reverb.Server([common.never_blocking_table(config, env_spec, 1_000_000)])
     address = f"localhost:{server.port}"
     fill_table(task, config, reverb.Client(address), args.fill_steps)
 
     def dataset(updates_per_call: int = 1):  # the learner node's input pipeline
-        return iter(builders.make_dataset(config, address, updates_per_call))
+        return iter(builders.RunBuilder(config).make_dataset(address, updates_per_call))
 
     return {"config": config, "env_spec": env_spec, "server": server, "dataset": dataset}
 
@@ -58,17 +59,16 @@ def make_ours(data: dict, kernels: str = "xla_float32", updates_per_call: int = 
     from bprl.agents.learner import Learner
     from bprl.launch.program import builders
 
-    config = copy.deepcopy(data["config"])
-    config.resources.learner_kernels = kernels
-    networks = builders.build_networks(config, data["env_spec"])
+    builder = builders.RunBuilder(data["config"], data["env_spec"], learner_kernels=kernels)
+    networks, jit_compile = builder.make_learner_networks()
     ours = Learner(
         networks=networks,
         dataset=data["dataset"](updates_per_call),
-        hyper=builders.hyperparams(config),
+        hyper=builder.hyperparams,
         counter=counting.Counter(),
         logger=loggers.NoOpLogger(),
         log_every_steps=10**9,
-        jit_compile=builders.apply_learner_kernels(config, networks, data["env_spec"]),
+        jit_compile=jit_compile,
         updates_per_call=updates_per_call,
     )
     return ours.step, ours.networks.critic.variables[0]
@@ -82,8 +82,10 @@ def make_acme(data: dict, args: argparse.Namespace):
     from bprl.launch.program import builders
 
     config = data["config"]
-    hyper = builders.hyperparams(config)
-    online = common.make_acme_networks(data["env_spec"], builders.prior_keys(config), args)
+    hyper = builders.RunBuilder(config).hyperparams
+    online = common.make_acme_networks(
+        data["env_spec"], builders.RunBuilder(config).prior_keys, args
+    )
     target = copy.deepcopy(online)
     theirs = acme_learning.SVG0Learner(
         policy_network=online["policy"],
@@ -122,7 +124,10 @@ def sizes(data: dict) -> dict:
     return {
         "obs_size": int(sum(np.prod(s.shape) for s in spec.observations.values())),
         "prior_obs_size": int(
-            sum(np.prod(spec.observations[k].shape) for k in builders.prior_keys(data["config"]))
+            sum(
+                np.prod(spec.observations[k].shape)
+                for k in builders.RunBuilder(data["config"]).prior_keys
+            )
         ),
         "action_size": int(np.prod(spec.actions.shape)),
     }

@@ -22,7 +22,7 @@ directory first on PYTHONPATH. A checkout without packed actors runs one actor p
 stream (its runs list envs_per_process as null), and one whose actors do not log their
 first insert counts a stream once its actor has logged an episode's actor_steps to
 TensorBoard (`actors/<id>/`): later than its first insert, by up to one episode.
-A configuration whose estimated size (`launch.validate.program_size`) exceeds the memory
+A configuration whose estimated size (`bprl.launch.config.fit.program_size`) exceeds the memory
 available at that moment is skipped and reported as such.
 """
 
@@ -145,9 +145,9 @@ def actor_rate(workdir: str, start: float, end: float) -> float | None:
 def program_config(streams: int, packing: int | None, args: argparse.Namespace):
     """This checkout's config of the measured program (a checkout without packing: one
     process per stream), for its size and process count."""
-    from bprl.launch.config import validate
+    from bprl.launch.config import loading
 
-    config = validate.load_config(os.path.join(ROOT, args.config))
+    config = loading.load_config(os.path.join(ROOT, args.config))
     config.actors.num_actors = streams
     config.actors.envs_per_process = 1 if packing is None else packing
     return config
@@ -157,12 +157,12 @@ def measure(streams: int, packing: int | None, args: argparse.Namespace) -> dict
     """One program: launch, wait for every stream's first insert, sample, SIGTERM, exit."""
     import psutil
 
+    from bprl.launch.config import fit
     from bprl.launch.config import packing as packing_lib
-    from bprl.launch.config import validate
 
     config = program_config(streams, packing, args)
     processes = len(packing_lib.stream_groups(config))
-    estimate = validate.program_size(config)[2]
+    estimate = fit.program_size(config)[2]
     available = psutil.virtual_memory().available / 2**30
     result = {
         "streams": streams,

@@ -40,7 +40,7 @@ def make_pipeline(kind: str, config, address: str, k: int):
     from bprl.launch.program import builders
 
     if kind == "node":
-        return builders.make_dataset(config, address, k)
+        return builders.RunBuilder(config).make_dataset(address, k)
     batch = config.replay.batch_size
     return datasets.make_reverb_dataset(
         server_address=address,
@@ -57,9 +57,9 @@ def write_steps(config, client, stop: threading.Event, seed: int, max_steps: int
 
     from bprl.launch.program import builders
 
-    env = builders.make_environment(config, seed)
-    adder = builders.make_adder(config, client)
-    extras_spec = builders.extras_spec(config)
+    env = builders.RunBuilder(config).make_environment(seed)
+    adder = builders.RunBuilder(config).make_adder(client)
+    extras_spec = builders.RunBuilder(config).extras_spec
     extras = {key: np.zeros(s.shape, s.dtype) for key, s in extras_spec.items()}
     spec = env.action_spec()
     rng = np.random.default_rng(seed)
@@ -83,8 +83,8 @@ def measure_ahead(config, kind: str, k: int, hold: float) -> dict:
 
     from bprl.launch.program import builders
 
-    env_spec = builders.environment_spec(config)
-    server = reverb.Server([builders.replay_table(config, env_spec)])
+    env_spec = builders.RunBuilder(config).env_spec
+    server = reverb.Server([builders.RunBuilder(config, env_spec).make_replay_tables()[0]])
     address = f"localhost:{server.port}"
     client = reverb.Client(address)
     stop = threading.Event()
@@ -120,8 +120,8 @@ def measure_rate(config, kind: str, k: int, items: int, elements: int) -> dict:
 
     from bprl.launch.program import builders
 
-    env_spec = builders.environment_spec(config)
-    table = builders.unlimited_table(config, env_spec, max_size=max(items, 1))
+    env_spec = builders.RunBuilder(config).env_spec
+    table = builders.RunBuilder(config, env_spec).make_unlimited_table(max_size=max(items, 1))
     server = reverb.Server([table])
     address = f"localhost:{server.port}"
     client = reverb.Client(address)
@@ -148,7 +148,7 @@ def measure_rate(config, kind: str, k: int, items: int, elements: int) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     from benchmarks import machine
-    from bprl.launch.config import validate
+    from bprl.launch.config import loading
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--elements", type=int, default=300, help="elements timed per rate")
     parser.add_argument("--out", default=None, help="JSON report")
     args = parser.parse_args(argv)
-    config = validate.load_config(os.path.join(ROOT, args.config))
+    config = loading.load_config(os.path.join(ROOT, args.config))
     if args.batch_size:
         config.replay.batch_size = args.batch_size
     kinds = [kind for kind in args.pipelines.split(",") if kind]

@@ -14,6 +14,7 @@ import time
 
 from benchmarks import machine
 from benchmarks.common import ROOT
+from bprl.launch.rundir import layout
 
 
 def learner_events(workdir: str):
@@ -98,7 +99,7 @@ def bench_system(num_actors: int, args: argparse.Namespace) -> dict:
     points = learner_events(workdir)
     if len(points) >= 2:
         (t0, l0, a0), (t1, l1, a1) = points[0], points[-1]
-        with open(os.path.join(workdir, "config.json")) as f:
+        with open(layout.config_path(workdir)) as f:
             cfg = json.load(f)
         seq, batch = cfg["replay"]["sequence_length"], cfg["replay"]["batch_size"]
         span = max(t1 - t0, 1e-9)

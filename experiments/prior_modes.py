@@ -42,7 +42,7 @@ def start_action_samples(config, networks, samples: int, seed: int) -> dict[str,
     Shown before the squash because a wide Gaussian squashed by tanh piles its mass in the
     corners of the action box, which would look like modes that the head does not have.
     """
-    env = builders.make_environment(config, seed)
+    env = builders.RunBuilder(config).make_environment(seed)
     observation = dict(env.reset().observation)
     env.close()
     out = {}

@@ -25,7 +25,10 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bprl.launch.rundir import events  # noqa: E402
+from bprl.launch.rundir import (
+    events,  # noqa: E402
+    layout,  # noqa: E402
+)
 
 Curve = list[tuple[int, float]]
 
@@ -63,7 +66,7 @@ def _actor_step_budget(workdir: str) -> float:
     out, so the last bin is not one stray episode.
     """
     try:
-        with open(os.path.join(workdir, "config.json")) as f:
+        with open(layout.config_path(workdir)) as f:
             budget = json.load(f)["stop"]["max_actor_steps"]
     except (OSError, KeyError, ValueError):
         return float("inf")

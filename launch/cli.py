@@ -35,7 +35,7 @@ if _rehearsing(sys.argv):
 
 # New fields are accepted by the parser only so that `--config.task_kwargs.<name>` can add
 # a task keyword; every other override must name an existing field, which
-# validate.check_config_args checks first. The config is locked once parsed.
+# loading.check_config_args checks first. The config is locked once parsed.
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
     None,
@@ -106,15 +106,15 @@ def _cmd_run() -> int:
 
 def _cmd_sweep() -> int:
     from bprl.launch import sweep
-    from bprl.launch.config import validate
+    from bprl.launch.config import errors, fit, validate, workdir_checks
 
     config = _CONFIG.value
     if config is None:
-        raise validate.ConfigError("--config is required")
+        raise errors.ConfigError("--config is required")
     if not _WORKDIR.value:
-        raise validate.ConfigError("--workdir is required")
+        raise errors.ConfigError("--workdir is required")
     if _PARALLEL.value < 1:
-        raise validate.ConfigError(f"--parallel must be >= 1, got {_PARALLEL.value}")
+        raise errors.ConfigError(f"--parallel must be >= 1, got {_PARALLEL.value}")
     workdir = os.path.abspath(_WORKDIR.value)
     try:
         runs = sweep.plan(
@@ -125,7 +125,7 @@ def _cmd_sweep() -> int:
             sweep.split_values(_SWEEP_VALUES.value),
         )
     except ValueError as error:
-        raise validate.ConfigError(str(error)) from None
+        raise errors.ConfigError(str(error)) from None
     validated = set()
     for run in runs:  # each variant once: every problem is found before anything starts
         if run.variant not in validated:
@@ -136,7 +136,7 @@ def _cmd_sweep() -> int:
 
         for run in runs:
             vertex.validate_cluster(run.config, submit=_LAUNCH.value == "vertex_ai")
-    validate.validate_workdir(_WORKDIR.value)  # created only once everything checks out
+    workdir_checks.validate_workdir(_WORKDIR.value)  # created only once everything checks out
     if _LAUNCH.value == "vertex_ai":
         from bprl.launch.vertex import job as vertex
 
@@ -151,7 +151,7 @@ def _cmd_sweep() -> int:
 
     at_once = max(1, min(_PARALLEL.value, len(runs)))
     for run in runs:  # the largest variant decides
-        validate.validate_fits_machine(run.config, at_once)
+        fit.validate_fits_machine(run.config, at_once)
     lock = runlock.acquire(workdir, "bprl sweep")  # each run locks its own directory
     try:
         print(f"sweep directory: {workdir}")
@@ -167,7 +167,7 @@ def _cmd_sweep() -> int:
 
 
 def _cmd_rollout() -> int:
-    from bprl.launch.config.validate import ConfigError
+    from bprl.launch.config.errors import ConfigError
     from bprl.launch.reuse import rollout
 
     if not _WORKDIR.value:
@@ -177,7 +177,7 @@ def _cmd_rollout() -> int:
 
 
 def _cmd_export_prior() -> int:
-    from bprl.launch.config.validate import ConfigError
+    from bprl.launch.config.errors import ConfigError
     from bprl.launch.reuse import transfer
 
     if not _WORKDIR.value:
@@ -213,7 +213,7 @@ def _cmd_report(path: str) -> int:
     if not storage.isdir(path):
         raise FileNotFoundError(f"{path} does not exist or is empty")
     with tempfile.TemporaryDirectory(prefix="bprl_report_") as local:
-        storage.copy_tree(path, local, exclude=(layout.REPORT_DIR, "checkpoints", "nodes"))
+        storage.copy_tree(path, local, exclude=(layout.REPORT_DIR, layout.CHECKPOINTS_DIR, "nodes"))
         written = report.write_report(local, _THRESHOLD.value, _BASELINE.value)
         target = storage.join(path, layout.REPORT_DIR)
         storage.copy_tree(os.path.join(local, layout.REPORT_DIR), target)
@@ -233,7 +233,7 @@ def _main(argv: list[str]) -> int:
         "export-prior": _cmd_export_prior,
     }
     if len(argv) == 3 and argv[1] == "report":
-        from bprl.launch.config.validate import ConfigError
+        from bprl.launch.config.errors import ConfigError
 
         try:
             return _cmd_report(argv[2])
@@ -243,7 +243,7 @@ def _main(argv: list[str]) -> int:
     if len(argv) < 2:
         print(_USAGE, file=sys.stderr)
         return 2
-    from bprl.launch.config.validate import ConfigError
+    from bprl.launch.config.errors import ConfigError
 
     if argv[1] == "report":
         _fail("report takes one directory: bprl report DIR")
@@ -272,7 +272,8 @@ def _parse_flags(argv: list[str]) -> list[str]:
     The config file, its variant and the override names are checked first, by us: absl
     and ml_collections report them as tracebacks or several lines.
     """
-    from bprl.launch.config.validate import ConfigError, check_config_args
+    from bprl.launch.config.errors import ConfigError
+    from bprl.launch.config.loading import check_config_args
 
     try:
         check_config_args(argv[1:])

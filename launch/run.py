@@ -15,6 +15,7 @@ import time
 import ml_collections
 
 from bprl.launch.local import healing
+from bprl.launch.rundir import layout
 
 
 def run(
@@ -28,8 +29,8 @@ def run(
     lifeline.maybe_tie_to_sweep()  # a run of a sweep ends with the sweep
     if workdir:
         # Launchpad reads this once, when first imported (Acme imports it too): set it first.
-        os.environ["LAUNCHPAD_LOGGING_DIR"] = os.path.join(os.path.abspath(workdir), "logs")
-    from bprl.launch.config import validate
+        os.environ["LAUNCHPAD_LOGGING_DIR"] = layout.logs_dir(os.path.abspath(workdir))
+    from bprl.launch.config import errors, fit, validate, workdir_checks
     from bprl.launch.local import launcher as local
 
     if network == "isolated" and launch == "local":  # (a rehearsal: its own)
@@ -39,7 +40,7 @@ def run(
         # own namespace; a bad config still ends with one error line before any node.
         netns.reexec_isolated(sys.argv)  # returns only where isolation is not possible
     if config is None:
-        raise validate.ConfigError("--config is required")
+        raise errors.ConfigError("--config is required")
     if config.prior.artifact:  # saved in config.json: resumable from any directory
         config.prior.artifact = os.path.abspath(config.prior.artifact)
     validate.validate_config(config)
@@ -49,7 +50,7 @@ def run(
         vertex.validate_cluster(config, submit=True)
         vertex.launch_vertex(config, workdir)
         return 0
-    validate.validate_workdir(workdir)
+    workdir_checks.validate_workdir(workdir)
     workdir = os.path.abspath(workdir)
     lock = None
     run_dir = workdir  # where the run's files are read from (the bucket's, rehearsed)
@@ -63,20 +64,20 @@ def run(
     if launch in ("local", "vertex_ai_local"):
         from bprl.launch.local import runlock
 
-        validate.validate_fits_machine(config)
+        fit.validate_fits_machine(config)
         lock = runlock.acquire(workdir, "bprl run")  # kept across restarts (exec)
-    resuming = validate.validate_resume(config, run_dir)
+    resuming = workdir_checks.validate_resume(config, run_dir)
     print(f"run directory: {workdir}")
     print(f"watch it with: tensorboard --logdir {run_dir}")
     if resuming:
-        from bprl.launch.rundir import checkpointing
+        from bprl.launch.rundir import checkpoint_record, resume
 
         if launch == "local":  # (rehearsed nodes choose their checkpoint themselves)
             try:  # a damaged newest checkpoint falls back to the previous one
-                checkpointing.prepare_resume(workdir)
-            except checkpointing.CheckpointError as error:
-                raise validate.ConfigError(str(error)) from None
-        counts = checkpointing.load_counts(run_dir)
+                resume.prepare_resume(workdir)
+            except resume.CheckpointError as error:
+                raise errors.ConfigError(str(error)) from None
+        counts = checkpoint_record.load_counts(run_dir)
         if counts:
             learner_steps = int(counts.get("learner_steps", 0))
             actor_steps = int(counts.get("actor_steps", 0))

@@ -47,7 +47,8 @@ class SeedRun:
 
     @property
     def label(self) -> str:
-        return f"{self.variant}/seed_{self.seed}" if self.variant else f"seed_{self.seed}"
+        seed_dir = layout.seed_dir_name(self.seed)
+        return f"{self.variant}/{seed_dir}" if self.variant else seed_dir
 
     @property
     def done(self) -> bool:

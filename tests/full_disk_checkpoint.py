@@ -20,7 +20,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from bprl.launch.rundir import checkpointing
+from bprl.launch.rundir import checkpoint_record, checkpointing, resume
 
 
 def digest(paths: list[str]) -> str:
@@ -66,9 +66,9 @@ def main() -> None:
     state["w"].assign(np.full([1_000_000], 2.0, np.float32))
     state["step"].assign(2)
     failed = checkpointer.save()
-    record = checkpointing.load_record(checkpointing.counts_path(workdir))
+    record = checkpoint_record.load_record(checkpoint_record.counts_path(workdir))
     after = digest(files_of(first["learner"]))
-    check = checkpointing.check_record(record)
+    check = resume.check_record(record)
     restored = {
         "w": tf.Variable(np.zeros([1], np.float32), shape=tf.TensorShape([None])),
         "step": tf.Variable(0, dtype=tf.int64),
@@ -91,8 +91,8 @@ def main() -> None:
                 "restored_w": restored["w"].numpy().tolist(),
                 "restored_step": int(restored["step"].numpy()),
                 "again": again is not None
-                and checkpointing.check_record(
-                    checkpointing.load_record(checkpointing.counts_path(workdir))
+                and resume.check_record(
+                    checkpoint_record.load_record(checkpoint_record.counts_path(workdir))
                 )
                 is None,
             }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import acme
 import ml_collections
 import numpy as np
 import reverb
@@ -14,7 +13,7 @@ from bprl.launch.program.nodes import run_episode
 
 
 def evaluate(config, networks, episodes: int, seed: int) -> float:
-    env = builders.make_environment(config, seed)
+    env = builders.RunBuilder(config).make_environment(seed)
     actor = GaussianActor(networks.policy, stochastic=False)
     return float(np.mean([run_episode(env, actor) for _ in range(episodes)]))
 
@@ -23,24 +22,24 @@ def train(
     config: ml_collections.ConfigDict, env_steps: int, updates_per_step: float, eval_episodes: int
 ) -> tuple[float, float, Learner]:
     """Trains for `env_steps` actor steps; returns (return before, return after, learner)."""
-    env = builders.make_environment(config, config.seed)
-    env_spec = acme.make_environment_spec(env)
-    table = builders.unlimited_table(config, env_spec, min_size=config.replay.min_size)
+    builder = builders.RunBuilder(config)
+    env = builder.make_environment(config.seed)
+    table = builder.make_unlimited_table(min_size=config.replay.min_size)
     server = reverb.Server([table], port=None)
     address = f"localhost:{server.port}"
     client = reverb.Client(address)
-    learner_networks = builders.build_networks(config, env_spec)
     # The kernels and updates per call a learner node picks for this config on this
     # machine (conftest.py turns oneDNN on, as the node's environment does).
-    per_call = builders.updates_per_call(config, env_spec)
+    learner_networks, jit_compile = builder.make_learner_networks()
+    per_call = builder.updates_per_call
     learner = Learner(
         learner_networks,
-        iter(builders.make_dataset(config, address, per_call)),
-        builders.hyperparams(config),
-        jit_compile=builders.apply_learner_kernels(config, learner_networks, env_spec),
+        iter(builder.make_dataset(address)),
+        builder.hyperparams,
+        jit_compile=jit_compile,
         updates_per_call=per_call,
     )
-    actor_networks = builders.build_networks(config, env_spec)
+    actor_networks = builder.make_networks()
     variable_client = VersionedVariableClient(
         learner, {"policy": actor_networks.policy.variables}, update_period=1
     )
@@ -49,7 +48,7 @@ def train(
     actor = GaussianActor(
         actor_networks.policy,
         stochastic=True,
-        adder=builders.make_adder(config, client),
+        adder=builder.make_adder(client),
         variable_client=variable_client,
         seed=config.seed,
     )

@@ -15,7 +15,8 @@ from bprl.agents.config import LearnerHyperparams
 from bprl.agents.learning_rule import squash_action
 from bprl.environments import registry
 from bprl.experiments.configs import seqnav_pointmass, walker_walk
-from bprl.launch.config.validate import ConfigError, validate_config
+from bprl.launch.config.errors import ConfigError
+from bprl.launch.config.validate import validate_config
 from bprl.launch.program import builders
 from bprl.networks.gaussian import GaussianHead
 
@@ -24,7 +25,7 @@ def test_tanh_wrapper_executes_tanh_of_the_stored_action():
     """Real MuJoCo: tanh(u) through the wrapper == the squashed action given directly."""
     config = seqnav_pointmass.get_config("tiny")
     assert config.agent.action_squash == "tanh"
-    squashed_env = builders.make_environment(config, seed=3)
+    squashed_env = builders.RunBuilder(config).make_environment(3)
     plain_env = registry.make_environment(config.task, 3, **config.task_kwargs.to_dict())
     assert squashed_env.action_spec().shape == plain_env.action_spec().shape
     a, b = squashed_env.reset(), plain_env.reset()
@@ -93,8 +94,8 @@ def test_bad_squash_settings_are_rejected_before_launch(field, value):
 
 def test_seqnav_config_carries_the_squash_to_the_learner():
     config = seqnav_pointmass.get_config("local_short")
-    hyper = builders.hyperparams(config)
+    hyper = builders.RunBuilder(config).hyperparams
     assert hyper.action_squash == "tanh"
     # Other experiments keep Acme's clip (the throughput comparison holds it fixed).
-    assert builders.hyperparams(walker_walk.get_config("tiny")).action_squash == "clip"
+    assert builders.RunBuilder(walker_walk.get_config("tiny")).hyperparams.action_squash == "clip"
     assert LearnerHyperparams().action_squash == "clip"

@@ -260,19 +260,29 @@ def test_auto_kernels_follow_the_size_of_the_update():
     acme = walker_walk.get_config()  # Acme's svg0_prior widths, batch 256, T = 10, S = 10
     acme.network.policy_hidden = acme.network.prior_hidden = (200, 100)
     acme.network.critic_hidden = (400, 300)
-    spec = builders.environment_spec(tiny)
-    assert builders.update_flops(tiny, spec) < 1e7
-    assert builders.update_flops(default, spec) < xla.BFLOAT16_MIN_UPDATE_FLOPS
-    assert builders.update_flops(acme, spec) == pytest.approx(24.9e9, rel=0.01)
+    spec = builders.RunBuilder(tiny).env_spec
+    assert builders.RunBuilder(tiny, spec).update_flops < 1e7
+    assert builders.RunBuilder(default, spec).update_flops < xla.BFLOAT16_MIN_UPDATE_FLOPS
+    assert builders.RunBuilder(acme, spec).update_flops == pytest.approx(24.9e9, rel=0.01)
     for config in (tiny, default):
-        assert builders.resolve_learner_kernels(config, spec, has_bfloat16=True) == "xla_float32"
-    assert builders.resolve_learner_kernels(acme, spec, has_bfloat16=True) == "onednn_bfloat16"
-    assert builders.resolve_learner_kernels(acme, spec, has_bfloat16=False) == "xla_float32"
+        assert (
+            builders.RunBuilder(config, spec).resolve_learner_kernels(has_bfloat16=True)
+            == "xla_float32"
+        )
+    assert (
+        builders.RunBuilder(acme, spec).resolve_learner_kernels(has_bfloat16=True)
+        == "onednn_bfloat16"
+    )
+    assert (
+        builders.RunBuilder(acme, spec).resolve_learner_kernels(has_bfloat16=False) == "xla_float32"
+    )
     acme.resources.learner_kernels = "xla_float32"  # an explicit choice stays
-    assert builders.resolve_learner_kernels(acme, spec, has_bfloat16=True) == "xla_float32"
+    assert (
+        builders.RunBuilder(acme, spec).resolve_learner_kernels(has_bfloat16=True) == "xla_float32"
+    )
     # by size (0): small updates run several per call, big ones one; a count stays
     assert tiny.resources.learner_updates_per_call == 0  # the default: by size
-    assert builders.updates_per_call(tiny, spec) == builders.AUTO_UPDATES_PER_CALL > 1
-    assert builders.updates_per_call(default, spec) == 1
+    assert builders.RunBuilder(tiny, spec).updates_per_call == builders.AUTO_UPDATES_PER_CALL > 1
+    assert builders.RunBuilder(default, spec).updates_per_call == 1
     default.resources.learner_updates_per_call = 3
-    assert builders.updates_per_call(default, spec) == 3
+    assert builders.RunBuilder(default, spec).updates_per_call == 3

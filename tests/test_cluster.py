@@ -16,8 +16,10 @@ import cloudpickle
 import pytest
 
 from bprl.experiments.configs import walker_walk
-from bprl.launch.config.validate import ConfigError
+from bprl.launch.config.errors import ConfigError
 from bprl.launch.vertex import job as vertex
+from bprl.launch.vertex import job_request
+from bprl.launch.vertex.worker_pools import MAX_WORKER_POOLS, machine_type, plan_pools
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,8 +38,8 @@ def cluster_config(**overrides):
 
 
 def test_pools_of_the_default_cluster():
-    pools = vertex.plan_pools(cluster_config())
-    assert len(pools) <= vertex.MAX_WORKER_POOLS
+    pools = plan_pools(cluster_config())
+    assert len(pools) <= MAX_WORKER_POOLS
     # Vertex AI: the first pool has exactly one replica, the primary, whose exit status is
     # the job's: the stop node, which exits 0 at the budget
     assert pools[0].nodes == (("stopper", 0),)
@@ -60,14 +62,14 @@ def test_pools_of_the_default_cluster():
     assert actor_env["MUJOCO_GL"] == learner_env["MUJOCO_GL"] == "disable"
     assert actor_env["BPRL_VERTEX_REGION"] == "us-central1"
     assert actor_env["TF2_BEHAVIOR"] == learner_env["TF2_BEHAVIOR"] == "1"
-    for name in vertex.STORAGE_ENV:  # TensorFlow's built-in gs:// filesystem on Vertex AI
+    for name in job_request.STORAGE_ENV:  # TensorFlow's built-in gs:// filesystem on Vertex AI
         assert name not in actor_env and name not in learner_env
 
 
 def test_custom_job_spec_is_the_request_of_every_pool():
     config = cluster_config(**{"cluster.region": "europe-west4"})
-    spec = vertex.custom_job_spec(config, "gs://my-bucket/bprl/r1", "r1")
-    pools = vertex.plan_pools(config)
+    spec = job_request.custom_job_spec(config, "gs://my-bucket/bprl/r1", "r1")
+    pools = plan_pools(config)
     worker_pools = spec["jobSpec"]["workerPoolSpecs"]
     assert len(worker_pools) == len(pools)
     for pool, request in zip(pools, worker_pools, strict=True):
@@ -76,7 +78,7 @@ def test_custom_job_spec_is_the_request_of_every_pool():
         container = request["containerSpec"]
         assert container["imageUri"] == IMAGE
         assert container["command"] == [
-            *vertex.INIT,
+            *job_request.INIT,
             "python",
             "-m",
             "bprl.launch.program.node_entry",
@@ -87,24 +89,26 @@ def test_custom_job_spec_is_the_request_of_every_pool():
     assert json.loads(json.dumps(spec)) == spec  # plain JSON
     scheduling = spec["jobSpec"]["scheduling"]
     assert scheduling["restartJobOnWorkerRestart"] is True
-    assert scheduling["timeout"] == f"{vertex.job_timeout_secs(config)}s"
+    assert scheduling["timeout"] == f"{job_request.job_timeout_secs(config)}s"
     assert "serviceAccount" not in spec["jobSpec"]
     config = cluster_config(
         **{"cluster.service_account": "runs@my-project.iam.gserviceaccount.com"}
     )
-    spec = vertex.custom_job_spec(config, "gs://my-bucket/bprl/r1", "r1")
+    spec = job_request.custom_job_spec(config, "gs://my-bucket/bprl/r1", "r1")
     assert spec["jobSpec"]["serviceAccount"] == "runs@my-project.iam.gserviceaccount.com"
 
 
 def test_the_job_timeout_follows_from_the_budget():
-    short = vertex.job_timeout_secs(cluster_config(**{"stop.max_actor_steps": 1000}))
-    long = vertex.job_timeout_secs(cluster_config(**{"stop.max_actor_steps": 10_000_000}))
-    assert 2 * 3600 < short < long <= vertex.MAX_TIMEOUT_SECS
+    short = job_request.job_timeout_secs(cluster_config(**{"stop.max_actor_steps": 1000}))
+    long = job_request.job_timeout_secs(cluster_config(**{"stop.max_actor_steps": 10_000_000}))
+    assert 2 * 3600 < short < long <= job_request.MAX_TIMEOUT_SECS
     # at least three times the budget at the assumed rate per actor stream
     config = cluster_config(**{"stop.max_actor_steps": 1_000_000})
     streams = config.actors.num_actors
-    assert vertex.job_timeout_secs(config) >= 3 * 1_000_000 / (10.0 * streams)
-    assert vertex.job_timeout_secs(cluster_config(**{"cluster.timeout_hours": 5.0})) == 5 * 3600
+    assert job_request.job_timeout_secs(config) >= 3 * 1_000_000 / (10.0 * streams)
+    assert (
+        job_request.job_timeout_secs(cluster_config(**{"cluster.timeout_hours": 5.0})) == 5 * 3600
+    )
 
 
 def test_a_gpu_learner_needs_a_gpu_image():
@@ -122,7 +126,7 @@ def test_a_gpu_learner_needs_a_gpu_image():
         }
     )
     vertex.validate_cluster(config)
-    spec = vertex.custom_job_spec(config, "gs://b/r", "r")
+    spec = job_request.custom_job_spec(config, "gs://b/r", "r")
     [learner] = [
         p for p in spec["jobSpec"]["workerPoolSpecs"] if "XLA_FLAGS" in str(p["containerSpec"])
     ]
@@ -133,9 +137,9 @@ def test_a_gpu_learner_needs_a_gpu_image():
 
 def test_node_pickles_hold_one_node_per_replica(tmp_path):
     config = cluster_config()
-    written = vertex.write_node_pickles(config, str(tmp_path))
-    pools = vertex.plan_pools(config)
-    assert written == [vertex.data_file(str(tmp_path), pool) for pool in pools]
+    written = job_request.write_node_pickles(config, str(tmp_path))
+    pools = plan_pools(config)
+    assert written == [job_request.data_file(str(tmp_path), pool) for pool in pools]
     for pool, path in zip(pools, written, strict=True):
         with open(path, "rb") as f:
             functions = cloudpickle.load(f)
@@ -175,7 +179,7 @@ def _pool_shapes() -> dict[tuple, dict]:
             overrides[f"cluster.{group}.cpu"] = cpu
             overrides[f"cluster.{group}.memory_gb"] = memory
         try:
-            pools = vertex.plan_pools(cluster_config(**overrides))
+            pools = plan_pools(cluster_config(**overrides))
         except ConfigError:
             continue  # more than 4 pools: refused before anything is written
         shape = tuple(tuple(pool.nodes) for pool in pools)
@@ -191,10 +195,10 @@ def test_every_pool_shape_binds_every_address_before_any_pickle(tmp_path, monkey
     for k, (shape, overrides) in enumerate(shapes.items()):
         config = cluster_config(**overrides)
         directory = str(tmp_path / f"shape{k}")
-        pools = vertex.plan_pools(config)
-        written = vertex.write_node_pickles(config, directory)
+        pools = plan_pools(config)
+        written = job_request.write_node_pickles(config, directory)
         cluster = {
-            p.name: [f"{p.name}-{i}:{vertex.PORT}" for i in range(len(p.nodes))] for p in pools
+            p.name: [f"{p.name}-{i}:{job_request.PORT}" for i in range(len(p.nodes))] for p in pools
         }
         monkeypatch.setenv("CLUSTER_SPEC", json.dumps({"cluster": cluster, "task": {}}))
         for pool, path in zip(pools, written, strict=True):
@@ -238,16 +242,16 @@ def test_bad_cluster_configs_are_one_line_errors(override, message):
 def test_resources_alone_validate_without_a_project():
     config = walker_walk.get_config("tiny")  # no project, no bucket
     vertex.validate_cluster(config, submit=False)
-    assert vertex.plan_pools(config)[0].machine_type.startswith("n1-")
+    assert plan_pools(config)[0].machine_type.startswith("n1-")
     with pytest.raises(ConfigError):
         vertex.validate_cluster(config, submit=True)
 
 
 def test_machine_types():
-    assert vertex.machine_type(4, 15) == "n1-standard-4"
-    assert vertex.machine_type(2, 13) == "n1-highmem-2"
-    assert vertex.machine_type(8, 52) == "n1-highmem-8"
-    assert vertex.machine_type(16, 10) == "n1-highcpu-16"
+    assert machine_type(4, 15) == "n1-standard-4"
+    assert machine_type(2, 13) == "n1-highmem-2"
+    assert machine_type(8, 52) == "n1-highmem-8"
+    assert machine_type(16, 10) == "n1-highcpu-16"
 
 
 def _makefile_installs() -> list[list[str]]:
@@ -291,7 +295,7 @@ def test_dockerfile_installs_like_the_makefile():
 
 
 def test_the_image_environment_is_the_dockerfiles():
-    """The rehearsal gives its replicas vertex.IMAGE_ENV: what the image's ENV sets."""
+    """The rehearsal gives its replicas job_request.IMAGE_ENV: what the image's ENV sets."""
     with open(os.path.join(ROOT, "Dockerfile")) as f:
         text = f.read()
     env = {}
@@ -299,12 +303,12 @@ def test_the_image_environment_is_the_dockerfiles():
         for name, value in re.findall(r"(\w+)=(\S+)", block.replace("\\\n", " ")):
             env[name] = value
     home = env.pop("HOME")
-    assert env == vertex.IMAGE_ENV
-    from bprl.launch.vertex import rehearsal
+    assert env == job_request.IMAGE_ENV
+    from bprl.launch.vertex import rehearsal_sandbox
 
-    assert home == rehearsal.IMAGE_HOME
-    assert re.search(rf"^WORKDIR {re.escape(rehearsal.IMAGE_WORKDIR)}$", text, re.M)
-    assert f"--uid {rehearsal.IMAGE_UID} " in text
+    assert home == rehearsal_sandbox.IMAGE_HOME
+    assert re.search(rf"^WORKDIR {re.escape(rehearsal_sandbox.IMAGE_WORKDIR)}$", text, re.M)
+    assert f"--uid {rehearsal_sandbox.IMAGE_UID} " in text
 
 
 def test_hadolint_passes_on_the_dockerfile():

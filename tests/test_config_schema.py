@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from bprl.launch.config import validate
+from bprl.launch.config import errors, loading
 from bprl.launch.config.defaults import base_config
 from tests_support import REPO
 
@@ -60,17 +60,17 @@ def test_every_field_of_the_schema_is_read_by_some_code():
 def test_an_experiment_config_setting_an_unknown_field_is_refused(tmp_path):
     config = base_config()
     config.actors.num_actor = 4  # a typo of num_actors
-    with pytest.raises(validate.ConfigError, match=r"'actors.num_actor'.*'actors.num_actors'"):
-        validate.check_known_fields(config)
+    with pytest.raises(errors.ConfigError, match=r"'actors.num_actor'.*'actors.num_actors'"):
+        loading.check_known_fields(config)
     config = base_config()
     config.task_kwargs.anything = 1  # the task's factory decides about its keywords
-    validate.check_known_fields(config)
+    loading.check_known_fields(config)
 
 
 def test_the_cli_refuses_a_config_file_with_an_unknown_field_before_launch(tmp_path):
     path = tmp_path / "typo.py"
     path.write_text(
-        "from experiments.configs import base\n\n"
+        "from bprl.experiments.configs import base\n\n"
         "def get_config(variant=''):\n"
         "    config = base.base_config()\n"
         "    config.replay.batchsize = 64\n"
@@ -105,8 +105,8 @@ def test_a_missing_config_file_lists_only_config_files_closest_first(tmp_path):
     # to the shipped configs instead of listing every .py file there.
     for i in range(30):
         (tmp_path / f"scratch_{i}.py").write_text("x = 1\n")
-    with pytest.raises(validate.ConfigError) as error:
-        validate.load_config(str(tmp_path / "walker.py"))
+    with pytest.raises(errors.ConfigError) as error:
+        loading.load_config(str(tmp_path / "walker.py"))
     message = str(error.value)
     assert "scratch_" not in message
     assert "walker_walk.py" in message and "base.py" not in message
@@ -114,11 +114,11 @@ def test_a_missing_config_file_lists_only_config_files_closest_first(tmp_path):
     for i in range(15):
         (tmp_path / f"task_{i:02d}.py").write_text("def get_config(variant=''):\n    pass\n")
     (tmp_path / "walker_walk.py").write_text("def get_config(variant=''):\n    pass\n")
-    with pytest.raises(validate.ConfigError) as error:
-        validate.load_config(str(tmp_path / "walker_wlak.py") + ":tiny")
+    with pytest.raises(errors.ConfigError) as error:
+        loading.load_config(str(tmp_path / "walker_wlak.py") + ":tiny")
     listed = str(error.value).split("configs in ", 1)[1].split(": ", 1)[1]
     names = listed.split(" and ")[0].split(", ")
     assert names[0] == "walker_walk.py"
-    assert len(names) == validate.MAX_LISTED
-    assert listed.endswith(f"and {16 - validate.MAX_LISTED} more")
+    assert len(names) == loading.MAX_LISTED
+    assert listed.endswith(f"and {16 - loading.MAX_LISTED} more")
     assert "scratch_" not in listed

@@ -20,7 +20,7 @@ from dm_env import specs
 
 from bprl.environments import registry
 from bprl.environments.task_spec import TaskSpec
-from bprl.launch.config import validate
+from bprl.launch.config import errors, validate
 from bprl.launch.config.defaults import base_config
 from bprl.launch.local import restart_policy
 from tests_support import BPRL, CONFIG, REPO, run_processes
@@ -116,7 +116,7 @@ def test_the_check_resets_and_steps_the_task_once_with_the_middle_action():
     ],
 )
 def test_an_error_at_reset_or_on_the_first_step_is_one_config_error(fail_at, message):
-    with pytest.raises(validate.ConfigError) as error:
+    with pytest.raises(errors.ConfigError) as error:
         validate.validate_config(_config(fail_at))
     text = str(error.value)
     assert text.startswith(f"task {_TASK} with task_kwargs {{'fail_at': '{fail_at}'}} ")

@@ -115,12 +115,12 @@ def test_make_adder_selects_the_writer():
     config = base_config()
     env = registry.make_environment("walker_walk", 0)
     env_spec = acme.make_environment_spec(env)
-    server = reverb.Server([builders.replay_table(config, env_spec)])
+    server = reverb.Server([builders.RunBuilder(config, env_spec).make_replay_tables()[0]])
     client = reverb.Client(f"localhost:{server.port}")
-    assert isinstance(builders.make_adder(config, client), FastSequenceAdder)
+    assert isinstance(builders.RunBuilder(config).make_adder(client), FastSequenceAdder)
     config.replay.adder = "acme"
-    assert isinstance(builders.make_adder(config, client), reverb_adders.SequenceAdder)
+    assert isinstance(builders.RunBuilder(config).make_adder(client), reverb_adders.SequenceAdder)
     config.replay.adder = "other"
     with pytest.raises(ValueError, match="replay.adder"):
-        builders.make_adder(config, client)
+        builders.RunBuilder(config).make_adder(client)
     server.stop()

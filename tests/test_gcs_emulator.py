@@ -16,8 +16,7 @@ import textwrap
 
 import pytest
 
-from bprl.launch.vertex import gcs_emulator
-from bprl.launch.vertex import job as vertex
+from bprl.launch.vertex import gcs_emulator, job_request
 
 BUCKET = "test-bucket"
 
@@ -30,7 +29,7 @@ def emulator(tmp_path):
 
 def _run_child(emulator, code: str, extra_env: dict | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ)
-    env.update(vertex.STORAGE_ENV)
+    env.update(job_request.STORAGE_ENV)
     env[gcs_emulator.ENDPOINT_ENV] = emulator.endpoint
     env.update(extra_env or {})
     return subprocess.run(
@@ -51,7 +50,7 @@ def _result(proc: subprocess.CompletedProcess) -> dict:
 def test_storage_layer_and_checkpoint_records_on_gs(emulator):
     code = f"""
     import json
-    from bprl.launch.rundir import checkpointing
+    from bprl.launch.rundir import checkpoint_record
     from bprl.launch.rundir import storage
     from bprl.launch.program.tensorboard import TensorBoardLogger
     run = "gs://{BUCKET}/runs/r1"
@@ -63,18 +62,18 @@ def test_storage_layer_and_checkpoint_records_on_gs(emulator):
     out["missing"] = storage.exists(storage.join(run, "nope.json"))
     out["listdir"] = storage.listdir(run)
     # checkpoint records: write, keep the previous, read back, fall back when damaged
-    checkpointing.write_record(run, {{"learner": "a", "counts": {{"actor_steps": 1}}}}, True)
-    checkpointing.write_record(run, {{"learner": "b", "counts": {{"actor_steps": 2}}}}, True)
-    out["newest"] = checkpointing.load_record(checkpointing.counts_path(run))
-    out["previous"] = checkpointing.load_record(checkpointing.previous_counts_path(run))
-    out["counts"] = checkpointing.load_counts(run)
+    checkpoint_record.write_record(run, {{"learner": "a", "counts": {{"actor_steps": 1}}}}, True)
+    checkpoint_record.write_record(run, {{"learner": "b", "counts": {{"actor_steps": 2}}}}, True)
+    out["newest"] = checkpoint_record.load_record(checkpoint_record.counts_path(run))
+    out["previous"] = checkpoint_record.load_record(checkpoint_record.previous_counts_path(run))
+    out["counts"] = checkpoint_record.load_counts(run)
     for text in ("x", "yy", "zzz"):  # this process reads back what it rewrote
         storage.write_text(storage.join(run, "again.txt"), text)
         out.setdefault("again", []).append(storage.read_text(storage.join(run, "again.txt")))
-    with checkpointing.record_lock(run):
+    with checkpoint_record.record_lock(run):
         out["locked"] = True
-    storage.write_text(checkpointing.counts_path(run), "{{truncated")
-    out["counts_after_damage"] = checkpointing.load_counts(run)
+    storage.write_text(checkpoint_record.counts_path(run), "{{truncated")
+    out["counts_after_damage"] = checkpoint_record.load_counts(run)
     # a TensorBoard event file on gs:// flushes at most every 30 s
     logger = TensorBoardLogger(storage.join(run, "learner"), "learner", flush_secs=0)
     out["flush_secs"] = logger._flush_secs
@@ -103,18 +102,18 @@ def test_learner_and_replay_checkpoints_reach_gs_and_restore_together(emulator, 
     import json, os
     import reverb
     import tensorflow as tf
-    from bprl.launch.rundir import checkpointing
+    from bprl.launch.rundir import checkpoint_record, replay_mirror, resume
     from bprl.launch.rundir import storage
     run = "gs://{BUCKET}/runs/r2"
     out = {{}}
     # the learner's checkpoint, through tf.train.CheckpointManager as the node writes it
     v = tf.Variable([1.0, 2.0])
     manager = tf.train.CheckpointManager(
-        tf.train.Checkpoint(v=v), checkpointing.checkpoint_dir(run, "learner"), 3
+        tf.train.Checkpoint(v=v), checkpoint_record.checkpoint_dir(run, "learner"), 3
     )
     learner_path = manager.save()
     # Reverb writes on this machine's disk; the replay node's mirror copies it to gs://
-    mirror = checkpointing.ReplayMirror(run)
+    mirror = replay_mirror.ReplayMirror(run)
     mirror.restore()
     checkpointer = reverb.checkpointers.DefaultCheckpointer(mirror.staging)
     server = reverb.Server([reverb.Table.queue("q", 100)], checkpointer=checkpointer)
@@ -123,15 +122,15 @@ def test_learner_and_replay_checkpoints_reach_gs_and_restore_together(emulator, 
         client.insert([float(i)], {{"q": 1.0}})
     local = client.checkpoint()
     out["mirrored"] = mirror.sync()
-    out["remote"] = checkpointing.wait_for_mirror(run, local, timeout=30)
-    checkpointing.write_record(
+    out["remote"] = replay_mirror.wait_for_mirror(run, local, timeout=30)
+    checkpoint_record.write_record(
         run, {{"learner": learner_path, "replay": out["remote"], "counts": {{}}}}, True
     )
     server.stop()
     # a replaced replay machine: empty disk, restores what the record names
     import shutil
     shutil.rmtree(mirror.staging)
-    again = checkpointing.ReplayMirror(run)
+    again = replay_mirror.ReplayMirror(run)
     out["restored_from"] = again.restore()
     server = reverb.Server(
         [reverb.Table.queue("q", 100)],
@@ -142,8 +141,8 @@ def test_learner_and_replay_checkpoints_reach_gs_and_restore_together(emulator, 
     v.assign([0.0, 0.0])
     tf.train.Checkpoint(v=v).restore(learner_path).assert_existing_objects_matched()
     out["v"] = v.numpy().tolist()
-    record = checkpointing.load_record(checkpointing.counts_path(run))
-    out["check"] = checkpointing.check_record(record)
+    record = checkpoint_record.load_record(checkpoint_record.counts_path(run))
+    out["check"] = resume.check_record(record)
     print("RESULT " + json.dumps(out))
     """
     out = _result(_run_child(emulator, code))
@@ -158,7 +157,7 @@ def test_learner_and_replay_checkpoints_reach_gs_and_restore_together(emulator, 
 
 
 def test_the_gcs_read_cache_setting_is_needed(emulator):
-    """Why vertex.STORAGE_ENV turns the plugin's read cache on: without it, a read at a
+    """Why job_request.STORAGE_ENV turns the plugin's read cache on: without it, a read at a
     lower offset than the previous one returns wrong bytes or crashes the process (seen
     with tensorflow-io-gcs-filesystem 0.25.0). If this starts passing, the setting can go."""
     code = f"""
@@ -193,16 +192,16 @@ def test_a_prior_artifact_is_shipped_to_the_run_directory_and_loads_from_it(emul
     from bprl.agents import prior_artifact
     from bprl.launch.program import builders
     from bprl.launch.rundir import storage
-    from bprl.launch.vertex import job as vertex
+    from bprl.launch.vertex import job_request
     config = _config("tiny")
     local = {str(tmp_path / "prior")!r}
     networks, env = _make_artifact(local, config)
     config.prior.artifact = local
-    shipped = vertex.ship_prior_artifact(config, "gs://{BUCKET}/runs/r3")
+    shipped = job_request.ship_prior_artifact(config, "gs://{BUCKET}/runs/r3")
     remote = str(shipped.prior.artifact)
     out = {{"remote": remote, "original": str(config.prior.artifact)}}
     out["metadata_kind"] = prior_artifact.read_metadata(remote)["kind"]
-    fresh = builders.build_networks(config, builders.environment_spec(config))
+    fresh = builders.RunBuilder(config).make_networks()
     prior_artifact.load_into(remote, fresh)
     modules = networks.kind.transfer_modules(networks)
     loaded = fresh.kind.transfer_modules(fresh)
@@ -253,7 +252,7 @@ def test_bprl_report_reads_a_sweep_on_gs_and_writes_its_report_there(emulator, t
     print("RESULT " + json.dumps({{}}))
     """
     _result(_run_child(emulator, code))
-    env = dict(os.environ, **vertex.STORAGE_ENV)
+    env = dict(os.environ, **job_request.STORAGE_ENV)
     env[gcs_emulator.ENDPOINT_ENV] = emulator.endpoint
     result = subprocess.run(
         [sys.executable, "-m", "bprl.launch.cli", "report", f"gs://{BUCKET}/sweeps/s1"],

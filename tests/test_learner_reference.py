@@ -82,12 +82,12 @@ def make_sample(batch_size: int) -> reverb.ReplaySample:
     config.replay.sequence_length = T
     env = registry.make_environment("walker_walk", 0, time_limit=0.3)
     env_spec = acme.make_environment_spec(env)
-    table = builders.unlimited_table(config, env_spec, max_size=1000, in_order=True)
+    table = builders.RunBuilder(config, env_spec).make_unlimited_table(max_size=1000, in_order=True)
     server = reverb.Server([table])
     address = f"localhost:{server.port}"
     client = reverb.Client(address)
     actor = GaussianActor(
-        _networks(env, 7).policy, True, builders.make_adder(config, client), seed=3
+        _networks(env, 7).policy, True, builders.RunBuilder(config).make_adder(client), seed=3
     )
     episodes = 3 * -(-batch_size // B)  # enough sequences for the batch (3 per B)
     acme.EnvironmentLoop(env, actor, logger=loggers.NoOpLogger()).run(num_episodes=episodes)

@@ -20,11 +20,12 @@ import time
 import psutil
 import pytest
 
-from bprl.launch.config import validate
+from bprl.launch.config import errors, validate
 from bprl.launch.config.defaults import base_config
 from bprl.launch.local import launcher as local
 from bprl.launch.local import liveness
-from bprl.launch.local.liveness import HangRules, Observation, ProcessSample, ReplayState
+from bprl.launch.local.hang_rules import HangRules
+from bprl.launch.local.node_probes import Observation, ProcessSample, ReplayState
 from tests_support import read_checkpoint_record, run_processes, wait_for
 from tests_support import start_run as _start
 
@@ -219,7 +220,7 @@ def test_the_bound_is_derived_from_the_checkpoints_and_can_be_set(tmp_path):
     config.reliability.hang_timeout_secs = -1.0
     assert liveness.hang_bound(config, workdir) == 0.0  # not watched
     config.reliability.hang_timeout_secs = -2.0
-    with pytest.raises(validate.ConfigError, match="hang_timeout_secs must be >= 0"):
+    with pytest.raises(errors.ConfigError, match="hang_timeout_secs must be >= 0"):
         validate.validate_config(config)
 
 

@@ -16,8 +16,8 @@ from acme.utils import counting, loggers
 from bprl.agents.actor import GaussianActor
 from bprl.agents.fast_adder import FastSequenceAdder
 from bprl.agents.packed_actor import PackedActor, PackedLoop
-from bprl.launch.config import packing, validate
-from bprl.launch.config.validate import load_config
+from bprl.launch.config import errors, packing, validate
+from bprl.launch.config.loading import load_config
 from bprl.launch.program import builders
 from bprl.launch.rundir import events
 from tests_support import (
@@ -57,7 +57,7 @@ def _config(kind: str):
 def _table(config, env_spec, name: str) -> reverb.Table:
     return builders.sequence_table(
         env_spec,
-        builders.extras_spec(config),
+        builders.RunBuilder(config).extras_spec,
         config.replay.sequence_length,
         max_size=10_000,
         rate_limiter=reverb.rate_limiters.MinSize(1),
@@ -82,9 +82,9 @@ def _items(client: reverb.Client, table: str) -> list[tuple[float, list[np.ndarr
 @pytest.mark.parametrize("kind", ["mlp", "lstm", "hierarchical"])
 def test_packed_streams_write_what_separate_actors_write(kind):
     config = _config(kind)
-    envs = [builders.make_environment(config, seed) for seed in SEEDS]
+    envs = [builders.RunBuilder(config).make_environment(seed) for seed in SEEDS]
     env_spec = acme.make_environment_spec(envs[0])
-    networks = builders.build_networks(config, env_spec)
+    networks = builders.RunBuilder(config, env_spec).make_networks()
     prior = networks.kind.actor_prior(networks)
     assert (prior is not None) == (kind == "lstm")
     names = [f"{mode}_{i}" for mode in ("single", "packed") for i in range(len(SEEDS))]
@@ -108,7 +108,7 @@ def test_packed_streams_write_what_separate_actors_write(kind):
         single_logs.append(log.rows)
 
     # The same streams packed into one actor: fresh environments with the same seeds.
-    envs = [builders.make_environment(config, seed) for seed in SEEDS]
+    envs = [builders.RunBuilder(config).make_environment(seed) for seed in SEEDS]
     adders = [FastSequenceAdder(client, T, table=f"packed_{i}") for i in range(len(SEEDS))]
     packed = PackedActor(networks.policy, adders, SEEDS, recurrent_prior=prior)
     logs = [_Recorder() for _ in SEEDS]
@@ -153,7 +153,7 @@ def test_packed_streams_write_what_separate_actors_write(kind):
 def test_envs_per_process_validated_and_auto_packing():
     config = _config("mlp")
     config.actors.envs_per_process = -1
-    with pytest.raises(validate.ConfigError, match="actors.envs_per_process must be >= 0"):
+    with pytest.raises(errors.ConfigError, match="actors.envs_per_process must be >= 0"):
         validate.validate_config(config)
     config.actors.num_actors = 32
     config.actors.envs_per_process = 8

@@ -92,7 +92,7 @@ def test_sigkilled_launcher_leaves_no_process_and_a_live_run_refuses_a_second(tm
 def _hold_lock_in_child(directory: str) -> subprocess.Popen:
     """A real `bprl`-like process that takes the directory's lock and waits."""
     code = (
-        "import sys, time; from launch import runlock; "
+        "import sys, time; from bprl.launch.local import runlock; "
         f"runlock.acquire({directory!r}, 'bprl run'); print('locked', flush=True); "
         "time.sleep(600)"
     )
@@ -104,7 +104,7 @@ def _hold_lock_in_child(directory: str) -> subprocess.Popen:
 
 
 def test_lock_refuses_while_held_and_is_taken_over_when_stale(tmp_path, capsys):
-    from bprl.launch.config.validate import ConfigError
+    from bprl.launch.config.errors import ConfigError
     from bprl.launch.local import runlock
 
     directory = str(tmp_path)
@@ -125,7 +125,7 @@ def test_lock_refuses_while_held_and_is_taken_over_when_stale(tmp_path, capsys):
             [
                 sys.executable,
                 "-c",
-                f"from launch import runlock; runlock.acquire({directory!r}, 'x')",
+                f"from bprl.launch.local import runlock; runlock.acquire({directory!r}, 'x')",
             ],
             capture_output=True,
             text=True,
@@ -154,11 +154,11 @@ def test_lock_refuses_while_held_and_is_taken_over_when_stale(tmp_path, capsys):
 )
 def test_numeric_fields_out_of_range_are_refused(field, value, message):
     from bprl.experiments.configs import walker_walk
-    from bprl.launch.config import validate
+    from bprl.launch.config import errors, validate
 
     config = walker_walk.get_config("tiny")
     config.update_from_flattened_dict({field: value})
-    with pytest.raises(validate.ConfigError) as error:
+    with pytest.raises(errors.ConfigError) as error:
         validate.validate_config(config)
     assert message in str(error.value)
 
@@ -204,9 +204,9 @@ def _save(workdir: str, checkpointer, state, value: float, step: int) -> dict:
     record = checkpointer.save()
     counts = dict(record["counts"], learner_steps=step)  # no counter here: record the step
     record["counts"] = counts
-    from bprl.launch.rundir import checkpointing
+    from bprl.launch.rundir import checkpoint_record
 
-    with open(checkpointing.counts_path(workdir), "w") as f:
+    with open(checkpoint_record.counts_path(workdir), "w") as f:
         json.dump(record, f)
     return record
 
@@ -221,7 +221,7 @@ def test_a_stop_during_a_long_update_still_records_the_latest_counts(tmp_path):
     import tensorflow as tf
     from acme.utils import counting
 
-    from bprl.launch.rundir import checkpointing
+    from bprl.launch.rundir import checkpoint_record, checkpointing, resume
 
     workdir = str(tmp_path)
     state = {"w": tf.Variable([1.0]), "step": tf.Variable(0, dtype=tf.int64)}
@@ -240,8 +240,8 @@ def test_a_stop_during_a_long_update_still_records_the_latest_counts(tmp_path):
     assert time.monotonic() - started < 10
     assert record["learner"] == first["learner"]
     assert record["counts"]["actor_steps"] == 1000 and record["counts"]["learner_steps"] == 0
-    latest = checkpointing.load_record(checkpointing.counts_path(workdir))
-    assert latest["counts"]["actor_steps"] == 1000 and checkpointing.check_record(latest) is None
+    latest = checkpoint_record.load_record(checkpoint_record.counts_path(workdir))
+    assert latest["counts"]["actor_steps"] == 1000 and resume.check_record(latest) is None
 
     state["step"].assign(1)  # an update was applied; the next one is still running
     state["w"].assign([2.0])
@@ -301,7 +301,7 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path):
 def test_truncated_latest_learner_checkpoint_falls_back_to_the_previous(tmp_path, capsys):
     """Real TensorFlow checkpoints: the newest one's data file is cut short; the resume
     reports it and restores the previous complete checkpoint instead."""
-    from bprl.launch.rundir import checkpointing
+    from bprl.launch.rundir import checkpoint_record, resume
 
     workdir = str(tmp_path)
     state, checkpointer = _tiny_checkpointer(workdir, 0.0)
@@ -316,23 +316,26 @@ def test_truncated_latest_learner_checkpoint_falls_back_to_the_previous(tmp_path
     with open(data, "r+b") as f:
         f.truncate(os.path.getsize(data) // 2)
 
-    chosen = checkpointing.prepare_resume(workdir)
+    chosen = resume.prepare_resume(workdir)
     out = capsys.readouterr().out
     assert chosen["learner"] == previous["learner"]
     assert "counts.json cannot be restored" in out and "unreadable" in out
     assert "resuming from the previous checkpoint instead: learner step 20" in out
-    assert checkpointing.load_counts(workdir)["learner_steps"] == 20  # the counter agrees
+    assert checkpoint_record.load_counts(workdir)["learner_steps"] == 20  # the counter agrees
     restored, fresh = _tiny_checkpointer(workdir, -1.0)
     assert fresh.restore()
     assert restored["w"].numpy().tolist() == [2.0, 2.0] and int(restored["step"]) == 20
     # Saving again goes on from there, and the records name checkpoints that exist.
     _save(workdir, fresh, restored, 4.0, 21)
-    for path in (checkpointing.counts_path(workdir), checkpointing.previous_counts_path(workdir)):
-        assert checkpointing.check_record(checkpointing.load_record(path)) is None
+    for path in (
+        checkpoint_record.counts_path(workdir),
+        checkpoint_record.previous_counts_path(workdir),
+    ):
+        assert resume.check_record(checkpoint_record.load_record(path)) is None
 
 
 def test_no_readable_checkpoint_is_one_clear_error(tmp_path):
-    from bprl.launch.rundir import checkpointing
+    from bprl.launch.rundir import checkpoint_record, resume
 
     workdir = str(tmp_path)
     state, checkpointer = _tiny_checkpointer(workdir, 0.0)
@@ -342,11 +345,11 @@ def test_no_readable_checkpoint_is_one_clear_error(tmp_path):
     for name in os.listdir(learner_dir):
         if ".data-" in name:
             os.remove(os.path.join(learner_dir, name))
-    with pytest.raises(checkpointing.CheckpointError) as error:
-        checkpointing.prepare_resume(workdir)
+    with pytest.raises(resume.CheckpointError) as error:
+        resume.prepare_resume(workdir)
     message = str(error.value)
     assert "no readable checkpoint" in message
-    assert f"delete {checkpointing.checkpoint_dir(workdir)}" in message
+    assert f"delete {checkpoint_record.checkpoint_dir(workdir)}" in message
 
 
 def _node(workdir: str, group: str):
@@ -366,12 +369,15 @@ def _checkpoint_with_steps(workdir: str, steps: int):
 
 
 def _assert_records_name_existing_checkpoints(workdir: str) -> None:
-    from bprl.launch.rundir import checkpointing
+    from bprl.launch.rundir import checkpoint_record, resume
 
-    for path in (checkpointing.counts_path(workdir), checkpointing.previous_counts_path(workdir)):
-        record = checkpointing.load_record(path)
+    for path in (
+        checkpoint_record.counts_path(workdir),
+        checkpoint_record.previous_counts_path(workdir),
+    ):
+        record = checkpoint_record.load_record(path)
         assert record is not None, path
-        assert checkpointing.check_record(record) is None, (path, record)
+        assert resume.check_record(record) is None, (path, record)
 
 
 @pytest.mark.slow  # about 2 minutes; the healing test below names the node too

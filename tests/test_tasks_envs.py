@@ -350,7 +350,7 @@ def test_every_task_is_found_whichever_task_module_is_imported_first(first):
 
     code = (
         f"import {first}\n"
-        "from environments import registry\n"
+        "from bprl.environments import registry\n"
         "names = ('walker_walk', 'seqnav_pointmass', 'multitask_pointmass', 'ant_box')\n"
         "print(all(registry.get_task(n).name == n for n in names))\n"
     )

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from bprl.agents import prior_artifact
 from bprl.agents.actor import GaussianActor
-from bprl.launch.config import validate
+from bprl.launch.config import errors, validate
 from bprl.launch.program import builders
 from bprl.launch.reuse import rollout, transfer
 from bprl.launch.rundir.events import read_scalars, run_dirs
@@ -44,9 +44,9 @@ def _config(variant: str, kind: str = "mlp", share_low: bool = True, seed: int =
 
 def _make_artifact(path: str, config, seed: int = 0):
     """An artifact of `config`'s networks with every weight moved off its initial value."""
-    env = builders.make_environment(config, config.seed)
+    env = builders.RunBuilder(config).make_environment(config.seed)
     env_spec = acme.make_environment_spec(env)
-    networks = builders.build_networks(config, env_spec)
+    networks = builders.RunBuilder(config, env_spec).make_networks()
     rng = np.random.default_rng(seed)
     for module in networks.kind.transfer_modules(networks).values():
         for variable in module.variables:
@@ -54,9 +54,9 @@ def _make_artifact(path: str, config, seed: int = 0):
     prior_artifact.save(
         path,
         networks,
-        builders.head_sizes(config),
+        builders.RunBuilder(config).head_sizes,
         tuple(config.prior_info),
-        builders.prior_keys(config),
+        builders.RunBuilder(config).prior_keys,
         env_spec.observations,
         env_spec.actions,
         config.agent.action_squash,
@@ -67,7 +67,7 @@ def _make_artifact(path: str, config, seed: int = 0):
 
 def _prior_actions(head, config, steps: int = 60) -> np.ndarray:
     """The head's sampled actions along a fixed trajectory (seeded: comparable exactly)."""
-    env = builders.make_environment(config, 123)
+    env = builders.RunBuilder(config).make_environment(123)
     actor = GaussianActor(head, stochastic=True, seed=7)
     drive = np.random.default_rng(1)
     timestep = env.reset()
@@ -94,10 +94,9 @@ def test_artifact_round_trips(tmp_path, kind, share_low):
     np.testing.assert_array_equal(_prior_actions(loaded.prior, config), expected)
 
     # Into a run's networks built from another seed: the same weights, the same actions.
-    other = builders.build_networks(
-        _config("tiny_source", kind, share_low, seed=5),
-        acme.make_environment_spec(env),
-    )
+    other = builders.RunBuilder(
+        _config("tiny_source", kind, share_low, seed=5), acme.make_environment_spec(env)
+    ).make_networks()
     assert not np.array_equal(_prior_actions(other.prior, config), expected)
     prior_artifact.load_into(art, other)
     np.testing.assert_array_equal(_prior_actions(other.prior, config), expected)
@@ -140,7 +139,7 @@ def test_matching_artifact_validates(mlp_artifact):
     ],
 )
 def test_mismatch_is_one_error_naming_it(mlp_artifact, fields, message):
-    with pytest.raises(validate.ConfigError) as error:
+    with pytest.raises(errors.ConfigError) as error:
         validate.validate_config(_target(mlp_artifact, **fields))
     assert message in str(error.value)
     assert "\n" not in str(error.value)
@@ -154,7 +153,7 @@ def test_action_size_mismatch_is_refused(mlp_artifact, tmp_path):
     metadata["action"]["shape"] = [3]
     with open(os.path.join(art, "prior.json"), "w") as f:
         json.dump(metadata, f)
-    with pytest.raises(validate.ConfigError, match=r"action shape is \(2,\) here, \(3,\)"):
+    with pytest.raises(errors.ConfigError, match=r"action shape is \(2,\) here, \(3,\)"):
         validate.validate_config(_target(art))
 
 
@@ -176,7 +175,7 @@ def test_damaged_artifacts_are_clear_errors(mlp_artifact, tmp_path):
         (missing, "weights.index is missing"),
         (str(tmp_path / "nowhere"), "does not exist"),
     ):
-        with pytest.raises(validate.ConfigError, match=message):
+        with pytest.raises(errors.ConfigError, match=message):
             validate.validate_config(_target(path))
         with pytest.raises(prior_artifact.ArtifactError, match=message):
             prior_artifact.load(path)
@@ -253,7 +252,7 @@ def test_train_against_a_frozen_and_a_fine_tuned_prior(tmp_path):
     assert record["counts"]["learner_steps"] > 0
     for trained, saved in zip(_variables(networks.prior), artifact_prior, strict=True):
         np.testing.assert_array_equal(trained, saved)  # bit for bit
-    initial = builders.build_networks(config, builders.environment_spec(config))
+    initial = builders.RunBuilder(config).make_networks()
     moved = [
         not np.array_equal(a, b)
         for a, b in zip(_variables(networks.policy), _variables(initial.policy), strict=True)

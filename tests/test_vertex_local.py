@@ -14,7 +14,14 @@ import psutil
 import pytest
 
 from bprl.launch.config import defaults
-from bprl.launch.vertex import gcs_emulator, rehearsal
+from bprl.launch.vertex import (
+    gcs_emulator,
+    job_request,
+    rehearsal,
+    rehearsal_hosts,
+    rehearsal_sandbox,
+    rehearsal_stand_in,
+)
 from bprl.launch.vertex import job as vertex
 from tests_support import read_checkpoint_record, start_run, wait_for
 
@@ -53,14 +60,16 @@ def _leftovers(run_id: str) -> list[str]:
     """Namespaces, links, hosts files and state of rehearsal `run_id` still on the machine."""
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    left = [n for n in names.split() if n.startswith(f"{rehearsal.PREFIX}-{run_id}-")]
+    left = [n for n in names.split() if n.startswith(f"{rehearsal_hosts.PREFIX}-{run_id}-")]
     left += [f"link {run_id}" for line in links.splitlines() if run_id in line.split(":")[1]]
-    if os.path.isdir(rehearsal.NETNS_ETC):
-        left += [n for n in os.listdir(rehearsal.NETNS_ETC) if f"-{run_id}-" in n]
-    if os.path.exists(os.path.join(rehearsal.STATE_DIR, f"{run_id}.json")):
+    if os.path.isdir(rehearsal_hosts.NETNS_ETC):
+        left += [n for n in os.listdir(rehearsal_hosts.NETNS_ETC) if f"-{run_id}-" in n]
+    if os.path.exists(os.path.join(rehearsal_hosts.STATE_DIR, f"{run_id}.json")):
         left.append(f"state {run_id}")
     routes = subprocess.run(
-        ["ip", "route", "show", "proto", rehearsal.ROUTE_PROTO], capture_output=True, text=True
+        ["ip", "route", "show", "proto", rehearsal_hosts.ROUTE_PROTO],
+        capture_output=True,
+        text=True,
     ).stdout
     left += [f"route {line}" for line in routes.splitlines() if line.strip()]
     return left
@@ -92,7 +101,7 @@ def run(tmp_path):
     run_id = record.get("run_id")
     left = _leftovers(run_id) if run_id else []
     if run_id:
-        rehearsal.remove_hosts(run_id)
+        rehearsal_hosts.remove_hosts(run_id)
     assert not left_procs, f"replica processes left: {left_procs}"
     assert not left, f"hosts left: {left}"
 
@@ -119,7 +128,7 @@ def _replay_peers(namespace: str) -> set[str]:
     for line in out.splitlines():
         fields = line.split()
         local, remote = fields[-2], fields[-1]
-        if local.endswith(f":{vertex.PORT}"):  # e.g. [::ffff:10.213.7.5]:41234
+        if local.endswith(f":{job_request.PORT}"):  # e.g. [::ffff:10.213.7.5]:41234
             peers.add(remote.rsplit(":", 1)[0].strip("[]").removeprefix("::ffff:"))
     return peers
 
@@ -155,7 +164,7 @@ def test_rehearsal_runs_to_its_budget_on_its_own_machines_and_ends_succeeded(run
     workdir, procs = run
     # The stand-in refuses any cancel (a service account without the permission): a run
     # that reaches its budget must end by itself all the same.
-    monkeypatch.setenv(rehearsal.CANCEL_STATUS_ENV, "403")
+    monkeypatch.setenv(rehearsal_stand_in.CANCEL_STATUS_ENV, "403")
     proc = _start(workdir, "--config.stop.max_actor_steps=1500")
     procs.append(proc)
     record = wait_for(
@@ -194,12 +203,12 @@ def test_rehearsal_runs_to_its_budget_on_its_own_machines_and_ends_succeeded(run
         status = _status(init)
         assert status["NSpid"].split()[-1] == "1" and "tini" in status["Name"]
         assert os.path.basename(os.readlink(f"/proc/{init}/exe")) == "tini"
-        assert status["Uid"].split()[0] == str(rehearsal.IMAGE_UID)
+        assert status["Uid"].split()[0] == str(rehearsal_sandbox.IMAGE_UID)
         for ns in ("mnt", "pid", "uts"):
             assert os.stat(f"/proc/{init}/ns/{ns}").st_ino != os.stat(f"/proc/self/ns/{ns}").st_ino
         [node] = psutil.Process(init).children()
-        assert node.uids().real == rehearsal.IMAGE_UID
-        assert os.readlink(f"/proc/{node.pid}/cwd") == rehearsal.IMAGE_WORKDIR
+        assert node.uids().real == rehearsal_sandbox.IMAGE_UID
+        assert os.readlink(f"/proc/{node.pid}/cwd") == rehearsal_sandbox.IMAGE_WORKDIR
         # no shared local directory: the launcher's folder and this machine's /tmp are
         # not what the replica sees
         seen_there = f"/proc/{init}/root{workdir}"
@@ -210,15 +219,15 @@ def test_rehearsal_runs_to_its_budget_on_its_own_machines_and_ends_succeeded(run
         [pool] = [p for p in record["job"]["jobSpec"]["workerPoolSpecs"] if _pool_has(p, r)]
         for entry in pool["containerSpec"]["env"]:
             assert environ[entry["name"]] == entry["value"]
-        for name, value in vertex.IMAGE_ENV.items():
+        for name, value in job_request.IMAGE_ENV.items():
             assert environ[name] == value
-        assert environ["HOME"] == rehearsal.IMAGE_HOME
+        assert environ["HOME"] == rehearsal_sandbox.IMAGE_HOME
         assert environ[gcs_emulator.ENDPOINT_ENV] == record["storage"]["endpoint"]
-        for name, value in vertex.STORAGE_ENV.items():  # the filesystem that reaches it
+        for name, value in job_request.STORAGE_ENV.items():  # the filesystem that reaches it
             assert environ[name] == value
         spec = json.loads(environ["CLUSTER_SPEC"])
         assert spec["task"] == {"type": r["pool"], "index": r["index"], "trial": ""}
-        assert spec["cluster"][r["pool"]][r["index"]] == f"{r['hostname']}:{vertex.PORT}"
+        assert spec["cluster"][r["pool"]][r["index"]] == f"{r['hostname']}:{job_request.PORT}"
     assert ours not in inodes and len(inodes) == len(replicas)
     # the learner and the actors reached the replay over the bridge, not loopback; a
     # process outside the job's namespaces cannot reach any node's port
@@ -235,7 +244,10 @@ def test_rehearsal_runs_to_its_budget_on_its_own_machines_and_ends_succeeded(run
     import errno
 
     started = time.monotonic()
-    assert _connect_error(replay["address"], vertex.PORT) in (errno.ENETUNREACH, errno.EHOSTUNREACH)
+    assert _connect_error(replay["address"], job_request.PORT) in (
+        errno.ENETUNREACH,
+        errno.EHOSTUNREACH,
+    )
     assert time.monotonic() - started < 1.0  # refused here, not timed out on a network
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, out[-2000:] + err[-3000:]
@@ -263,8 +275,8 @@ def test_rehearsal_runs_to_its_budget_on_its_own_machines_and_ends_succeeded(run
     # What the real submission would send is what ran (one function builds both)
     config = defaults.load_saved(os.path.join(view, "config.json"))
     config.cluster.image = IMAGE
-    submitted = vertex.custom_job_spec(
-        config, vertex.run_dir(config, "smoke"), vertex.display_name(config, "smoke")
+    submitted = job_request.custom_job_spec(
+        config, vertex.run_dir(config, "smoke"), job_request.display_name(config, "smoke")
     )
     assert _without_run_dir(submitted, vertex.run_dir(config, "smoke")) == _without_run_dir(
         final["job"], final["run_dir"], image=IMAGE
@@ -283,11 +295,13 @@ def test_a_refused_cancel_is_one_line_and_not_retried(tmp_path):
 
     from bprl.launch.vertex import stop as vertex_stop
 
-    os.environ[rehearsal.CANCEL_STATUS_ENV] = "403"
+    os.environ[rehearsal_stand_in.CANCEL_STATUS_ENV] = "403"
     try:
-        stand_in = rehearsal.StandIn("127.0.0.3", "p", "us-central1", "123", lambda c: None)
+        stand_in = rehearsal_stand_in.StandIn(
+            "127.0.0.3", "p", "us-central1", "123", lambda c: None
+        )
     finally:
-        del os.environ[rehearsal.CANCEL_STATUS_ENV]
+        del os.environ[rehearsal_stand_in.CANCEL_STATUS_ENV]
     stand_in.start()
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -355,7 +369,7 @@ def test_a_sigkilled_launcher_takes_its_replicas_along_and_its_hosts_are_removed
     proc.communicate()
     wait_for(lambda: not _tree(pids), 15, f"the replicas to die with their launcher: {pids}")
     assert _leftovers(record["run_id"])  # nothing could remove them yet
-    removed = rehearsal.remove_stale_hosts()
+    removed = rehearsal_hosts.remove_stale_hosts()
     assert record["run_id"] in removed, (record["run_id"], removed)
     assert _leftovers(record["run_id"]) == []
 

@@ -150,7 +150,8 @@ def base_config() -> ml_collections.ConfigDict:
     # The job's service account (jobSpec.serviceAccount): "" is Vertex AI's custom-code
     # service agent. It needs to read and write the bucket (docs/cluster.md, IAM).
     config.cluster.service_account = ""
-    # scheduling.timeout in hours; 0: from the budget at slow assumed rates (vertex.py).
+    # scheduling.timeout in hours; 0: from the budget at slow assumed rates
+    # (launch/vertex/job_request.py).
     config.cluster.timeout_hours = 0.0
     # VPC peering (jobSpec.network) is refused: the nodes' ports take unauthenticated
     # connections, which only the job's own replicas may reach.

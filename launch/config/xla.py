@@ -21,18 +21,13 @@ Kernels (`config.resources.learner_kernels`, docs/results.md, issue 18):
                    oneDNN (float32 accumulation; float32 weights, optimiser state, losses
                    and everything elementwise), the elementwise ops between them fused by
                    XLA's auto-clustering (`--tf_xla_ops_to_cluster=FUSIBLE`: products are
-                   left to oneDNN). Pays only on a CPU with AMX tiles, and for a big update:
-                   at Acme's sizes (a 24.9 GFLOP update) 1.38x the updates/s of
-                   xla_float32 on a CPU with AMX; on one with AVX512-BF16 but no AMX,
-                   0.35x to 0.84x at every size measured (its bfloat16 product, 119 GFLOP/s,
-                   is slower than float32's 155); at the tiny configs' sizes a third of
-                   xla_float32 (each op of the graph dispatched on its own where XLA runs
-                   one program: fixed costs that AMX would not remove). docs/results.md, issue 18.
+                   left to oneDNN). Pays only on a CPU with AMX tiles, and for a big update
+                   (at small sizes each op of the graph is dispatched on its own where XLA
+                   runs one program: fixed costs that AMX would not remove). The ratios
+                   measured against xla_float32: docs/results.md, "The learner at 2x Acme".
   auto             onednn_bfloat16 where the launching machine's CPU has AMX bfloat16
                    tiles and the update has at least BFLOAT16_MIN_UPDATE_FLOPS of matrix
-                   products (`agents/update_cost.py`; Acme's sizes have 24.9 GFLOP, this
-                   project's default sizes 16 GFLOP, where bfloat16 was not measured
-                   ahead), else xla_float32.
+                   products (`agents/update_cost.py` counts them), else xla_float32.
 """
 
 from __future__ import annotations

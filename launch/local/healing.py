@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import sys
 
+from bprl.launch.rundir import layout
+
 RESTARTS_ENV = "BPRL_PROGRAM_RESTARTS"  # program restarts so far (kept across exec)
 
 
@@ -20,7 +22,7 @@ def after_failure(config, workdir: str, failure) -> int:
 
     from bprl.launch.local import launcher as local
     from bprl.launch.local import restart_policy
-    from bprl.launch.rundir import checkpointing
+    from bprl.launch.rundir import checkpoint_record
     from bprl.launch.rundir.progress import RunProgress
 
     if not failure.hang:  # (a hang was named on the console when it was found)
@@ -33,7 +35,7 @@ def after_failure(config, workdir: str, failure) -> int:
         print(f"  {line}", file=sys.stderr)
     restarts = int(os.environ.get(RESTARTS_ENV, "0"))
     budget = int(config.reliability.max_program_restarts)
-    counts = checkpointing.load_counts(workdir)
+    counts = checkpoint_record.load_counts(workdir)
     at_checkpoint = int(counts.get("learner_steps", 0))
     progress = RunProgress(workdir).poll()
     reached = progress.learner_steps
@@ -48,7 +50,7 @@ def after_failure(config, workdir: str, failure) -> int:
         return 1
     # A hung node raised nothing: whatever its log says last is not why it stopped, so
     # a hang is never taken for a deterministic failure (it is always retried).
-    log_dir = os.path.join(workdir, "logs")
+    log_dir = layout.logs_dir(workdir)
     errors = {} if failure.hang else restart_policy.node_exceptions(log_dir, failure.nodes)
     attempt = restart_policy.attempt_record(
         failure.nodes,
@@ -95,12 +97,12 @@ def after_failure(config, workdir: str, failure) -> int:
     if failure.hang:  # what the liveness watch saw, and when (launch/local/liveness.py)
         entry["hang"] = failure.hang
         entry["detected"] = failure.detected_at
-    with open(os.path.join(workdir, "restarts.jsonl"), "a") as f:
+    with open(layout.restarts_path(workdir), "a") as f:
         f.write(json.dumps(entry) + "\n")
-    from bprl.launch.rundir import events, layout
+    from bprl.launch.rundir import events
 
     events.append_events(  # TensorBoard: reliability/* under the "launcher" run
-        os.path.join(workdir, layout.LAUNCHER_DIR),
+        layout.launcher_dir(workdir),
         step=progress.actor_steps,  # every tag's x-axis is actor steps
         scalars={"program_restarts": restarts + 1, "learner_steps_lost": lost},
         text=(
@@ -108,9 +110,9 @@ def after_failure(config, workdir: str, failure) -> int:
             f"learner step {at_checkpoint}, {lost} learner steps lost"
         ),
     )
-    logs = os.path.join(workdir, "logs")
+    logs = layout.logs_dir(workdir)
     if os.path.isdir(logs):  # keep the failed attempt's node logs
-        os.replace(logs, os.path.join(workdir, f"logs.failed.{restarts + 1}"))
+        os.replace(logs, layout.failed_logs_dir(workdir, restarts + 1))
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt

@@ -68,7 +68,7 @@ def launch_local(config: ml_collections.ConfigDict, workdir: str) -> None:
     write_layout(workdir)  # TensorBoard's custom-scalars dashboard for this run
     # Launchpad reads this when its local launcher module is first imported, so it is set
     # before launchpad is imported (a process launches one run).
-    os.environ["LAUNCHPAD_LOGGING_DIR"] = os.path.join(workdir, "logs")
+    os.environ["LAUNCHPAD_LOGGING_DIR"] = layout.logs_dir(workdir)
     # Every node ties itself to this process (launch/program/lifeline.py): none outlives it.
     os.environ[lifeline.LAUNCHER_PID] = str(os.getpid())
     init_file = lifeline.write_node_init_file(workdir)
@@ -80,9 +80,8 @@ def launch_local(config: ml_collections.ConfigDict, workdir: str) -> None:
 
     # The learner runs on this machine: its kernels are chosen for this CPU and the size
     # of its update.
-    kernels = builders.resolve_learner_kernels(config)
-    config.resources.learner_kernels = kernels
-    program = make_program(config, workdir)
+    kernels = builders.RunBuilder(config).learner_kernels
+    program = make_program(config, workdir, learner_kernels=kernels)
     resources = {}
     for group in program.groups:
         env = node_env.node_environment(group)
@@ -146,7 +145,7 @@ def _watchdog(config, workdir: str, program, expected: list[str]):
         except (KeyError, IndexError, AttributeError, RuntimeError):
             return None
 
-    event_dirs = {"learner/0": [os.path.join(workdir, "learner")]}
+    event_dirs = {"learner/0": [layout.learner_dir(workdir)]}
     for i, streams in enumerate(packing.stream_groups(config)):  # as make_program groups
         event_dirs[f"actor/{i}"] = [layout.actor_dir(workdir, stream) for stream in streams]
     for i in range(int(config.evaluators.num_evaluators)):
@@ -268,7 +267,7 @@ def _cause(message: str) -> str:
 def log_tail(workdir: str, node: str, lines: int = 5) -> list[str]:
     """The last non-empty lines of a node's log (`<workdir>/logs/<group>/<i>`)."""
     try:
-        with open(os.path.join(workdir, "logs", node), errors="replace") as f:
+        with open(layout.node_log(workdir, node), errors="replace") as f:
             text = [line.rstrip() for line in f if line.strip()]
     except OSError:
         return []
@@ -278,7 +277,7 @@ def log_tail(workdir: str, node: str, lines: int = 5) -> list[str]:
 def node_errors(workdir: str) -> list[str]:
     """The last exception line of each node log that has one, as '<group>/<i>: line'."""
     found = []
-    root = os.path.join(workdir, "logs")
+    root = layout.logs_dir(workdir)
     for group in sorted(os.listdir(root)) if os.path.isdir(root) else []:
         for index in sorted(os.listdir(os.path.join(root, group))):
             with open(os.path.join(root, group, index), errors="replace") as f:

@@ -18,7 +18,7 @@ import fcntl
 import json
 import os
 
-from bprl.launch.config.validate import ConfigError
+from bprl.launch.config.errors import ConfigError
 
 LOCK_NAME = ".lock"
 _FD_ENV = "BPRL_LOCK_FD"

@@ -1,8 +1,16 @@
-"""Turns an experiment config into the pieces each node needs (tasks, networks, replay)."""
+"""Turns a validated config into the pieces each process needs, once.
+
+`RunBuilder` is made from the config in each process (the learner, an actor process, an
+evaluator, a reuse tool); what the config implies (the environment spec, the head sizes,
+the prior's keys and kind, the replay extras, the learner's kernels and updates per call)
+are its fields, computed once and never written back into the config; its `make_*`
+methods build the environments, networks, replay tables, adders and the learner's
+dataset. The config-free pieces (the replay table's shape) are functions below it."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import dm_env
 import ml_collections
@@ -16,113 +24,11 @@ from bprl.agents import prior_kinds, update_cost
 from bprl.agents.config import LearnerHyperparams
 from bprl.environments import registry
 from bprl.environments.wrappers import TanhActions
-from bprl.launch.config import xla
-from bprl.launch.config.derived import head_sizes, prior_keys, prior_kind
+from bprl.launch.config import derived, xla
 from bprl.networks.factory import Networks
 
 REPLAY_TABLE = "replay"
 EXTRAS_SPEC = {"log_prob": specs.Array(shape=(), dtype=np.float32, name="log_prob")}
-
-
-def extras_spec(config: ml_collections.ConfigDict) -> dict:
-    """What each replay step carries besides the transition, for the prior's architecture.
-
-    Always the behaviour log-probability; the prior's kind adds what it needs (an LSTM
-    prior its state before the step, a hierarchical policy its z).
-    """
-    return {**EXTRAS_SPEC, **prior_kind(config).replay_extras(head_sizes(config))}
-
-
-def make_environment(config: ml_collections.ConfigDict, seed: int) -> dm_env.Environment:
-    """The task, taking the policy's samples as they are stored in replay.
-
-    With `agent.action_squash = "tanh"` it executes tanh(sample); otherwise the canonical
-    wrapper clips the sample to the unit box.
-    """
-    env = registry.make_environment(config.task, seed, **config.task_kwargs.to_dict())
-    if config.agent.get("action_squash", "clip") == "tanh":
-        env = TanhActions(env)
-    return env
-
-
-def environment_spec(config: ml_collections.ConfigDict) -> specs.EnvironmentSpec:
-    env = make_environment(config, config.seed)
-    spec = specs.make_environment_spec(env)
-    env.close()
-    return spec
-
-
-def build_networks(config: ml_collections.ConfigDict, env_spec: specs.EnvironmentSpec) -> Networks:
-    """The run's networks, seeded by `config.seed`; a configured prior artifact
-    (`prior.artifact`) replaces the prior's initial weights."""
-    tf.random.set_seed(config.seed)
-    sizes = dataclasses.asdict(head_sizes(config))
-    networks = prior_kinds.make_networks(
-        env_spec.observations,
-        int(np.prod(env_spec.actions.shape)),
-        prior_keys(config),
-        prior_kind=config.prior.kind,
-        **sizes,
-    )
-    if config.prior.artifact:
-        from bprl.agents import prior_artifact
-
-        prior_artifact.load_into(config.prior.artifact, networks)
-    return networks
-
-
-def update_flops(
-    config: ml_collections.ConfigDict, env_spec: specs.EnvironmentSpec | None = None
-) -> float:
-    """Matrix-product FLOPs of one learner update of `config` (`agents/update_cost.py`)."""
-    env_spec = env_spec or environment_spec(config)
-    obs = {k: int(np.prod(s.shape)) for k, s in env_spec.observations.items()}
-    net = config.network
-    return update_cost.update_matmul_flops(
-        obs=sum(obs.values()),
-        prior_obs=sum(obs[k] for k in prior_keys(config)),
-        act=int(np.prod(env_spec.actions.shape)),
-        batch_size=config.replay.batch_size,
-        sequence_length=config.replay.sequence_length,
-        num_samples=config.agent.num_action_samples,
-        policy_hidden=tuple(net.policy_hidden),
-        prior_hidden=tuple(net.prior_hidden),
-        critic_hidden=tuple(net.critic_hidden),
-    )
-
-
-def resolve_learner_kernels(
-    config: ml_collections.ConfigDict,
-    env_spec: specs.EnvironmentSpec | None = None,
-    has_bfloat16: bool | None = None,
-) -> str:
-    """`config.resources.learner_kernels` as a learner on this machine runs it: auto is
-    decided by this CPU and the update's size (`xla.resolve_kernels`)."""
-    setting = config.resources.learner_kernels
-    if has_bfloat16 is None:
-        has_bfloat16 = xla.cpu_has_bfloat16()
-    if setting != "auto" or not has_bfloat16:  # the update's size cannot matter: not counted
-        return xla.resolve_kernels(setting, 0.0, has_bfloat16)
-    return xla.resolve_kernels(setting, update_flops(config, env_spec), has_bfloat16)
-
-
-def apply_learner_kernels(
-    config: ml_collections.ConfigDict,
-    networks: Networks,
-    env_spec: specs.EnvironmentSpec | None = None,
-) -> bool:
-    """Sets the learner's networks up for `config.resources.learner_kernels` (resolved on
-    this machine if still auto, `resolve_learner_kernels`); returns whether to XLA-compile
-    the update. The process's environment must match (`xla.learner_environment`)."""
-    kernels = resolve_learner_kernels(config, env_spec)
-    if kernels == "onednn_bfloat16":
-        networks.set_product_dtype(tf.bfloat16)
-        return False  # products on oneDNN; XLA's auto-clustering fuses the rest
-    return networks.kind.jit_compile
-
-
-def hyperparams(config: ml_collections.ConfigDict) -> LearnerHyperparams:
-    return LearnerHyperparams(**config.agent.to_dict())
 
 
 def stored_steps(transitions: int) -> int:
@@ -156,106 +62,217 @@ def sequence_table(
     )
 
 
-def replay_table(
-    config: ml_collections.ConfigDict, env_spec: specs.EnvironmentSpec
-) -> reverb.Table:
-    """The program's table: uniform sampling, FIFO removal, samples-per-insert limiter."""
-    rep = config.replay
-    error_buffer = max(
-        2.0 * max(1.0, rep.samples_per_insert),
-        rep.min_size * rep.samples_per_insert * rep.samples_per_insert_tolerance,
-    )
-    limiter = reverb.rate_limiters.SampleToInsertRatio(
-        samples_per_insert=rep.samples_per_insert,
-        min_size_to_sample=rep.min_size,
-        error_buffer=error_buffer,
-    )
-    return sequence_table(env_spec, extras_spec(config), rep.sequence_length, rep.max_size, limiter)
-
-
-def unlimited_table(
-    config: ml_collections.ConfigDict,
-    env_spec: specs.EnvironmentSpec,
-    max_size: int | None = None,
-    min_size: int = 1,
-    in_order: bool = False,
-) -> reverb.Table:
-    """The program's table without its rate limiter (benchmarks, tests): sampling waits
-    only for `min_size` items; `in_order` samples FIFO, each item once."""
-    return sequence_table(
-        env_spec,
-        extras_spec(config),
-        config.replay.sequence_length,
-        max_size or config.replay.max_size,
-        reverb.rate_limiters.MinSize(min_size),
-        sampler=reverb.selectors.Fifo() if in_order else None,
-        max_times_sampled=1 if in_order else 0,
-    )
-
-
-def make_adder(config: ml_collections.ConfigDict, client: reverb.Client) -> adders.Adder:
-    """Overlapping sequences of T+1 steps every T steps, continuing across episodes.
-
-    `config.replay.adder` picks the writer: "fast" (`agents.fast_adder.FastSequenceAdder`)
-    or "acme" (Acme's `SequenceAdder`); their items are identical.
-    """
-    kind = config.replay.get("adder", "fast")
-    if kind == "fast":
-        from bprl.agents.fast_adder import FastSequenceAdder
-
-        return FastSequenceAdder(
-            client, sequence_length=config.replay.sequence_length, table=REPLAY_TABLE
-        )
-    if kind != "acme":
-        raise ValueError(f"unknown replay.adder {kind!r}; use 'fast' or 'acme'")
-    return reverb_adders.SequenceAdder(
-        client,
-        sequence_length=stored_steps(config.replay.sequence_length),
-        period=config.replay.sequence_length,
-        priority_fns={REPLAY_TABLE: None},
-        end_of_episode_behavior=reverb_adders.EndBehavior.CONTINUE,
-    )
-
-
 # Below this many matrix-product FLOPs per update, the work around an update (its call,
 # dataset element and batch transposes) is a large part of it, and `auto` runs
-# AUTO_UPDATES_PER_CALL updates per call: 1.83x the updates/s at 5 MFLOP, 1.26x at 0.2
-# GFLOP, 1.14x at 1.1 GFLOP (docs/results.md, issue 18).
+# AUTO_UPDATES_PER_CALL updates per call (the gain measured at several sizes:
+# docs/results.md, "The learner's input pipeline").
 SMALL_UPDATE_FLOPS = 4e9
 AUTO_UPDATES_PER_CALL = 4
 
 
-def updates_per_call(
-    config: ml_collections.ConfigDict, env_spec: specs.EnvironmentSpec | None = None
-) -> int:
-    """`resources.learner_updates_per_call`, with 0 (auto) decided by the update's size."""
-    k = int(config.resources.learner_updates_per_call)
-    if k > 0:
-        return k
-    return AUTO_UPDATES_PER_CALL if update_flops(config, env_spec) < SMALL_UPDATE_FLOPS else 1
+class RunBuilder:
+    """What one process makes from the validated `config`, derived once.
 
-
-def make_dataset(config: ml_collections.ConfigDict, server_address: str, updates_per_call: int = 1):
-    """The learner's dataset: elements of `updates_per_call` (K) batches of B sequences.
-
-    One Reverb sampler stream, batched and prefetched (`replay.prefetch_size` batches,
-    at least one element). Every sample taken ahead of the learner counts against the rate
-    limiter, and while the learner's first call compiles the actors run ahead by as many
-    items as samples were taken, divided by samples per insert. Acme's dataset (12 parallel
-    samplers, each assembling whole elements) took 944 samples at the tiny sizes (59
-    batches; the actors then reached a 1,500-step budget before the first update) and
-    2,720 with 4 batches per element; this pipeline takes 2B in flight plus the prefetched
-    elements (104 samples at K = 1, 152 at K = 4) and still samples 140-2,700 batches/s,
-    far more than the learner consumes (benchmarks/samples_ahead.py, docs/results.md).
+    `env_spec`: the task's spec when the caller already has an environment (else one
+    environment is built the first time the spec is needed). `learner_kernels`: the
+    learner's kernels as its launcher resolved them (else resolved on this machine).
     """
-    batch, k = config.replay.batch_size, updates_per_call
-    dataset = reverb.TrajectoryDataset.from_table_signature(
-        server_address=server_address,
-        table=REPLAY_TABLE,
-        max_in_flight_samples_per_worker=2 * batch,
-    )
-    dataset = dataset.batch(batch * k, drop_remainder=True)
-    return dataset.prefetch(max(1, -(-config.replay.prefetch_size // k)))
+
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        env_spec: specs.EnvironmentSpec | None = None,
+        learner_kernels: str | None = None,
+    ):
+        self.config = config
+        self.prior_kind = derived.prior_kind(config)
+        self.head_sizes = derived.head_sizes(config)
+        self.prior_keys = derived.prior_keys(config)
+        self._env_spec = env_spec
+        self._learner_kernels = learner_kernels
+
+    # What the config implies, each computed once.
+
+    @functools.cached_property
+    def env_spec(self) -> specs.EnvironmentSpec:
+        if self._env_spec is None:
+            env = self.make_environment(self.config.seed)
+            self._env_spec = specs.make_environment_spec(env)
+            env.close()
+        return self._env_spec
+
+    @functools.cached_property
+    def extras_spec(self) -> dict:
+        """What each replay step carries besides the transition: always the behaviour
+        log-probability; the prior's kind adds what it needs (an LSTM prior its state
+        before the step, a hierarchical policy its z)."""
+        return {**EXTRAS_SPEC, **self.prior_kind.replay_extras(self.head_sizes)}
+
+    @functools.cached_property
+    def hyperparams(self) -> LearnerHyperparams:
+        return LearnerHyperparams(**self.config.agent.to_dict())
+
+    @functools.cached_property
+    def update_flops(self) -> float:
+        """Matrix-product FLOPs of one learner update (`agents/update_cost.py`)."""
+        spec, config = self.env_spec, self.config
+        obs = {k: int(np.prod(s.shape)) for k, s in spec.observations.items()}
+        net = config.network
+        return update_cost.update_matmul_flops(
+            obs=sum(obs.values()),
+            prior_obs=sum(obs[k] for k in self.prior_keys),
+            act=int(np.prod(spec.actions.shape)),
+            batch_size=config.replay.batch_size,
+            sequence_length=config.replay.sequence_length,
+            num_samples=config.agent.num_action_samples,
+            policy_hidden=tuple(net.policy_hidden),
+            prior_hidden=tuple(net.prior_hidden),
+            critic_hidden=tuple(net.critic_hidden),
+        )
+
+    def resolve_learner_kernels(self, has_bfloat16: bool | None = None) -> str:
+        """`resources.learner_kernels` as a learner on this machine runs it: auto is decided
+        by this CPU (or `has_bfloat16`) and the update's size (`xla.resolve_kernels`)."""
+        setting = self.config.resources.learner_kernels
+        if has_bfloat16 is None:
+            has_bfloat16 = xla.cpu_has_bfloat16()
+        if setting != "auto" or not has_bfloat16:  # the update's size cannot matter
+            return xla.resolve_kernels(setting, 0.0, has_bfloat16)
+        return xla.resolve_kernels(setting, self.update_flops, has_bfloat16)
+
+    @functools.cached_property
+    def learner_kernels(self) -> str:
+        return self._learner_kernels or self.resolve_learner_kernels()
+
+    @functools.cached_property
+    def updates_per_call(self) -> int:
+        """`resources.learner_updates_per_call`, with 0 (auto) decided by the update's size."""
+        k = int(self.config.resources.learner_updates_per_call)
+        if k > 0:
+            return k
+        return AUTO_UPDATES_PER_CALL if self.update_flops < SMALL_UPDATE_FLOPS else 1
+
+    # What a process makes.
+
+    def make_environment(self, seed: int) -> dm_env.Environment:
+        """The task, taking the policy's samples as they are stored in replay: with
+        `agent.action_squash = "tanh"` it executes tanh(sample); otherwise the canonical
+        wrapper clips the sample to the unit box."""
+        config = self.config
+        env = registry.make_environment(config.task, seed, **config.task_kwargs.to_dict())
+        if config.agent.get("action_squash", "clip") == "tanh":
+            env = TanhActions(env)
+        return env
+
+    def make_environments(self, seeds: list[int]) -> list[dm_env.Environment]:
+        """One environment per seed; the first gives the spec when none is known yet (no
+        environment is built just for it)."""
+        envs = [self.make_environment(seed) for seed in seeds]
+        if self._env_spec is None and envs:
+            self._env_spec = specs.make_environment_spec(envs[0])
+        return envs
+
+    def make_networks(self) -> Networks:
+        """The run's networks, seeded by `config.seed`; a configured prior artifact
+        (`prior.artifact`) replaces the prior's initial weights."""
+        config, spec = self.config, self.env_spec
+        tf.random.set_seed(config.seed)
+        networks = prior_kinds.make_networks(
+            spec.observations,
+            int(np.prod(spec.actions.shape)),
+            self.prior_keys,
+            prior_kind=config.prior.kind,
+            **dataclasses.asdict(self.head_sizes),
+        )
+        if config.prior.artifact:
+            from bprl.agents import prior_artifact
+
+            prior_artifact.load_into(config.prior.artifact, networks)
+        return networks
+
+    def make_learner_networks(self) -> tuple[Networks, bool]:
+        """The networks set up for `learner_kernels`, and whether to XLA-compile the
+        update. The process's environment must match (`xla.learner_environment`)."""
+        networks = self.make_networks()
+        if self.learner_kernels == "onednn_bfloat16":
+            networks.set_product_dtype(tf.bfloat16)
+            return networks, False  # products on oneDNN; XLA's auto-clustering fuses the rest
+        return networks, networks.kind.jit_compile
+
+    def make_replay_tables(self) -> list[reverb.Table]:
+        """The program's table: uniform sampling, FIFO removal, samples-per-insert limiter."""
+        rep = self.config.replay
+        error_buffer = max(
+            2.0 * max(1.0, rep.samples_per_insert),
+            rep.min_size * rep.samples_per_insert * rep.samples_per_insert_tolerance,
+        )
+        limiter = reverb.rate_limiters.SampleToInsertRatio(
+            samples_per_insert=rep.samples_per_insert,
+            min_size_to_sample=rep.min_size,
+            error_buffer=error_buffer,
+        )
+        spec = self.env_spec
+        return [sequence_table(spec, self.extras_spec, rep.sequence_length, rep.max_size, limiter)]
+
+    def make_unlimited_table(
+        self, max_size: int | None = None, min_size: int = 1, in_order: bool = False
+    ) -> reverb.Table:
+        """The program's table without its rate limiter (benchmarks, tests): sampling waits
+        only for `min_size` items; `in_order` samples FIFO, each item once."""
+        return sequence_table(
+            self.env_spec,
+            self.extras_spec,
+            self.config.replay.sequence_length,
+            max_size or self.config.replay.max_size,
+            reverb.rate_limiters.MinSize(min_size),
+            sampler=reverb.selectors.Fifo() if in_order else None,
+            max_times_sampled=1 if in_order else 0,
+        )
+
+    def make_adder(self, client: reverb.Client) -> adders.Adder:
+        """Overlapping sequences of T+1 steps every T steps, continuing across episodes.
+
+        `replay.adder` picks the writer: "fast" (`agents.fast_adder.FastSequenceAdder`) or
+        "acme" (Acme's `SequenceAdder`); their items are identical.
+        """
+        transitions = self.config.replay.sequence_length
+        kind = self.config.replay.get("adder", "fast")
+        if kind == "fast":
+            from bprl.agents.fast_adder import FastSequenceAdder
+
+            return FastSequenceAdder(client, sequence_length=transitions, table=REPLAY_TABLE)
+        if kind != "acme":
+            raise ValueError(f"unknown replay.adder {kind!r}; use 'fast' or 'acme'")
+        return reverb_adders.SequenceAdder(
+            client,
+            sequence_length=stored_steps(transitions),
+            period=transitions,
+            priority_fns={REPLAY_TABLE: None},
+            end_of_episode_behavior=reverb_adders.EndBehavior.CONTINUE,
+        )
+
+    def make_dataset(self, server_address: str, updates_per_call: int | None = None):
+        """The learner's dataset: elements of `updates_per_call` (K; default: this
+        builder's) batches of B sequences.
+
+        One Reverb sampler stream, batched and prefetched (`replay.prefetch_size` batches,
+        at least one element). Every sample taken ahead of the learner counts against the
+        rate limiter, and while the learner's first call compiles the actors run ahead by
+        as many items as samples were taken, divided by samples per insert. So this
+        pipeline keeps only 2B samples in flight plus the prefetched elements, far fewer
+        than Acme's dataset (parallel samplers each assembling whole elements), and still
+        samples faster than the learner consumes: benchmarks/samples_ahead.py, figures in
+        docs/results.md ("The learner's input pipeline").
+        """
+        batch = self.config.replay.batch_size
+        k = updates_per_call or self.updates_per_call
+        dataset = reverb.TrajectoryDataset.from_table_signature(
+            server_address=server_address,
+            table=REPLAY_TABLE,
+            max_in_flight_samples_per_worker=2 * batch,
+        )
+        dataset = dataset.batch(batch * k, drop_remainder=True)
+        return dataset.prefetch(max(1, -(-self.config.replay.prefetch_size // k)))
 
 
 def set_tf_threads(threads: int) -> None:

@@ -1,5 +1,5 @@
 """Nodes whose processes stay light (no TensorFlow): the actor supervisor, the stop
-condition (and the counter, `launch.checkpointing.RestoringCounter`).
+condition (and the counter, `launch.rundir.resume.RestoringCounter`).
 
 Launchpad runs each node in a process that unpickles the node and everything its
 arguments reference. This module, the config, the Courier handles and the replay's

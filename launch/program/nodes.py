@@ -7,7 +7,6 @@ import threading
 import time
 from collections.abc import Callable
 
-import acme
 import launchpad as lp
 import ml_collections
 import numpy as np
@@ -22,7 +21,7 @@ from bprl.launch.config import packing
 from bprl.launch.program import builders, supervision
 from bprl.launch.program.quiet import quiet_warnings
 from bprl.launch.program.tensorboard import TensorBoardLogger
-from bprl.launch.rundir import checkpointing, layout, storage
+from bprl.launch.rundir import checkpoint_record, checkpointing, layout, replay_mirror, storage
 
 # Node processes import this module first (Launchpad unpickles the nodes): their logs
 # (<workdir>/logs/) keep our warnings and lose the third-party deprecation noise.
@@ -58,17 +57,25 @@ def run_until_stopped(work: Callable[[], None], name: str) -> None:
 class LearnerNode:
     """Serves the learner's variables, runs updates and checkpoints until the program stops."""
 
-    def __init__(self, config: ml_collections.ConfigDict, replay, counter, workdir: str):
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        replay,
+        counter,
+        workdir: str,
+        learner_kernels: str | None = None,
+    ):
+        """`learner_kernels`: as the launcher resolved them for this node's environment
+        (None: resolved here, on this machine)."""
         builders.set_tf_threads(config.resources.learner_threads)
-        env_spec = builders.environment_spec(config)
+        builder = builders.RunBuilder(config, learner_kernels=learner_kernels)
         self._lock = threading.Lock()
-        networks = builders.build_networks(config, env_spec)
-        jit_compile = builders.apply_learner_kernels(config, networks, env_spec)
-        updates_per_call = builders.updates_per_call(config, env_spec)
+        networks, jit_compile = builder.make_learner_networks()
+        updates_per_call = builder.updates_per_call
         logging.info(
             "learner kernels: %s (update XLA-compiled: %s, %d update(s) per call; "
             "TF_XLA_FLAGS=%r, oneDNN %s)",
-            config.resources.learner_kernels,
+            builder.learner_kernels,
             jit_compile,
             updates_per_call,
             os.environ.get("TF_XLA_FLAGS", ""),
@@ -76,11 +83,11 @@ class LearnerNode:
         )
         self._learner = Learner(
             networks=networks,
-            dataset=iter(builders.make_dataset(config, replay.server_address, updates_per_call)),
-            hyper=builders.hyperparams(config),
+            dataset=iter(builder.make_dataset(replay.server_address)),
+            hyper=builder.hyperparams,
             counter=counting.Counter(counter, prefix="learner"),
             # x: the actor steps the counter holds; learner steps are a scalar of their own
-            logger=TensorBoardLogger(os.path.join(workdir, "learner"), "learner"),
+            logger=TensorBoardLogger(layout.learner_dir(workdir), "learner"),
             log_every_steps=config.logging.learner_every_steps,
             update_lock=self._lock,
             jit_compile=jit_compile,
@@ -171,7 +178,7 @@ class CheckpointingReverbNode(lp.ReverbNode):
         if self._checkpoint_ctor is not None and storage.is_remote(self._workdir):
             # The run directory is on object storage: Reverb checkpoints on this machine's
             # disk and its complete checkpoints are mirrored into the run directory.
-            mirror = checkpointing.ReplayMirror(self._workdir)
+            mirror = replay_mirror.ReplayMirror(self._workdir)
             mirror.restore()
             mirror.start()
         try:
@@ -186,7 +193,7 @@ class CheckpointingReverbNode(lp.ReverbNode):
                 if mirror is None:
                     # Reverb has deleted the checkpoint the newest record named: name this
                     # one. (On object storage the learner is the records' one writer.)
-                    checkpointing.note_final_replay(self._workdir, path, items)
+                    checkpoint_record.note_final_replay(self._workdir, path, items)
         finally:
             if mirror is not None:
                 mirror.stop()
@@ -205,14 +212,15 @@ def run_actor_process(config, stream_ids, replay_address, counter, learner, work
 
     def build_and_run() -> None:
         seeds = [config.seed * 1000 + stream for stream in stream_ids]  # as unpacked actors
-        envs = [builders.make_environment(config, seed) for seed in seeds]
+        builder = builders.RunBuilder(config)
+        envs = builder.make_environments(seeds)
         if config.actors.inject_fault_every_steps:
             every = config.actors.inject_fault_every_steps
             envs = [
                 supervision.FaultInjector(env, every, seed)
                 for env, seed in zip(envs, seeds, strict=True)
             ]
-        networks = builders.build_networks(config, acme.make_environment_spec(envs[0]))
+        networks = builder.make_networks()
         # A prior whose state is stored with every step (LSTM) runs in the actor too.
         recurrent_prior = networks.kind.actor_prior(networks)
         fetched = {"policy": networks.policy.variables}
@@ -224,7 +232,7 @@ def run_actor_process(config, stream_ids, replay_address, counter, learner, work
         client.update_and_wait()
         actor = PackedActor(
             networks.policy,
-            [builders.make_adder(config, replay) for _ in stream_ids],
+            [builder.make_adder(replay) for _ in stream_ids],
             seeds,
             variable_client=client,
             recurrent_prior=recurrent_prior,
@@ -286,8 +294,9 @@ class EvaluatorNode:
         config = self._config
         builders.set_tf_threads(config.resources.actor_threads)
         seed = config.seed * 1000 + 500 + self._id
-        env = builders.make_environment(config, seed)
-        networks = builders.build_networks(config, acme.make_environment_spec(env))
+        builder = builders.RunBuilder(config)
+        (env,) = builder.make_environments([seed])
+        networks = builder.make_networks()
         client = VersionedVariableClient(
             self._learner,
             {"policy": networks.policy.variables, "prior": networks.prior.variables},

@@ -47,9 +47,9 @@ class TensorBoardLogger(loggers.Logger):
         from tensorboard.summary.writer.record_writer import RecordWriter
 
         # TensorBoard's event records with the protos `tf.summary.scalar` writes (a float32
-        # scalar tensor of the `scalars` plugin): the same files, ~16x cheaper per write
-        # than TensorFlow's eager summary ops (4.3 against 0.26 ms for 11 scalars), which
-        # cost the learner ~9% of its time at small sizes (issue 18). Written in the
+        # scalar tensor of the `scalars` plugin): the same files, much cheaper per write
+        # than TensorFlow's eager summary ops, which cost the learner a noticeable share of
+        # its time at small sizes (figures: docs/results.md, issue 18). Written in the
         # caller's thread (no writer thread left running when a node's process ends), to
         # tf.io.gfile (local paths and gs://), flushed at a write `flush_secs` after the
         # last flush, at every write when flush_secs <= 0 (actor workers: a worker is

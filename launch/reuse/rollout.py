@@ -10,7 +10,6 @@ task keeps one (`experiments/next_target_table.py` reads it).
 
 from __future__ import annotations
 
-import json
 import os
 
 import ml_collections
@@ -19,9 +18,9 @@ import tensorflow as tf
 
 from bprl.agents.actor import GaussianActor
 from bprl.launch.config import defaults
-from bprl.launch.config.validate import ConfigError
+from bprl.launch.config.errors import ConfigError
 from bprl.launch.program import builders
-from bprl.launch.rundir import checkpointing
+from bprl.launch.rundir import checkpoint_record, layout
 
 
 def load_run(
@@ -32,19 +31,20 @@ def load_run(
     The weights are those of the latest complete checkpoint, or of `learner_checkpoint`
     (a path under RUN/checkpoints/learner/) when given.
     """
-    config_path = os.path.join(workdir, "config.json")
+    config_path = layout.config_path(workdir)
     if not os.path.exists(config_path):
         raise ConfigError(f"{workdir} is not a run directory (no config.json)")
     config = defaults.load_saved(config_path)  # fields added since take their defaults
-    record_path = checkpointing.counts_path(workdir)
-    if not os.path.exists(record_path):
-        raise ConfigError(f"{workdir} has no complete checkpoint yet ({record_path} is missing)")
-    with open(record_path) as f:
-        record = json.load(f)
+    record_path = checkpoint_record.counts_path(workdir)
+    record = checkpoint_record.load_record(record_path)
+    if record is None:
+        raise ConfigError(
+            f"{workdir} has no complete checkpoint yet ({record_path} is missing or unreadable)"
+        )
     # The checkpoint holds every weight: a prior artifact the run started from is not read.
     fresh = ml_collections.ConfigDict(config.to_dict())
     fresh.prior.artifact = ""
-    networks = builders.build_networks(fresh, builders.environment_spec(config))
+    networks = builders.RunBuilder(fresh).make_networks()
     checkpoint = tf.train.Checkpoint(
         policy=networks.policy, prior=networks.prior, critic=networks.critic
     )
@@ -63,7 +63,7 @@ def record_rollouts(
     stochastic: bool = True,
 ) -> dict[str, np.ndarray]:
     """Plays `episodes` episodes; returns flat per-step arrays keyed for np.savez."""
-    env = builders.make_environment(config, seed)
+    env = builders.RunBuilder(config).make_environment(seed)
     head = networks.prior if use_prior else networks.policy
     actor = GaussianActor(head, stochastic=stochastic, seed=seed)
     steps: dict[str, list] = {"episode": [], "step": [], "action": [], "reward": []}

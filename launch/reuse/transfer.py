@@ -15,17 +15,17 @@ import os
 import tensorflow as tf
 
 from bprl.agents import prior_artifact
-from bprl.launch.config.validate import ConfigError
+from bprl.launch.config.errors import ConfigError
 from bprl.launch.program import builders
 from bprl.launch.reuse import rollout
-from bprl.launch.rundir import checkpointing
+from bprl.launch.rundir import checkpoint_record
 
 _STEP_KEY = "num_steps/.ATTRIBUTES/VARIABLE_VALUE"
 
 
 def learner_checkpoints(workdir: str) -> list[tuple[int, str]]:
     """[(learner step, checkpoint path)] of the run's learner checkpoints still on disk."""
-    state = tf.train.get_checkpoint_state(checkpointing.checkpoint_dir(workdir, "learner"))
+    state = tf.train.get_checkpoint_state(checkpoint_record.checkpoint_dir(workdir, "learner"))
     found = []
     for path in state.all_model_checkpoint_paths if state else []:
         try:
@@ -53,7 +53,7 @@ def export_prior(workdir: str, out: str, step: int | None = None) -> dict:
         path = by_step[step]
     config, networks, record = rollout.load_run(workdir, path)
     path = path or record["learner"]
-    env_spec = builders.environment_spec(config)
+    env_spec = builders.RunBuilder(config).env_spec
     learner_step = int(tf.train.load_checkpoint(path).get_tensor(_STEP_KEY))
     source = {
         "run": workdir,
@@ -69,9 +69,9 @@ def export_prior(workdir: str, out: str, step: int | None = None) -> dict:
         return prior_artifact.save(
             out,
             networks,
-            builders.head_sizes(config),
+            builders.RunBuilder(config).head_sizes,
             tuple(config.prior_info),
-            builders.prior_keys(config),
+            builders.RunBuilder(config).prior_keys,
             env_spec.observations,
             env_spec.actions,
             config.agent.action_squash,

@@ -9,7 +9,7 @@ A run directory (`bprl run --workdir=RUN`):
     RUN/restarts.jsonl         the same restarts, one JSON line each
     RUN/logs/<group>/<i>       each node's output
     RUN/logs.failed.<k>/       the node logs of the attempt that restart k replaced
-    RUN/checkpoints/           learner, replay and counts (launch/rundir/checkpointing.py)
+    RUN/checkpoints/           learner, replay and counts (launch/rundir/checkpoint_record.py)
     RUN/FINISHED.json          a Vertex AI job's mark of its budget reached, final
                                checkpoint written (then the stop node exits 0)
 A sweep directory (`bprl sweep --workdir=DIR`):
@@ -29,6 +29,10 @@ import ml_collections
 from bprl.launch.rundir import storage
 
 CONFIG_FILE = "config.json"
+LOGS_DIR = "logs"
+FAILED_LOGS_PREFIX = "logs.failed."
+CHECKPOINTS_DIR = "checkpoints"
+RESTARTS_FILE = "restarts.jsonl"
 DONE = "DONE"
 FINISHED = "FINISHED.json"  # a job that ended itself at its budget (Vertex AI)
 RUN_LOG = "bprl_run.log"
@@ -42,6 +46,41 @@ _SEED_DIR = re.compile(r"^seed_(\d+)$")
 
 def seed_dir_name(seed: int) -> str:
     return f"seed_{seed}"
+
+
+def config_path(run_dir: str) -> str:
+    """RUN/config.json (local or gs://)."""
+    return storage.join(run_dir, CONFIG_FILE)
+
+
+def learner_dir(run_dir: str) -> str:
+    """RUN/learner/: the learner's TensorBoard events."""
+    return storage.join(run_dir, LEARNER_DIR)
+
+
+def launcher_dir(run_dir: str) -> str:
+    """RUN/launcher/: the launcher's events (restarts)."""
+    return storage.join(run_dir, LAUNCHER_DIR)
+
+
+def logs_dir(run_dir: str) -> str:
+    """RUN/logs/: one file per node, `<group>/<i>` (Launchpad's LAUNCHPAD_LOGGING_DIR)."""
+    return os.path.join(run_dir, LOGS_DIR)
+
+
+def node_log(run_dir: str, node: str) -> str:
+    """RUN/logs/<group>/<i> for the node named '<group>/<i>'."""
+    return os.path.join(run_dir, LOGS_DIR, node)
+
+
+def failed_logs_dir(run_dir: str, restart: int) -> str:
+    """RUN/logs.failed.<k>/: the node logs of the attempt that restart k replaced."""
+    return os.path.join(run_dir, f"{FAILED_LOGS_PREFIX}{restart}")
+
+
+def restarts_path(run_dir: str) -> str:
+    """RUN/restarts.jsonl: one JSON line per restart of the program."""
+    return os.path.join(run_dir, RESTARTS_FILE)
 
 
 def seed_dirs(root: str) -> list[str]:
@@ -89,7 +128,7 @@ _FIRST_INSERT = re.compile(r"actor stream (\d+): first sequence inserted")
 def inserted_streams(run_dir: str) -> set[int]:
     """Ids of the actor streams whose first sequence reached replay (from the node logs)."""
     found: set[int] = set()
-    root = os.path.join(run_dir, "logs", "actor")
+    root = node_log(run_dir, "actor")
     for name in os.listdir(root) if os.path.isdir(root) else []:
         with open(os.path.join(root, name), errors="replace") as f:
             found.update(int(m.group(1)) for m in _FIRST_INSERT.finditer(f.read()))
@@ -100,6 +139,6 @@ def save_config(config: ml_collections.ConfigDict, directory: str) -> str:
     """Writes the run's whole config as `directory/config.json` (local or gs://), the one
     place a run's config is saved; returns the file's path."""
     storage.makedirs(directory)
-    path = storage.join(directory, CONFIG_FILE)
+    path = config_path(directory)
     storage.write_json(path, config.to_dict(), indent=2)
     return path

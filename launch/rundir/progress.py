@@ -24,7 +24,7 @@ import numpy as np
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
-from bprl.launch.rundir import events
+from bprl.launch.rundir import events, layout
 
 # Keep only the newest value of each tag: the progress line needs nothing else.
 _SIZE_GUIDANCE = {event_accumulator.TENSORS: 1, event_accumulator.SCALARS: 1}
@@ -115,7 +115,7 @@ class RunProgress:
         self._history: collections.deque[tuple[float, int]] = collections.deque()
 
     def _event_dirs(self) -> list[str]:
-        dirs = [os.path.join(self.workdir, "learner")]
+        dirs = [layout.learner_dir(self.workdir)]
         actors = os.path.join(self.workdir, "actors")
         if os.path.isdir(actors):
             dirs += [os.path.join(actors, name) for name in sorted(os.listdir(actors))]

@@ -144,7 +144,7 @@ def write_text(path: str, text: str) -> None:
     if is_remote(path):
         gfile = _gfile()
         try:
-            # The modular GCS filesystem's read cache (which must be on, vertex.py) keeps
+            # The modular GCS filesystem's read cache (which must be on, job_request.py) keeps
             # serving an object's old bytes to this process after a plain rewrite; a
             # delete evicts them (tests/test_gcs_emulator.py).
             if gfile.exists(path):
