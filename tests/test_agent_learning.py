@@ -63,6 +63,7 @@ def _rises(kernels: str) -> list[float]:
     return rises
 
 
+@pytest.mark.slow  # about 2-4 min: a learning curve; `make test-slow` (CI runs it)
 def test_evaluation_return_rises_on_a_small_task():
     """Mean over 2 seeds, so one slow seed does not fail the test on its own. The learner
     runs the kernels a node picks for this update on this machine (xla_float32: a 0.15

@@ -7,9 +7,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow  # ~1 min; benchmarks at a tiny size run in `make test-slow`
 def test_samples_ahead_runs_and_writes_json(tmp_path):
     out = tmp_path / "ahead.json"
     proc = subprocess.run(

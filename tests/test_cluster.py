@@ -149,17 +149,24 @@ def test_node_pickles_hold_one_node_per_replica(tmp_path):
 def _addresses(root) -> list:
     """Every lp.Address reachable from `root` (what an unpickled node holds)."""
     import gc
+    import types
 
     from launchpad.address import Address
 
     seen, found, todo = set(), [], [root]
     while todo:
         obj = todo.pop()
-        if id(obj) in seen or isinstance(obj, (str, bytes, int, float, type)):
+        skip = (str, bytes, int, float, type, types.ModuleType)
+        if id(obj) in seen or isinstance(obj, skip):
             continue
         seen.add(id(obj))
         if isinstance(obj, Address):
             found.append(obj)
+        if isinstance(obj, types.FunctionType):
+            # Its closure and defaults, not its module's globals (the whole heap from there).
+            todo.extend([*(obj.__closure__ or ()), *(obj.__defaults__ or ())])
+            todo.extend((obj.__kwdefaults__ or {}).values())
+            continue
         todo.extend(gc.get_referents(obj))
     return found
 

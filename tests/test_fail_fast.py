@@ -134,6 +134,7 @@ FAILS_AT_EVERY_START = (
 )
 
 
+@pytest.mark.slow  # two program starts (~2 min); the decision: the test below
 def test_a_node_that_fails_identically_after_a_restart_is_not_restarted_again(tmp_path):
     """About 45 s on 2 cores: two program starts. The first failure is retried (it might
     be transient); the restart fails the same way with no progress, and the launcher
@@ -198,6 +199,10 @@ def test_only_a_recurring_failure_without_progress_stops_the_restarts(tmp_path):
     previous = _entry()
     same = _entry(nodes=["actor/1"], errors={"actor/1": errors["actor/1"]})  # another replica
     assert restart_policy.recurring_failure(previous, same) == {"actor/1": errors["actor/1"]}
+    # Found dead beside it: nodes Launchpad stopped once the actor had exited (no exception).
+    stopped = {"replay/0": "", "learner/0": "", "stopper/0": ""}
+    late = _entry(nodes=["actor/1", *stopped], errors={"actor/1": errors["actor/1"], **stopped})
+    assert restart_policy.recurring_failure(previous, late) == {"actor/1": errors["actor/1"]}
     assert restart_policy.describe({"actor/1": "E: x"}) == (
         "actor/1 fails the same way at every start (E: x)"
     )

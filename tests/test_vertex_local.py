@@ -374,6 +374,7 @@ def test_a_sigkilled_launcher_takes_its_replicas_along_and_its_hosts_are_removed
     assert _leftovers(record["run_id"]) == []
 
 
+@pytest.mark.slow  # ~1 min; the refused cancel and a SIGKILLed launcher stay in the default run
 def test_sigterm_to_the_launcher_cancels_the_job_and_removes_its_hosts(run):
     workdir, procs = run
     proc = _start(workdir, "--config.stop.max_actor_steps=1000000")

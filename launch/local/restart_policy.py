@@ -100,9 +100,12 @@ def recurring_failure(previous: dict | None, current: dict) -> dict[str, str]:
     if previous is None:
         return {}
     errors = current.get("errors") or {}
-    nodes = current.get("nodes") or []
-    if not nodes or any(not errors.get(node) for node in nodes):
-        return {}  # a node whose death names no exception: nothing to compare
+    # The nodes whose logs name an exception. The others found dead with them were
+    # stopped by Launchpad once the first one exited (on a loaded machine the launcher
+    # may look only after they are gone), so they are not compared.
+    nodes = [node for node in current.get("nodes") or [] if errors.get(node)]
+    if not nodes:
+        return {}  # no death names an exception: nothing to compare
     if current.get("cause") in EXTERNAL_SIGNALS or previous.get("cause") in EXTERNAL_SIGNALS:
         return {}
     before = {_same_error(node, line) for node, line in (previous.get("errors") or {}).items()}
