@@ -78,7 +78,7 @@ def test_killed_actor_process_is_replaced_and_run_completes(tmp_path):
     assert run_processes(workdir) == []
 
 
-@pytest.mark.slow  # two program starts (~2 min); restore itself: test_gcs_emulator, test_self_healing
+@pytest.mark.slow  # two program starts (~2 min); restoring: test_gcs_emulator, test_self_healing
 def test_whole_run_killed_then_resumed_from_checkpoint(tmp_path):
     workdir = str(tmp_path / "run")
     proc = _start(workdir, "--config.stop.max_actor_steps=1000000")
