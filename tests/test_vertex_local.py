@@ -42,6 +42,16 @@ def _record(workdir: str) -> dict | None:
         return None
 
 
+def _emulators(workdir: str) -> list[psutil.Process]:
+    """The live fake-gcs-server processes serving the bucket under `workdir`."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        line = " ".join(proc.info["cmdline"] or [])
+        if "fake-gcs-server" in line and f"-filesystem-root={workdir}" in line:
+            found.append(proc)
+    return found
+
+
 def _tree(pids: list[int]) -> list[psutil.Process]:
     """The live processes of the replicas `pids` and their descendants."""
     found = []
@@ -368,6 +378,8 @@ def test_a_sigkilled_launcher_takes_its_replicas_along_and_its_hosts_are_removed
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     wait_for(lambda: not _tree(pids), 15, f"the replicas to die with their launcher: {pids}")
+    # The storage emulator too (it served from the services namespace).
+    wait_for(lambda: not _emulators(workdir), 15, "the storage emulator to die with it")
     assert _leftovers(record["run_id"])  # nothing could remove them yet
     removed = rehearsal_hosts.remove_stale_hosts()
     assert record["run_id"] in removed, (record["run_id"], removed)

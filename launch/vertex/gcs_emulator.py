@@ -23,6 +23,7 @@ import http.server
 import importlib.util
 import json
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -79,11 +80,26 @@ class UploadMeter:
             }
 
 
+def _die_with_parent() -> None:
+    from bprl.launch.program import lifeline
+
+    lifeline.set_parent_death_signal(signal.SIGKILL)
+
+
 class StorageEmulator:
     """fake-gcs-server on loopback, and the gateway on `address:port` in front of it."""
 
-    def __init__(self, root: str, bucket: str, address: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self,
+        root: str,
+        bucket: str,
+        address: str = "127.0.0.1",
+        port: int = 0,
+        netns: str | None = None,
+    ):
+        """`netns`: the network namespace to serve in (the rehearsal's services host)."""
         self.root = os.path.abspath(root)
+        self.netns = netns
         self.bucket = bucket
         self.address = address
         self.port = port or _free_port(address)
@@ -101,8 +117,12 @@ class StorageEmulator:
     def start(self, timeout: float = 15.0) -> None:
         os.makedirs(os.path.join(self.root, self.bucket), exist_ok=True)  # the bucket
         self._log = open(os.path.join(self.root, ".fake-gcs-server.log"), "ab")  # noqa: SIM115
+        # Started from the calling thread (not a short-lived one in the namespace): the
+        # server dies with it, even when the caller is SIGKILLed (parent-death signal).
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         self._process = subprocess.Popen(
             [
+                *prefix,
                 binary_path(),
                 "-scheme=http",
                 "-host=127.0.0.1",
@@ -117,7 +137,21 @@ class StorageEmulator:
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
         )
+        try:
+            if self.netns:
+                from bprl.launch.vertex.rehearsal_hosts import in_netns
+
+                in_netns(self.netns, lambda: self._serve(timeout))
+            else:
+                self._serve(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _serve(self, timeout: float) -> None:
+        """Waits for the server to answer, then starts the gateway (in the namespace)."""
         deadline = time.time() + timeout
         while True:
             try:
@@ -128,7 +162,6 @@ class StorageEmulator:
             except OSError:
                 pass
             if self._process.poll() is not None or time.time() > deadline:
-                self.stop()
                 raise RuntimeError(f"fake-gcs-server did not start (log: {self._log.name})")
             time.sleep(0.1)
         self._server = http.server.ThreadingHTTPServer(

@@ -131,9 +131,9 @@ def launch_rehearsal(config: ml_collections.ConfigDict, workdir: str, grace_secs
     try:
         hosts.create()
         emulator = gcs_emulator.StorageEmulator(
-            os.path.join(workdir, STORAGE_DIR), BUCKET, hosts.gateway, STORAGE_PORT
+            os.path.join(workdir, STORAGE_DIR), BUCKET, hosts.gateway, STORAGE_PORT, hosts.services
         )
-        in_netns(hosts.services, emulator.start)
+        emulator.start()  # in the services namespace; it dies with this process
         stand_in = in_netns(
             hosts.services, lambda: StandIn(hosts.gateway, project, region, job_id, on_cancel)
         )
