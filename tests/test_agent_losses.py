@@ -177,7 +177,7 @@ def test_each_loss_reaches_only_its_networks(loss_name):
 
 
 @pytest.mark.parametrize("trained", ["policy", "prior", "critic"])
-def test_learner_applies_each_loss_to_its_own_network(trained):
+def test_learner_applies_each_loss_to_its_own_network(trained, eager_tf):
     """With two of the three learning rates at zero, one update changes only one network."""
     nets, _, batch = _batch_and_networks()
     rates = {f"{name}_learning_rate": 0.0 for name in ("policy", "prior", "critic")}

@@ -402,7 +402,7 @@ def _all_variables(learner) -> list:
     return out
 
 
-def test_updates_since_the_last_periodic_write_reach_tensorboard_when_flushed(tmp_path):
+def test_updates_since_the_last_periodic_write_reach_tensorboard_when_flushed(tmp_path, eager_tf):
     """A run that stops between two periodic writes (a short run: before the first) still
     leaves its latest updates' figures in a real event file."""
     from bprl.launch.program.tensorboard import TensorBoardLogger

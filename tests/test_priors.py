@@ -117,10 +117,10 @@ def test_hierarchical_policy_loss_reaches_both_levels(kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_one_learner_update_per_architecture(kind):
+def test_one_learner_update_per_architecture(kind, eager_tf):
     nets, _, batch = _batch_and_networks(kind)
-    # Plain graph: compiling each kind with XLA costs CI time; the XLA update is checked
-    # against a reference in tests/test_learner_reference.py.
+    # Eager (conftest.eager_tf): tracing each kind costs CI time; the compiled update is
+    # checked against a reference in tests/test_learner_reference.py.
     learner = Learner(nets, iter(()), LearnerHyperparams(num_action_samples=3), jit_compile=False)
     before = [v.numpy() for v in nets.prior.trainable_variables]
     assert learner.learn_from_batch(batch)["update_applied"]
@@ -129,7 +129,7 @@ def test_one_learner_update_per_architecture(kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_frozen_prior_is_never_updated(kind):
+def test_a_frozen_prior_is_never_updated(kind, eager_tf):
     """Frozen (a loaded prior, docs/transfer.md): the prior, and a hierarchical prior's
     shared low level, stay bit for bit; the rest of the policy and the critic train."""
     nets, _, batch = _batch_and_networks(kind)
