@@ -114,6 +114,7 @@ def test_whole_run_killed_then_resumed_from_checkpoint(tmp_path):
     assert run_processes(workdir) == []
 
 
+@pytest.mark.slow  # ~1.5 min; a SIGKILLed run leaving nothing: test_self_healing
 def test_sigterm_writes_a_final_checkpoint_and_leaves_nothing(tmp_path):
     workdir = str(tmp_path / "run")
     proc = _start(workdir, "--config.stop.max_actor_steps=1000000")
@@ -170,7 +171,10 @@ def _walker_batch(reward_value: float):
     return nets, batch._replace(reward=reward)
 
 
-@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize(
+    "jit_compile",
+    [False, pytest.param(True, marks=pytest.mark.slow)],  # XLA: ~35 s more
+)
 def test_nan_rewards_skip_the_update_and_keep_parameters_finite(jit_compile):
     # With XLA the learner runs with fast math (reassociation); NaN checks must survive it.
     nets, batch = _walker_batch(float("nan"))

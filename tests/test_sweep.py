@@ -103,6 +103,7 @@ def test_report_table_equals_the_evaluator_returns(two_seed_sweep):
         assert f"| default | {metric} | 2 | {np.mean(finals):.2f} |" in markdown
 
 
+@pytest.mark.slow  # a SIGKILLed sweep: test_self_healing (slow too); ~20 s more
 def test_sigterm_stops_the_runs_without_orphans(tmp_path):
     proc = subprocess.Popen(
         [
