@@ -29,6 +29,10 @@ from bprl.agents.prior_kinds import make_networks
 from bprl.environments import registry
 from bprl.launch.program import builders
 
+# pytest-xdist (the default run): these tests stay on one worker, for
+# its module fixtures (one compiled learner, one batch).
+pytestmark = pytest.mark.xdist_group("test_learner_reference")
+
 tfd = tfp.distributions
 T, B, S = 5, 6, 3  # transitions per sequence, batch, action samples
 HIDDEN = (32, 24)

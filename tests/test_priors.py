@@ -271,6 +271,7 @@ def _actor_means_late_in_episode(head, cue: float) -> np.ndarray:
     return np.array(means[2 * SEQ :])
 
 
+@pytest.mark.slow  # a learning test (~1 min); the LSTM unroll is checked exactly below
 def test_lstm_prior_remembers_its_input_across_steps_and_sequences():
     """Only memory can predict the cue 20 steps after it was shown (two sequences later):
     the LSTM head learns it, in the learner's unroll and in the actor; an MLP cannot."""

@@ -13,6 +13,10 @@ import tensorflow as tf
 
 from bprl.launch.rundir import events, progress, report
 
+# pytest-xdist (the default run): these tests stay on one worker, for
+# its module fixture.
+pytestmark = pytest.mark.xdist_group("test_report")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # variant -> seed -> evaluator curve [(actor steps, policy_return)]; prior = policy / 2

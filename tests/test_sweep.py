@@ -18,6 +18,10 @@ import pytest
 from bprl.launch import sweep
 from bprl.launch.rundir import events
 
+# pytest-xdist (the default run): these tests stay on one worker, for
+# its module fixture (two sweeps).
+pytestmark = pytest.mark.xdist_group("test_sweep")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
     "--config=experiments/configs/walker_walk.py:tiny",

@@ -22,6 +22,10 @@ from bprl.launch.reuse import rollout, transfer
 from bprl.launch.rundir.events import read_scalars, run_dirs
 from tests_support import BPRL, REPO, run_processes
 
+# pytest-xdist (the default run): these tests stay on one worker, for
+# its module fixture.
+pytestmark = pytest.mark.xdist_group("test_transfer")
+
 CONFIG = os.path.join(REPO, "experiments", "configs", "transfer_pointmass.py")
 KINDS = [("mlp", True), ("lstm", True), ("hierarchical", True), ("hierarchical", False)]
 

@@ -25,6 +25,10 @@ from bprl.launch.vertex import (
 from bprl.launch.vertex import job as vertex
 from tests_support import read_checkpoint_record, start_run, wait_for
 
+# pytest-xdist (the default run): these tests stay on one worker, for
+# one rehearsal at a time: its cleanup checks the machine's rehearsal routes.
+pytestmark = pytest.mark.xdist_group("test_vertex_local")
+
 IMAGE = "us-central1-docker.pkg.dev/my-project/bprl/bprl@sha256:" + "0" * 64
 
 CLUSTER = ("--config.cluster.project=my-project", "--config.cluster.bucket=gs://my-bucket/bprl")
