@@ -7,8 +7,8 @@ STAMP := $(VENV)/.installed
 STAMP_TIME := $(shell date +%Y%m%d_%H%M%S)
 RUN_DIR ?= runs/point_mass_right_$(STAMP_TIME)
 WALKER_RUN_DIR ?= runs/walker_walk_$(STAMP_TIME)
-# The default tests run in this many pytest processes (pytest-xdist; the tests of a file
-# that shares a fixture or a machine-wide resource stay together: xdist_group marks).
+# The default tests run in this many pytest processes (pytest-xdist; a file's tests stay
+# on one worker: module fixtures and the rehearsal's machine-wide routes are shared).
 TEST_WORKERS ?= 2
 
 .PHONY: run run-walker test test-slow lint format venv clean
@@ -35,7 +35,7 @@ test: $(STAMP)
 	@.ci/system_packages.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 test-slow: $(STAMP)
 	@.ci/system_packages.sh
