@@ -135,9 +135,8 @@ def launch_local(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 def _watchdog(config, workdir: str, program, expected: list[str]):
     """The liveness watch of a launched program (launch/local/liveness.py)."""
-    from bprl.launch.config import packing
+    from bprl.launch.config import shape
     from bprl.launch.local import liveness
-    from bprl.launch.rundir import layout
 
     def address(group: str, attribute: str) -> str | None:
         try:
@@ -146,7 +145,7 @@ def _watchdog(config, workdir: str, program, expected: list[str]):
             return None
 
     event_dirs = {"learner/0": [layout.learner_dir(workdir)]}
-    for i, streams in enumerate(packing.stream_groups(config)):  # as make_program groups
+    for i, streams in enumerate(shape.actor_streams(config)):  # as make_program groups
         event_dirs[f"actor/{i}"] = [layout.actor_dir(workdir, stream) for stream in streams]
     for i in range(int(config.evaluators.num_evaluators)):
         event_dirs[f"evaluator/{i}"] = [layout.evaluator_dir(workdir, i)]

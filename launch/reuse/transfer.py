@@ -53,7 +53,8 @@ def export_prior(workdir: str, out: str, step: int | None = None) -> dict:
         path = by_step[step]
     config, networks, record = rollout.load_run(workdir, path)
     path = path or record["learner"]
-    env_spec = builders.RunBuilder(config).env_spec
+    builder = builders.RunBuilder(config)
+    env_spec = builder.env_spec
     learner_step = int(tf.train.load_checkpoint(path).get_tensor(_STEP_KEY))
     source = {
         "run": workdir,
@@ -69,9 +70,9 @@ def export_prior(workdir: str, out: str, step: int | None = None) -> dict:
         return prior_artifact.save(
             out,
             networks,
-            builders.RunBuilder(config).head_sizes,
+            builder.head_sizes,
             tuple(config.prior_info),
-            builders.RunBuilder(config).prior_keys,
+            builder.prior_keys,
             env_spec.observations,
             env_spec.actions,
             config.agent.action_squash,
