@@ -27,6 +27,7 @@ class NodeFailure(RuntimeError):
         log_tails: dict[str, list[str]],
         hang: str = "",
         detected_at: float | None = None,
+        after: list[tuple[str, str]] | None = None,
     ):
         self.nodes = nodes  # e.g. ["learner/0"]; empty when it could not be told
         self.cause = cause  # e.g. "SIGKILL", "exit code 1", or "hung"
@@ -35,7 +36,14 @@ class NodeFailure(RuntimeError):
         # the console when it was found); its time.time() in `detected_at`.
         self.hang = hang
         self.detected_at = detected_at
-        super().__init__(hang or f"{', '.join(nodes) or 'a node'} died ({cause})")
+        # The other nodes found dead, in the order they died (most often after the failing
+        # one, while stopping or because of it): (node, cause).
+        self.after = after or []
+        message = f"{', '.join(nodes) or 'a node'} died ({cause})"
+        if self.after:
+            later = ", ".join(f"{node} ({why or 'unknown'})" for node, why in self.after)
+            message += f"; then {later}"
+        super().__init__(hang or message)
 
 
 class LaunchInterrupted(Exception):
@@ -103,6 +111,7 @@ def launch_local(config: ml_collections.ConfigDict, workdir: str) -> None:
     ]
     console = LaunchpadConsole(sys.stdout, os.environ["LAUNCHPAD_LOGGING_DIR"])
     watchdog = None
+    recorder = None
     try:
         with contextlib.redirect_stdout(console):
             with _abort_launch_on_signal():
@@ -112,6 +121,9 @@ def launch_local(config: ml_collections.ConfigDict, workdir: str) -> None:
                     terminal="output_to_files",
                     local_resources=resources,
                 )
+            from bprl.launch.local.exits import ExitRecorder
+
+            recorder = ExitRecorder(node_processes())
             watchdog = _watchdog(config, workdir, program, expected)
             with run_progress(config, workdir), watchdog:
                 manager.wait()
@@ -130,7 +142,28 @@ def launch_local(config: ml_collections.ConfigDict, workdir: str) -> None:
             message = "; ".join(hang.message() for hang in hangs)
             raise NodeFailure(nodes, "hung", tails, message, watchdog.detected_at) from None
         tails = {name: log_tail(workdir, name) for name in dead}
-        raise NodeFailure(dead, _cause(str(error)), tails) from None
+        exits = recorder.exits() if recorder is not None else []
+        nodes, cause, after = first_failure(dead, exits, _cause(str(error)))
+        raise NodeFailure(nodes, cause, tails, after=after) from None
+    finally:
+        if recorder is not None:
+            recorder.close()
+
+
+def first_failure(dead: list[str], exits: list, reported: str):
+    """(failing nodes, their cause, [(node, cause) that died after]) from the nodes found
+    dead, the exits recorded in order (launch/local/exits.py) and Launchpad's cause.
+
+    The failing node is the first recorded to exit other than cleanly; without a record,
+    every dead node is named with Launchpad's cause, as Launchpad reports it."""
+    recorded = [e for e in exits if e.node in dead]
+    failing = next((e for e in recorded if e.cause != "exit code 0"), None)
+    if failing is None:
+        return dead, reported, []
+    causes = {e.node: e.cause for e in recorded}
+    later = [e.node for e in recorded if e.node != failing.node]  # in the order they died
+    later += [node for node in dead if node not in causes]
+    return [failing.node], failing.cause or reported, [(n, causes.get(n, "")) for n in later]
 
 
 def _watchdog(config, workdir: str, program, expected: list[str]):
