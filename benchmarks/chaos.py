@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -106,9 +107,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM ends the soak like Ctrl-C: the run under way is stopped, none is orphaned."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     root = args.workdir or tempfile.mkdtemp(prefix="bprl_chaos_")
+    os.makedirs(root, exist_ok=True)
     workdir = os.path.join(os.path.abspath(root), "chaos")
     if os.path.exists(workdir):
         shutil.rmtree(workdir)

@@ -280,6 +280,18 @@ class Soak:
     # -- the loop -------------------------------------------------------------------------
 
     def run(self) -> dict:
+        try:
+            return self._run()
+        except BaseException:  # interrupted: the launcher (and so its nodes) goes too
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+            raise
+
+    def _run(self) -> dict:
         args = self.args
         every = args.every_minutes * 60.0
         next_fault = self.started + every

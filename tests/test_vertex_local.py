@@ -279,6 +279,9 @@ def test_rehearsal_runs_to_its_budget_on_its_own_machines_and_ends_succeeded(run
     assert checkpoint["replay"].startswith(f"gs://{rehearsal.BUCKET}/")
     replay_dir = os.path.join(view, "checkpoints", "replay", os.path.basename(checkpoint["replay"]))
     assert {"DONE", "tables.tfrecord", "chunks.tfrecord"} <= set(os.listdir(replay_dir))
+    # the one written with the final record is the newest: the replay node, stopping
+    # after the budget, uploads no second one that no record names
+    assert max(os.listdir(os.path.dirname(replay_dir))) == os.path.basename(replay_dir)
     assert os.path.exists(os.path.join(view, "checkpoints", "learner", "checkpoint"))
     with open(os.path.join(view, "FINISHED.json")) as f:
         assert json.load(f)["counts"]["actor_steps"] >= 1500

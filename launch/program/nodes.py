@@ -173,6 +173,15 @@ class CheckpointingReverbNode(lp.ReverbNode):
         super().__init__(*args, **kwargs)
         self._workdir = workdir
 
+    def _finished(self) -> bool:
+        """A run on object storage that ended at its budget: the learner's final record
+        already names a replay checkpoint written with it, and is the records' one writer
+        there, so a stop-time checkpoint would be uploaded (the replay's whole size) and
+        never read."""
+        return storage.is_remote(self._workdir) and storage.exists(
+            storage.join(self._workdir, layout.FINISHED)
+        )
+
     def run(self) -> None:
         mirror = None
         if self._checkpoint_ctor is not None and storage.is_remote(self._workdir):
@@ -184,7 +193,7 @@ class CheckpointingReverbNode(lp.ReverbNode):
         try:
             super().run()
             server = getattr(self, "_server", None)  # set by ReverbNode.run
-            if server is not None and self._checkpoint_ctor is not None:
+            if server is not None and self._checkpoint_ctor is not None and not self._finished():
                 started = time.time()
                 client = server.localhost_client()
                 items = {n: info.current_size for n, info in client.server_info(10).items()}
