@@ -2,9 +2,15 @@
 
 KL-regularised RL with a learned behavior prior (DESIGN.md, "The learning rule"):
   critic  Q_psi:   0.5 (Q_ret - Q(x_t, a_t))^2 over transitions, Q_ret from Retrace with
-                   the target critic and the soft value V = E_{a~pi'} Q' - alpha KL(pi' || pi0');
-  policy  pi_theta: SVG(0), minimise -Q(x, a ~ pi) + alpha KL(pi || pi0') on every row;
-  prior   pi0_phi:  minimise KL(sg(pi) || pi0) on every row, with pi0 seeing only its
+                   the target critic and the soft value V = E_{a~pi'} Q' - alpha KL(pi || pi0')
+                   (actions sampled from the target policy pi'; the KL of the online policy
+                   pi, as Acme's svg0_prior does);
+  policy  pi_theta: SVG(0), minimise -Q(x, a ~ pi) + alpha KL(pi || pi0') on every row but
+                   an episode's final observation; Q is the online critic Q_psi (Acme's
+                   svg0_prior differentiates its target critic instead: a choice, both are
+                   estimates of the same value; the online one is the one fit to the latest
+                   Retrace targets);
+  prior   pi0_phi:  minimise KL(sg(pi) || pi0) on the same rows, with pi0 seeing only its
                    information set x^D (so it learns the behaviour it can explain from x^D).
 Read in this order: the batch and result types, `compute_losses` (the whole rule),
 `retrace_targets`, then what the policy and prior contribute for flat priors (`flat_terms`)
@@ -17,8 +23,11 @@ the action a_t taken there, the reward r_t and environment discount d_t that fol
 mu(a_t|x_t) and `start_t` (x_t begins an episode). When an episode ends inside a sequence,
 its final observation has a row of its own whose action is a placeholder; the next row
 is a start. Such a row is not a transition: it is masked out of the critic loss and cuts
-the traces. Flattened tensors have rows = (T+1) * B, row t * B + b; S is the number of
-action samples, A the action size, Z a hierarchical latent's size.
+the traces, and out of the policy and prior losses (no critic is trained on it, so its Q
+is extrapolation). The last row T cannot be told apart (its successor is not in the
+sequence) and counts; consecutive items overlap by that row, and the next item masks it.
+Flattened tensors have rows = (T+1) * B, row t * B + b; S is the number of action samples,
+A the action size, Z a hierarchical latent's size.
 """
 
 from __future__ import annotations
@@ -111,7 +120,7 @@ def compute_losses(
     )
     next_q_taken = target_q[0]  # [T * B] Q'(x_t, a_t), t = 1..T
     next_soft_q = tf.reduce_mean(target_q[1:], axis=0)  # [T * B] E_{a~pi'} Q'(x_t, a)
-    next_values = tf.stop_gradient(  # [T * B] V(x_t) = E Q' - alpha KL(pi' || pi0'), t = 1..T
+    next_values = tf.stop_gradient(  # [T * B] V(x_t) = E Q' - alpha KL(pi || pi0'), t = 1..T
         next_soft_q - hyper.alpha * terms.kl_to_target_prior[batch_size:]
     )
 
@@ -152,14 +161,23 @@ def compute_losses(
         * tf.reduce_sum(is_transition * tf.square(td))
         / tf.maximum(tf.reduce_sum(is_transition), 1.0)
     )
-    # scalar: -Q + alpha KL(pi || pi0'), every row
-    policy_loss = tf.reduce_mean(-q_policy + hyper.alpha * terms.kl_to_target_prior)
-    prior_loss = tf.reduce_mean(terms.prior_loss)  # scalar: KL(sg(pi) || pi0), every row
+    # The policy and the prior learn on every row but an episode's final observation (a
+    # row followed by a start); row T counts (see the module docstring).
+    start = batch.start_of_episode  # [T+1, B] bool
+    is_final = tf.concat([start[1:], tf.zeros_like(start[:1])], 0)  # [T+1, B] bool
+    row_weight = 1.0 - tf.cast(merge_time_batch(is_final), tf.float32)  # [rows]
+
+    def row_mean(per_row: tf.Tensor) -> tf.Tensor:  # [rows] -> scalar, over weighted rows
+        return tf.reduce_sum(row_weight * per_row) / tf.maximum(tf.reduce_sum(row_weight), 1.0)
+
+    # scalar: -Q + alpha KL(pi || pi0')
+    policy_loss = row_mean(-q_policy + hyper.alpha * terms.kl_to_target_prior)
+    prior_loss = row_mean(terms.prior_loss)  # scalar: KL(sg(pi) || pi0)
     return Losses(
         critic=critic_loss,
         policy=policy_loss,
         prior=prior_loss,
-        kl=tf.reduce_mean(terms.kl_to_target_prior),
+        kl=row_mean(terms.kl_to_target_prior),
         q=tf.reduce_mean(q_taken),
         retrace_target=tf.reduce_mean(targets),
         importance_weight=tf.reduce_mean(ratio),

@@ -199,10 +199,20 @@ def reference_losses(nets, targets, batch, noise, hyper):
         masks.append(transition(t))
         critic_terms.append(transition(t) * 0.5 * tf.square(target - q_online_taken[t]))
     critic = tf.reduce_sum(tf.add_n(critic_terms)) / tf.maximum(tf.reduce_sum(tf.add_n(masks)), 1.0)
-    policy = tf.reduce_mean(
-        tf.stack([-q + hyper.alpha * k for q, k in zip(q_policy, kls, strict=True)])
+    # The policy and prior learn on every row but an episode's final observation (a row
+    # whose next row starts an episode); the last row counts.
+    learns = [transition(t) for t in range(time_steps - 1)] + [tf.ones([batch_size])]
+    rows = tf.reduce_sum(tf.add_n(learns))
+    policy = (
+        tf.add_n(
+            [
+                tf.reduce_sum(w * (-q + hyper.alpha * k))
+                for w, q, k in zip(learns, q_policy, kls, strict=True)
+            ]
+        )
+        / rows
     )
-    prior = tf.reduce_mean(tf.stack(prior_kls))
+    prior = tf.add_n([tf.reduce_sum(w * k) for w, k in zip(learns, prior_kls, strict=True)]) / rows
     return {
         "critic": critic,
         "policy": policy,
@@ -272,6 +282,39 @@ def test_tanh_squash_equals_reference(learner, batch):
     ):
         scale = float(np.max(np.abs(want.numpy()))) + 1e-8
         np.testing.assert_allclose(have.numpy(), want.numpy(), rtol=1e-3, atol=1e-4 * scale)
+
+
+def test_final_observation_rows_teach_the_policy_and_prior_nothing(learner, batch):
+    """An episode's final observation (a row followed by a start) has a placeholder action
+    and no critic is trained on it: moving its observation changes neither the policy's nor
+    the prior's loss, where moving a transition row's observation changes both."""
+    nets, targets = learner.networks, learner.target_networks
+    start = batch.start_of_episode.numpy()
+    final = np.zeros_like(start)
+    final[:-1] = start[1:]
+    assert final.any() and not final[-1].any()
+    rng = np.random.default_rng(3)
+
+    def moved(rows: np.ndarray):
+        observation = {}
+        for key, value in batch.observation.items():
+            value = value.numpy().copy()
+            value[rows] += 3.0 * rng.standard_normal(value[rows].shape).astype(np.float32)
+            observation[key] = tf.constant(value)
+        return batch._replace(observation=observation)
+
+    noise = _noise(batch)
+    base = compute_losses(nets, targets, batch, HYPER, noise)
+    finals = compute_losses(nets, targets, moved(final), HYPER, noise)
+    first = np.zeros_like(final)
+    first[0] = ~final[0]  # transition rows
+    others = compute_losses(nets, targets, moved(first), HYPER, noise)
+    for name in ("policy", "prior", "kl"):
+        np.testing.assert_allclose(
+            getattr(finals, name).numpy(), getattr(base, name).numpy(), rtol=1e-6, err_msg=name
+        )
+        moved_value, base_value = float(getattr(others, name)), float(getattr(base, name))
+        assert abs(moved_value - base_value) > 1e-2 * abs(base_value), name
 
 
 def test_learner_update_uses_the_same_losses(learner, batch):
