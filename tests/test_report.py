@@ -92,15 +92,27 @@ def test_report_writes_figures_and_tables(sweep_dir):
     assert "| prior_info=velocity | policy_return | 2 | 35.00 |" in markdown
 
 
-def test_mean_curve_interpolates_seeds_on_common_steps():
+def test_mean_curve_runs_to_the_last_step_with_the_seeds_left_and_a_band_in_range():
+    from bprl.launch.rundir import curves as grid_curves
+
     curves = [
         (np.array([0.0, 1000.0, 2000.0]), np.array([0.0, 10.0, 20.0])),
         (np.array([0.0, 1500.0]), np.array([0.0, 30.0])),
+        (np.array([0.0, 1500.0]), np.array([0.0, 0.0])),
     ]
-    steps, mean, half = report.mean_curve(curves)
-    assert list(steps) == [0.0, 1000.0, 1500.0]  # up to where every seed has data
-    assert mean == pytest.approx([0.0, (10.0 + 20.0) / 2, (15.0 + 30.0) / 2])
-    assert half[0] == 0.0 and half[1] > 0
+    steps, mean, low, high, count = grid_curves.mean_curve(curves)
+    # one grid to the last step any seed reached; past a seed's end, the seeds left
+    assert list(steps) == [0.0, 1000.0, 1500.0, 2000.0]
+    assert list(count) == [3, 3, 3, 1]
+    assert mean == pytest.approx([0.0, (10.0 + 20.0 + 0.0) / 3, (15.0 + 30.0 + 0.0) / 3, 20.0])
+    # the band of a non-negative metric stays within the seeds' values (a t-interval
+    # at step 1000, mean 10 and sd 10 over 3 seeds, would reach -14.8)
+    stacked = np.array([[0, 10, 15, 20], [0, 20, 30, np.nan], [0, 0, 0, np.nan]], float)
+    for i in range(len(steps)):
+        column = stacked[:, i][~np.isnan(stacked[:, i])]
+        assert column.min() - 1e-9 <= low[i] <= mean[i] <= high[i] <= column.max() + 1e-9
+    assert low[1] < mean[1] < high[1]
+    assert low[3] == high[3] == 20.0  # one seed: no band
 
 
 def test_report_of_an_empty_directory_is_an_error(tmp_path):
@@ -189,9 +201,79 @@ def test_steps_to_threshold_with_a_moving_average():
     steps = np.array([0.0, 1.0, 2.0, 3.0])
     values = np.array([0.0, 10.0, 0.0, 10.0])
     assert report.steps_to_threshold(steps, values, 10.0) == (1.0, True)
-    # averaged over 2 points the curve is 0, 5, 5, 5: never at 10
+    # averaged over full windows of 2 points the curve is 5, 5, 5 at steps 1, 2, 3
     assert report.steps_to_threshold(steps, values, 10.0, window=2) == (3.0, False)
     assert report.steps_to_threshold(steps, values, 5.0, window=2) == (1.0, True)
+
+
+def test_one_lucky_early_episode_does_not_reach_the_threshold():
+    """A partial window at the start would average the first episode alone."""
+    steps = np.arange(30, dtype=float) * 100
+    values = np.array([50.0] + [1.0] * 29)
+    assert report.steps_to_threshold(steps, values, 10.0, window=20) == (2900.0, False)
+    # an independent trailing mean over the full windows, first crossing
+    values = np.array([50.0] + [1.0] * 9 + [20.0] * 20)
+    means = [np.mean(values[i - 19 : i + 1]) for i in range(19, 30)]
+    first = next(i for i, m in zip(range(19, 30), means, strict=True) if m >= 10.0)
+    assert report.steps_to_threshold(steps, values, 10.0, window=20) == (steps[first], True)
+
+
+def _km_by_hand(times, reached):
+    """Independent of launch/rundir/survival.py: the product-limit estimate walked seed by
+    seed in time order (ties: events before censorings), and its median."""
+    order = sorted(zip(times, reached, strict=True), key=lambda p: (p[0], not p[1]))
+    at_risk, s = len(order), 1.0
+    for t, hit in order:
+        if hit:
+            s *= (at_risk - 1) / at_risk
+            if s <= 0.5 + 1e-12:
+                return t
+        at_risk -= 1
+    return float("inf")
+
+
+def test_censored_seeds_give_a_kaplan_meier_median_and_a_log_rank_test(tmp_path):
+    from scipy import stats
+
+    from bprl.launch.rundir import survival
+
+    root = tmp_path / "transfer"
+    for arm, seeds in TRANSFER.items():
+        for seed, points in seeds.items():
+            _write(str(root / arm / f"seed_{seed}" / "evaluator_0"), points, "policy_return")
+    rows, _ = report.summarize(str(root), threshold=5.0)
+    rows = {r["variant"]: r for r in rows if r["metric"] == "policy_return"}
+    data = {}
+    for arm, seeds in TRANSFER.items():
+        crossings = [_first_crossing(points, 5.0) for points in seeds.values()]
+        data[arm] = ([s for s, _ in crossings], [ok for _, ok in crossings])
+        assert rows[arm]["km_median_steps"] == _km_by_hand(*data[arm])
+    # scratch: 2000, 3000 and one censored at 4000 -> median 3000; frozen: 0, 1000, 2000
+    assert rows["scratch"]["km_median_steps"] == 3000 and rows["frozen"]["km_median_steps"] == 1000
+    assert rows["frozen"]["km_speedup"] == pytest.approx(3.0)
+    low, high = rows["frozen"]["km_speedup_ci_low"], rows["frozen"]["km_speedup_ci_high"]
+    assert low <= 3.0 <= high
+    # the log-rank statistic by hand: at each event time, observed minus expected for
+    # frozen and the hypergeometric variance
+    (ts, es), (tf_, ef) = data["scratch"], data["frozen"]
+    everyone = [(t, e, 0) for t, e in zip(ts, es, strict=True)] + [
+        (t, e, 1) for t, e in zip(tf_, ef, strict=True)
+    ]
+    o_minus_e = var = 0.0
+    for t in sorted({t for t, e, _ in everyone if e}):
+        risk = [g for u, _, g in everyone if u >= t]
+        deaths = [g for u, e, g in everyone if u == t and e]
+        n, n1, d = len(risk), sum(risk), len(deaths)
+        o_minus_e += sum(deaths) - d * n1 / n
+        var += d * (n1 / n) * (1 - n1 / n) * (n - d) / (n - 1)
+    expected_p = stats.chi2.sf(o_minus_e**2 / var, 1)
+    assert rows["frozen"]["logrank_p"] == pytest.approx(expected_p)
+    assert survival.logrank_p(*data["scratch"], *data["scratch"]) == pytest.approx(1.0)
+    # an arm where fewer than half reach it: an infinite median, an open-ended ratio
+    never = ([4000, 4000, 4000], [False, False, True])
+    assert survival.km_median(*never) == float("inf")
+    point, low, high = survival.median_ratio(never, data["frozen"])
+    assert point == float("inf") and high == float("inf")
 
 
 def test_grouped_and_flat_tag_names_read_alike(tmp_path):

@@ -15,14 +15,19 @@ by the steps it spans: the average return over training, in return units.
 Only seeds with the sweep's DONE marker are used when the directory has any; otherwise
 every seed found is (e.g. a sweep still going).
 
+Curves are averaged on one grid to the last step any seed reached, with a bootstrap
+band that stays within the seeds' range (launch/rundir/curves.py).
+
 Transfer (docs/transfer.md): with a return threshold (`--threshold`, else the runs'
 `report.threshold`), a seed's steps to threshold are the actor steps of the first point
 of its curve at or above it (evaluator curves as logged; the actors' training returns as
-a moving average over `ACTOR_WINDOW` points). A seed that never gets there counts with
-its last step, a lower bound, and the table says how many reached it. The speed-up of a
-variant is mean steps of the baseline variant (`--baseline`, else the one whose name has
-"scratch" in it) / mean steps of the variant, with a 95% bootstrap interval that
-resamples the seeds of each variant independently.
+a moving average over full windows of `ACTOR_WINDOW` points, so one lucky early episode
+does not count). A seed that never gets there is censored at its last step
+(launch/rundir/survival.py): the table gives the Kaplan-Meier median steps (inf: fewer
+than half reached it), the log-rank p-value against the baseline variant (`--baseline`,
+else the one whose name has "scratch" in it) and the ratio of the medians with a
+bootstrap interval over seeds. The older columns stay: mean steps counting a censored
+seed at its last step (a lower bound) and its ratio, resampled the same way.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ import os
 
 import numpy as np
 
-from bprl.launch.rundir import events, layout, plots
+from bprl.launch.rundir import curves as grid_curves
+from bprl.launch.rundir import events, layout, survival
 
 EVALUATOR_METRICS = ("policy_return", "prior_return")
 ACTOR_METRICS = ("episode_return",)
@@ -94,12 +100,16 @@ def steps_to_threshold(
     steps: np.ndarray, values: np.ndarray, threshold: float, window: int = 1
 ) -> tuple[float, bool]:
     """(actor steps of the first point at or above `threshold`, True) or, never reached,
-    (the last step, False). With `window` > 1 the curve is a trailing moving average."""
+    (the last step, False). With `window` > 1 the curve is a trailing moving average over
+    full windows only: point i >= window - 1 averages points i - window + 1 .. i (a curve
+    shorter than one window is one average, at its last step)."""
     if window > 1 and len(values) > 1:
-        cumulative = np.cumsum(np.insert(values, 0, 0.0))
-        counts = np.minimum(np.arange(1, len(values) + 1), window)
-        starts = np.arange(1, len(values) + 1) - counts
-        values = (cumulative[1:] - cumulative[starts]) / counts
+        if len(values) < window:
+            steps, values = steps[-1:], np.array([np.mean(values)])
+        else:
+            cumulative = np.cumsum(np.insert(values, 0, 0.0))
+            values = (cumulative[window:] - cumulative[:-window]) / window
+            steps = steps[window - 1 :]
     above = np.nonzero(values >= threshold)[0]
     if len(above):
         return float(steps[above[0]]), True
@@ -143,25 +153,6 @@ def ci95(values: list[float]) -> float:
     from scipy import stats
 
     return float(stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / math.sqrt(n))
-
-
-def mean_curve(
-    curves: list[tuple[np.ndarray, np.ndarray]],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seeds interpolated onto the union of their steps (where all seeds have data):
-    (steps, mean, 95% CI half-width; zeros for one seed)."""
-    start = max(s[0] for s, _ in curves)
-    end = min(s[-1] for s, _ in curves)
-    grid = np.unique(np.concatenate([s for s, _ in curves]))
-    grid = grid[(grid >= start) & (grid <= end)]
-    if len(grid) == 0:
-        grid = np.array([end])
-    stacked = np.stack([np.interp(grid, s, v) for s, v in curves])
-    mean = stacked.mean(axis=0)
-    if len(curves) < 2:
-        return grid, mean, np.zeros_like(mean)
-    half = np.array([ci95(list(column)) for column in stacked.T])
-    return grid, mean, half
 
 
 def configured_threshold(variants: dict[str, list[str]]) -> float | None:
@@ -228,12 +219,14 @@ def summarize(
             if threshold is not None:
                 window = 1 if metric in EVALUATOR_METRICS else ACTOR_WINDOW
                 reached = [steps_to_threshold(s, v, threshold, window) for s, v in seeds]
+                times, hit = [t for t, _ in reached], [ok for _, ok in reached]
                 rows[-1].update(
                     threshold=threshold,
-                    steps_to_threshold_mean=float(np.mean([steps for steps, _ in reached])),
-                    steps_to_threshold_ci95=ci95([steps for steps, _ in reached]),
-                    reached=f"{sum(ok for _, ok in reached)}/{len(reached)}",
-                    _steps=[steps for steps, _ in reached],
+                    reached=f"{sum(hit)}/{len(reached)}",
+                    km_median_steps=survival.km_median(times, hit),
+                    steps_to_threshold_mean=float(np.mean(times)),
+                    steps_to_threshold_ci95=ci95(times),
+                    _survival=(times, hit),
                 )
     if threshold is not None and baseline is not None:
         base_rows = {r["metric"]: r for r in rows if r["variant"] == baseline}
@@ -241,10 +234,18 @@ def summarize(
             base = base_rows.get(row["metric"])
             if base is None:
                 continue
-            point, low, high = speedup(base["_steps"], row["_steps"])
-            row.update(baseline=baseline, speedup=point, speedup_ci_low=low, speedup_ci_high=high)
+            point, low, high = survival.median_ratio(base["_survival"], row["_survival"])
+            row.update(
+                baseline=baseline,
+                logrank_p=survival.logrank_p(*base["_survival"], *row["_survival"]),
+                km_speedup=point,
+                km_speedup_ci_low=low,
+                km_speedup_ci_high=high,
+            )
+            point, low, high = speedup(base["_survival"][0], row["_survival"][0])
+            row.update(speedup=point, speedup_ci_low=low, speedup_ci_high=high)
     for row in rows:
-        row.pop("_steps", None)
+        row.pop("_survival", None)
     return rows, curves
 
 
@@ -262,10 +263,15 @@ COLUMNS = [
 ]
 THRESHOLD_COLUMNS = [
     "threshold",
+    "reached",
+    "km_median_steps",
+    "baseline",
+    "logrank_p",
+    "km_speedup",
+    "km_speedup_ci_low",
+    "km_speedup_ci_high",
     "steps_to_threshold_mean",
     "steps_to_threshold_ci95",
-    "reached",
-    "baseline",
     "speedup",
     "speedup_ci_low",
     "speedup_ci_high",
@@ -297,32 +303,20 @@ def write_table(rows: list[dict], out_dir: str) -> tuple[str, str]:
         )
         if "threshold" in columns:
             f.write(
-                "steps_to_threshold: actor steps until the curve first reaches the threshold "
-                "(a seed that never does counts with its last step; reached: how many did); "
-                "speedup: baseline's mean steps / this variant's, with a 95% bootstrap "
-                "interval over seeds.\n\n"
+                "Steps to threshold: actor steps until the curve first reaches the threshold "
+                "(reached: how many seeds did; the others are censored at their last step). "
+                "km_median_steps: Kaplan-Meier median (inf: fewer than half reached it); "
+                "logrank_p: log-rank test against the baseline; km_speedup: baseline's "
+                "median / this variant's, with a 95% bootstrap interval over seeds (inf or "
+                "0 at an end: the data bound it no further). steps_to_threshold_mean and "
+                "speedup count a censored seed at its last step: lower bounds when any "
+                "seed is censored.\n\n"
             )
         f.write("| " + " | ".join(columns) + " |\n")
         f.write("|" + "---|" * len(columns) + "\n")
         for row in rows:
             f.write("| " + " | ".join(_fmt(row.get(c, "")) for c in columns) + " |\n")
     return csv_path, md_path
-
-
-def plot_metric(metric: str, by_variant: dict, path: str, threshold: float | None = None) -> str:
-    """Mean and 95% band per variant against actor steps; the threshold as a dashed line."""
-    fig, ax = plots.new_figure()
-    for variant, seeds in by_variant.items():
-        steps, mean, half = mean_curve(seeds)
-        (line,) = ax.plot(steps, mean, marker="o" if len(steps) < 20 else None, ms=3)
-        line.set_label(f"{variant} ({len(seeds)} seeds)")
-        if len(seeds) > 1:
-            ax.fill_between(steps, mean - half, mean + half, color=line.get_color(), alpha=0.2)
-    if threshold is not None:
-        ax.axhline(threshold, color="black", linestyle="--", linewidth=1)
-        ax.plot([], [], color="black", linestyle="--", label=f"threshold {threshold:g}")
-    title = f"{metric}: mean and 95% CI across seeds"
-    return plots.save_figure(fig, ax, path, title, metric.replace("_", " "))
 
 
 def write_report(
@@ -337,7 +331,9 @@ def write_report(
     out_dir = os.path.join(root, REPORT_DIR)
     os.makedirs(out_dir, exist_ok=True)
     written = [
-        plot_metric(metric, by_variant, os.path.join(out_dir, f"{metric}.png"), threshold)
+        grid_curves.plot_metric(
+            metric, by_variant, os.path.join(out_dir, f"{metric}.png"), threshold
+        )
         for metric, by_variant in curves.items()
     ]
     written += list(write_table(rows, out_dir))
