@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -557,3 +558,58 @@ def test_sigkilled_sweep_takes_its_runs_along(tmp_path):
         assert time.monotonic() - killed <= 45
     finally:
         _kill_all(sweep_dir)
+
+
+_COUNTER_SERVER = """
+import sys, time, courier
+from acme.utils import counting
+counter = counting.Counter()
+counter.increment(actor_steps=int(sys.argv[2]))
+server = courier.Server("counter", port=int(sys.argv[1]))
+server.Bind("get_counts", counter.get_counts)
+server.Start()
+print("up", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_hung_counter_never_takes_the_recorded_counts_back(tmp_path):
+    """A restarted learner whose counter hangs (SIGSTOP; the chaos soak found it) writes
+    its final record with the last counts it could read: none yet. That record must keep
+    the newest record's actor steps, not take them back to 0 for the next resume."""
+    import courier
+    import portpicker
+    import tensorflow as tf
+
+    from bprl.launch.rundir import checkpoint_record, checkpointing
+
+    workdir = str(tmp_path)
+    port = portpicker.pick_unused_port()
+    server = subprocess.Popen(
+        [sys.executable, "-c", _COUNTER_SERVER, str(port), "1000"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout.readline().strip() == "up"
+        counter = courier.Client(f"localhost:{port}", call_timeout=8)  # ends at teardown
+        state = {"w": tf.Variable([1.0]), "step": tf.Variable(5, dtype=tf.int64)}
+        steps = lambda: int(state["step"].numpy())  # noqa: E731
+        first = checkpointing.RunCheckpointer(workdir, state, counter, learner_steps=steps)
+        assert first.save()["counts"]["actor_steps"] == 1000
+        # the program restarts; the new learner restores, and the counter hangs before
+        # the learner ever read it
+        again = checkpointing.RunCheckpointer(workdir, state, counter, learner_steps=steps)
+        assert again.restore()
+        os.kill(server.pid, signal.SIGSTOP)
+        state["step"].assign(7)
+        record = checkpointing.final_checkpoint(again, threading.Lock())
+        assert record["counts"]["actor_steps"] == 1000 and record["counts"]["learner_steps"] == 7
+        # a checkpointer that never restored (its counts empty) keeps them too
+        fresh = checkpointing.RunCheckpointer(workdir, state, counter, learner_steps=steps)
+        assert fresh.save()["counts"]["actor_steps"] == 1000
+        newest = checkpoint_record.load_record(checkpoint_record.counts_path(workdir))
+        assert newest["counts"]["actor_steps"] == 1000
+    finally:
+        server.kill()
+        server.wait()
