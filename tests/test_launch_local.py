@@ -169,6 +169,9 @@ WALKER = f"--config={CONFIG}"
         ),
         ([f"{WALKER}:tiny", "--config.actors.num_actors=0"], "actors.num_actors must be >= 1"),
         ([f"{WALKER}:tiny", "--config.prior.kind=gru"], "prior.kind must be one of"),
+        # an actor's environment seed (seed * 1000 + id) past 32 bits failed every actor
+        ([f"{WALKER}:tiny", "--config.seed=5000000"], "seed must be in [0, 4294966]"),
+        ([f"{WALKER}:tiny", "--config.seed=-1"], "seed must be in [0, 4294966]"),
         (
             [f"{WALKER}:tiny", "--config.stop.max_actor_steps=-5"],
             "stop.max_actor_steps must be >= 0, got -5",

@@ -14,10 +14,19 @@ from bprl.launch.config import derived, xla
 from bprl.launch.config.errors import ConfigError
 from bprl.launch.config.loading import check_known_fields
 
+# Actor streams and evaluators seed their environments seed * 1000 + their id (< 1000),
+# which MuJoCo and NumPy take only below 2**32.
+MAX_SEED = (2**32 - 1 - 999) // 1000
+
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError naming the first problem found in `config`."""
     check_known_fields(config)
+    if not 0 <= config.seed <= MAX_SEED:
+        raise ConfigError(
+            f"seed must be in [0, {MAX_SEED}] (environments are seeded seed * 1000 + their "
+            f"actor or evaluator id, which must fit in 32 bits), got {config.seed}"
+        )
     try:
         task = registry.get_task(config.task)
     except ValueError as error:
