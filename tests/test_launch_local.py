@@ -246,14 +246,20 @@ def test_unwritable_workdir_fails_before_launch(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
+    (tmp_path / "a_file").write_text("")
     if os.access(locked, os.W_OK):  # root ignores permissions: use a path under a file
         target = str(tmp_path / "a_file" / "run")
-        (tmp_path / "a_file").write_text("")
     else:
         target = str(locked / "run")
     result = bprl("run", f"--config={CONFIG}:tiny", f"--workdir={target}", timeout=120)
     assert result.returncode == 1
     assert "is not writable" in result.stderr
+    # a file where the run directory should be: said as such
+    result = bprl("run", f"--config={CONFIG}:tiny", f"--workdir={tmp_path / 'a_file'}")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: workdir '{tmp_path / 'a_file'}' is a file, not a directory"
+    ]
 
 
 @pytest.mark.parametrize(

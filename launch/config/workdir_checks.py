@@ -16,6 +16,8 @@ def validate_workdir(workdir: str) -> None:
     """The run directory must be creatable and writable."""
     if not workdir:
         raise ConfigError("--workdir is required")
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ConfigError(f"workdir {workdir!r} is a file, not a directory")
     try:
         os.makedirs(workdir, exist_ok=True)
         with tempfile.TemporaryFile(dir=workdir):
