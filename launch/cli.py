@@ -196,10 +196,27 @@ def _cmd_export_prior() -> int:
     return 0
 
 
+def _point_at_a_rehearsals_bucket(path: str) -> None:
+    """A rehearsal's local folder holds its logs and the emulated bucket, not the run: say
+    where the run is rather than "no runs"."""
+    from bprl.launch.rundir import layout
+    from bprl.launch.vertex import rehearsal
+
+    if os.path.exists(os.path.join(path, rehearsal.RECORD)) and not os.path.exists(
+        os.path.join(path, layout.CONFIG_FILE)
+    ):
+        view = rehearsal.run_dir_view(path)
+        raise FileNotFoundError(
+            f"{path} is a Vertex AI rehearsal's folder; its run directory's objects are "
+            f"under {view}: bprl report {view}"
+        )
+
+
 def _cmd_report(path: str) -> int:
     from bprl.launch.rundir import report, storage
 
     if not storage.is_remote(path):
+        _point_at_a_rehearsals_bucket(path)
         written = report.write_report(path, _THRESHOLD.value, _BASELINE.value)
         for name in written:
             print(name)

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import psutil
@@ -289,6 +290,14 @@ def test_rehearsal_runs_to_its_budget_on_its_own_machines_and_ends_succeeded(run
         assert any(n.startswith("events.out.tfevents") for n in os.listdir(f"{view}/{part}"))
     assert os.path.exists(os.path.join(view, rehearsal.RECORD))
     assert final["storage"]["bytes_uploaded"] > 0
+    # `bprl report` of the rehearsal's folder says where the run's objects are
+    told = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "bprl"), "report", workdir],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert told.returncode == 1 and f"bprl report {view}" in told.stderr, told.stderr
     # What the real submission would send is what ran (one function builds both)
     config = defaults.load_saved(os.path.join(view, "config.json"))
     config.cluster.image = IMAGE
