@@ -341,3 +341,58 @@ def test_submitting_without_credentials_is_a_one_line_error(tmp_path, monkeypatc
     with pytest.raises(ConfigError, match="no Google Cloud credentials") as error:
         vertex.launch_vertex(cluster_config(), str(tmp_path / "run"))
     assert "\n" not in str(error.value)
+
+
+def test_a_resubmission_while_the_last_job_on_the_directory_is_live_is_refused(
+    tmp_path, monkeypatch
+):
+    """The run directory records the job submitted on it; a new submission asks Vertex AI
+    (here a local HTTP server answering the REST API's GET) for that job's state and
+    refuses while it is live: the new node files would replace the ones it runs from."""
+    import http.server
+    import threading
+
+    from bprl.launch.rundir import layout
+    from bprl.launch.vertex.stop import API_ENDPOINT_ENV
+
+    name = "projects/my-project/locations/us-central1/customJobs/123"
+    answers = {"status": 200, "state": "JOB_STATE_RUNNING"}
+    seen = []
+
+    class Api(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the handler's name
+            seen.append((self.path, self.headers.get("Authorization")))
+            body = json.dumps({"name": name, "state": answers["state"]}).encode()
+            self.send_response(answers["status"])
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv(API_ENDPOINT_ENV, f"http://127.0.0.1:{server.server_port}")
+    directory = str(tmp_path / "run")
+    try:
+        vertex.refuse_a_live_job(directory, "us-central1", "tok")  # nothing recorded: fine
+        assert seen == []
+        os.makedirs(directory)
+        with open(os.path.join(directory, layout.VERTEX_JOB), "w") as f:
+            json.dump({"name": name}, f)
+        for state in ("JOB_STATE_RUNNING", "JOB_STATE_QUEUED", "JOB_STATE_PENDING"):
+            answers["state"] = state
+            with pytest.raises(ConfigError, match=f"job {name} is still {state}"):
+                vertex.refuse_a_live_job(directory, "us-central1", "tok")
+        assert seen[-1] == (f"/v1/{name}", "Bearer tok")
+        for state in ("JOB_STATE_SUCCEEDED", "JOB_STATE_CANCELLED", "JOB_STATE_FAILED"):
+            answers["state"] = state
+            vertex.refuse_a_live_job(directory, "us-central1", "tok")  # ended: resubmit
+        answers["status"] = 404  # the job was deleted
+        vertex.refuse_a_live_job(directory, "us-central1", "tok")
+        answers["status"] = 403  # cannot tell: refuse, saying why
+        with pytest.raises(ConfigError, match="answered 403"):
+            vertex.refuse_a_live_job(directory, "us-central1", "tok")
+    finally:
+        server.shutdown()

@@ -12,6 +12,8 @@ A run directory (`bprl run --workdir=RUN`):
     RUN/checkpoints/           learner, replay and counts (launch/rundir/checkpoint_record.py)
     RUN/FINISHED.json          a Vertex AI job's mark of its budget reached, final
                                checkpoint written (then the stop node exits 0)
+    RUN/vertex_job.json        the Vertex AI job last submitted on it (a resubmission
+                               while it is live is refused)
 A sweep directory (`bprl sweep --workdir=DIR`):
     DIR/seed_<k>/              one run per seed, or DIR/<variant>/seed_<k>/ per swept value
     DIR/<...>/seed_<k>/DONE    written by the sweep when the run exited 0
@@ -35,6 +37,7 @@ CHECKPOINTS_DIR = "checkpoints"
 RESTARTS_FILE = "restarts.jsonl"
 DONE = "DONE"
 FINISHED = "FINISHED.json"  # a job that ended itself at its budget (Vertex AI)
+VERTEX_JOB = "vertex_job.json"  # the Vertex AI job last submitted on the directory
 RUN_LOG = "bprl_run.log"
 REPORT_DIR = "report"
 LEARNER_DIR = "learner"

@@ -155,14 +155,63 @@ def access_token() -> str:
         return out.stdout.strip()
 
 
+# A job in one of these states still runs, or will, from the run directory's node files.
+LIVE_STATES = (
+    "JOB_STATE_QUEUED",
+    "JOB_STATE_PENDING",
+    "JOB_STATE_RUNNING",
+    "JOB_STATE_CANCELLING",
+    "JOB_STATE_PAUSED",
+    "JOB_STATE_UPDATING",
+)
+
+
+def api_endpoint(region: str) -> str:
+    """The Vertex AI REST endpoint of `region` (BPRL_VERTEX_API_ENDPOINT overrides it)."""
+    from bprl.launch.vertex.stop import API_ENDPOINT_ENV
+
+    return (
+        os.environ.get(API_ENDPOINT_ENV) or f"https://{region}-aiplatform.googleapis.com"
+    ).rstrip("/")
+
+
+def refuse_a_live_job(directory: str, region: str, token: str) -> None:
+    """ConfigError when the job last submitted on `directory` (its VERTEX_JOB record) is
+    still live: a new submission would overwrite the node files it runs from under it."""
+    import requests
+
+    path = storage.join(directory, layout.VERTEX_JOB)
+    if not storage.exists(path):
+        return
+    name = storage.read_json(path)["name"]  # projects/P/locations/R/customJobs/ID
+    response = requests.get(
+        f"{api_endpoint(region)}/v1/{name}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+    if response.status_code == 404:  # deleted: nothing runs from the directory
+        return
+    if response.status_code >= 400:
+        raise ConfigError(
+            f"cannot tell whether job {name}, submitted on {directory} before, still runs "
+            f"(Vertex AI answered {response.status_code}); resubmitting could overwrite its "
+            "node files: check it, or use another --workdir"
+        )
+    state = response.json().get("state", "")
+    if state in LIVE_STATES:
+        job_id = name.rsplit("/", 1)[-1]
+        raise ConfigError(
+            f"job {name} is still {state} on {directory}: resubmitting would overwrite the "
+            f"node files it runs from; wait for it to end, cancel it (gcloud ai custom-jobs "
+            f"cancel {job_id} --region={region}), or use another --workdir"
+        )
+
+
 def submit(spec: dict, project: str, region: str, token: str) -> dict:
     """POSTs the CustomJob to Vertex AI (REST v1); returns the created job resource."""
     import requests
 
-    url = (
-        f"https://{region}-aiplatform.googleapis.com/v1/projects/{project}/locations/"
-        f"{region}/customJobs"
-    )
+    url = f"{api_endpoint(region)}/v1/projects/{project}/locations/{region}/customJobs"
     response = requests.post(
         url, json=spec, headers={"Authorization": f"Bearer {token}"}, timeout=60
     )
@@ -179,11 +228,14 @@ def launch_vertex(config: ml_collections.ConfigDict, workdir: str) -> str:
     validate_cluster(config, submit=True)
     token = access_token()  # before anything is written
     directory = run_dir(config, workdir)
+    refuse_a_live_job(directory, config.cluster.region, token)
     config = ship_prior_artifact(config, directory)
     write_node_pickles(config, directory)
     layout.save_config(config, directory)
     spec = custom_job_spec(config, directory, display_name(config, workdir))
     job = submit(spec, config.cluster.project, config.cluster.region, token)
+    if job.get("name"):
+        storage.write_json(storage.join(directory, layout.VERTEX_JOB), {"name": job["name"]})
     print(f"submitted {job.get('name', '?')}; run directory {directory}")
     for pool in plan_pools(config):
         print(f"  {pool.name}: {', '.join(pool.groups)} ({len(pool.nodes)} x {pool.machine_type})")
