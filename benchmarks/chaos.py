@@ -53,7 +53,7 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks import machine  # noqa: E402
-from benchmarks.chaos_report import final_return, markdown  # noqa: E402
+from benchmarks.chaos_report import final_return, markdown, plot  # noqa: E402
 from benchmarks.chaos_run import run_command  # noqa: E402
 from benchmarks.chaos_soak import Soak  # noqa: E402
 
@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     path = args.markdown or (os.path.splitext(args.out)[0] + ".md" if args.out else "")
     with open(path or os.path.join(root, "chaos.md"), "w") as f:
         f.write(table)
+    if report["chaos"]["samples"]:
+        plot(report, os.path.splitext(path or os.path.join(root, "chaos.md"))[0] + ".png")
     print(table)
     return 0 if report["chaos"]["exit_code"] == 0 else 1
 

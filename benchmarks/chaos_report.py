@@ -136,3 +136,37 @@ def markdown(report: dict) -> str:
             f"{b.get('policy_return_last3')}), {base['wall_s'] / 60:.1f} min."
         )
     return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: str) -> str:
+    """Summed RSS and process count of the run over the soak, a vertical line per fault."""
+    from bprl.launch.rundir import plots
+
+    samples = report["chaos"]["samples"]
+    minutes = [s["t"] / 60 for s in samples]
+    fig, ax = plots.new_figure()
+    ax.plot(minutes, [s["rss_gib"] for s in samples], label="RSS of the run (GiB)")
+    right = ax.twinx()
+    right.plot(minutes, [s["processes"] for s in samples], color="gray", label="processes")
+    right.set_ylabel("processes")
+    right.set_ylim(bottom=0)
+    ax.set_ylim(bottom=0)
+    for f in report["chaos"]["faults"]:
+        ax.axvline(f["t"] / 60, color="red", alpha=0.3, linewidth=1)
+    ax.plot([], [], color="gray", label="processes (right axis)")
+    ax.plot([], [], color="red", alpha=0.3, label="a fault")
+    title = f"Chaos soak: memory and processes ({len(report['chaos']['faults'])} faults)"
+    return plots.save_figure(fig, ax, path, title, "GiB", xlabel="minutes")
+
+
+if __name__ == "__main__":  # python benchmarks/chaos_report.py CHAOS.json: the .md and .png
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(sys.argv[1]) as f:
+        loaded = json.load(f)
+    stem = os.path.splitext(sys.argv[1])[0]
+    with open(stem + ".md", "w") as f:
+        f.write(markdown(loaded))
+    print(plot(loaded, stem + ".png"))
