@@ -63,3 +63,5 @@ def test_chaos_one_stopped_learner_is_found_healed_and_reported(tmp_path):
     assert [entry["cause"] for entry in chaos["restarts"]] == ["hung"]
     table = (tmp_path / "chaos.md").read_text()
     assert "| learner SIGSTOP | 1 |" in table and "program restart" in table
+    with open(tmp_path / "chaos.png", "rb") as f:  # the memory and process-count figure
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
