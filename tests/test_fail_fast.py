@@ -225,3 +225,26 @@ def test_only_a_recurring_failure_without_progress_stops_the_restarts(tmp_path):
     }
     for what, (before, now) in retried.items():
         assert restart_policy.recurring_failure(before, now) == {}, what
+
+
+def test_the_restart_back_off_grows_only_while_restarts_make_no_progress():
+    """A run that heals and trains on between faults waits the base time after each; only
+    restarts in a row with no progress wait longer, and never more than the cap."""
+    from bprl.launch.local import restart_policy as policy
+
+    def attempt(checkpoint_steps, reached):
+        return policy.attempt_record(
+            ["learner/0"], "SIGKILL", {}, {"learner_steps": checkpoint_steps}, reached, 0
+        )
+
+    first = attempt(100, 150)
+    assert policy.restarts_without_progress(None, first) == 0
+    first["restarts_without_progress"] = 0
+    stuck = attempt(100, 150)  # the next attempt got no further
+    assert policy.restarts_without_progress(first, stuck) == 1
+    stuck["restarts_without_progress"] = 1
+    assert policy.restarts_without_progress(stuck, attempt(100, 150)) == 2
+    assert policy.restarts_without_progress(stuck, attempt(180, 200)) == 0  # trained on
+    assert [policy.backoff_secs(10, k) for k in range(7)] == [10, 20, 40, 80, 160, 300, 300]
+    assert policy.backoff_secs(600, 3) == 600  # a base above the cap is kept
+    assert policy.backoff_secs(0, 5) == 0

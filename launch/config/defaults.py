@@ -83,7 +83,8 @@ def base_config() -> ml_collections.ConfigDict:
     # restarts the whole program from the last complete checkpoint, this many times.
     config.reliability = ml_collections.ConfigDict()
     config.reliability.max_program_restarts = 3  # whole-program restarts (0: fail at once)
-    config.reliability.restart_backoff_secs = 10.0  # wait before restart k: this * 2**(k-1)
+    # wait before a restart: this * 2**(restarts in a row with no progress), at most 300 s
+    config.reliability.restart_backoff_secs = 10.0
     # Hung nodes (launch/local/liveness.py): a local run's node that makes no progress while it
     # could for this many seconds is killed and handled as a death. 0: derived, max(180 s,
     # 3x the longest checkpoint so far); -1: not watched.

@@ -80,7 +80,12 @@ def after_failure(config, workdir: str, failure) -> int:
             file=sys.stderr,
         )
         return 1
-    delay = float(config.reliability.restart_backoff_secs) * 2**restarts
+    attempt["restarts_without_progress"] = restart_policy.restarts_without_progress(
+        previous, attempt
+    )
+    delay = restart_policy.backoff_secs(
+        config.reliability.restart_backoff_secs, attempt["restarts_without_progress"]
+    )
     print(
         f"restarting the whole program from the last complete checkpoint (learner step "
         f"{at_checkpoint}; about {lost} learner steps lost): restart {restarts + 1} of "

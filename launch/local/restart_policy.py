@@ -92,6 +92,24 @@ def made_progress(previous: dict, current: dict) -> bool:
     return False
 
 
+MAX_BACKOFF_SECS = 300.0  # the wait before a restart grows to this at most
+
+
+def restarts_without_progress(previous: dict | None, current: dict) -> int:
+    """How many restarts in a row, this one included, came after an attempt that made no
+    progress: 0 when the attempt that just failed got further than the one before (or it
+    is the first failure of this launch). The back-off grows with it, so a run that heals
+    and trains on between occasional faults waits the base time after each."""
+    if previous is None or made_progress(previous, current):
+        return 0
+    return int(previous.get("restarts_without_progress", 0)) + 1
+
+
+def backoff_secs(base: float, without_progress: int) -> float:
+    """base * 2**without_progress, at most max(base, MAX_BACKOFF_SECS)."""
+    return min(float(base) * 2 ** min(without_progress, 30), max(float(base), MAX_BACKOFF_SECS))
+
+
 def recurring_failure(previous: dict | None, current: dict) -> dict[str, str]:
     """The failed nodes of `current` (node -> exception line) when they fail the way the
     attempt before failed (`previous`, its restarts.jsonl entry; None for the first
