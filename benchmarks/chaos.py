@@ -125,13 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_baseline:
         report["baseline"] = baseline(args, os.path.join(os.path.abspath(root), "baseline"))
     report["uptime_end"] = machine.uptime()
-    machine.write_report(report, args.out or os.path.join(root, "chaos.json"))
     table = markdown(report)
-    path = args.markdown or (os.path.splitext(args.out)[0] + ".md" if args.out else "")
-    with open(path or os.path.join(root, "chaos.md"), "w") as f:
-        f.write(table)
+    path = machine.write_outputs(report, table, args.out, args.markdown, root, "chaos")
     if report["chaos"]["samples"]:
-        plot(report, os.path.splitext(path or os.path.join(root, "chaos.md"))[0] + ".png")
+        plot(report, os.path.splitext(path)[0] + ".png")
     print(table)
     return 0 if report["chaos"]["exit_code"] == 0 else 1
 

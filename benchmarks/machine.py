@@ -54,3 +54,15 @@ def write_report(report: dict, path: str | None, default=None) -> None:
     if path:
         with open(path, "w") as f:
             json.dump(report, f, indent=2, default=default)
+
+
+def write_outputs(report: dict, table: str, out: str, markdown: str, root: str, stem: str) -> str:
+    """The JSON report at `out` (default ROOT/STEM.json) and the markdown table at
+    `markdown` (default: beside the JSON, .md); returns the table's path."""
+    write_report(report, out or os.path.join(root, f"{stem}.json"))
+    path = markdown or (
+        os.path.splitext(out)[0] + ".md" if out else os.path.join(root, f"{stem}.md")
+    )
+    with open(path, "w") as f:
+        f.write(table)
+    return path

@@ -286,11 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     report = machine.report_header(argv, args)
     report["profile"] = profile(args, workdir)
     report["uptime_end"] = machine.uptime()
-    machine.write_report(report, args.out or os.path.join(root, "profile.json"))
     table = markdown(report)
-    path = args.markdown or (os.path.splitext(args.out)[0] + ".md" if args.out else "")
-    with open(path or os.path.join(root, "profile.md"), "w") as f:
-        f.write(table)
+    machine.write_outputs(report, table, args.out, args.markdown, root, "profile")
     print(table)
     return 0
 
