@@ -4,6 +4,7 @@ Usage:
   python benchmarks/profile_roles.py --config experiments/configs/seqnav_pointmass.py:local_short
       [--warmup-secs 120] [--window-secs 60] [--rate 20] [--override key=value ...]
       [--out profile.json] [--markdown profile.md]
+  python benchmarks/profile_roles.py --reclassify profile.json   # shares again, new RULES
 
 1. `bprl run` of the config starts (host network, so its processes are this machine's
    children), with a budget large enough to outlast the profile.
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import shutil
 import signal
@@ -57,7 +59,8 @@ RULES: tuple[tuple[str, tuple[str, ...], bool], ...] = (
     ("inference", ("select_action",), False),  # select_actions too (packed)
     ("environment step", ("dm_control", "environments/", "mujoco"), False),
     ("evaluator: other", ("run_episode",), False),
-    ("evaluator: waiting for its next evaluation", ("_run (launch/program/nodes.py",), False),
+    # (";" before it: not the actor worker's build_and_run in the same file)
+    ("evaluator: waiting for its next evaluation", (";_run (launch/program/nodes.py",), False),
     ("variable fetch", ("variable_utils.py", "VersionedVariableClient"), False),
     ("counter", ("counting.py",), False),
     ("logging", ("tensorboard.py",), False),
@@ -278,7 +281,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def reclassify(report: dict, root: str) -> dict:
+    """The report's wall-time shares recomputed from its py-spy files (`root`/run.spy/)
+    with today's RULES: the CPU figures stay as measured."""
+    for role, proc in report["profile"]["processes"].items():
+        path = os.path.join(root, "run.spy", role.replace("/", "_").replace(" ", "_"))
+        samples = parse_raw(path)
+        for thread in proc["python_threads"]:
+            counts = samples.get(thread["tid"])
+            if counts:
+                total = sum(counts.values())
+                thread["wall"] = {k: round(v / total, 3) for k, v in counts.most_common()}
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and len(sys.argv) == 3 and sys.argv[1] == "--reclassify":
+        path = sys.argv[2]  # REPORT.json: its shares again from its py-spy files
+        with open(path) as f:
+            report = json.load(f)
+        root = report["settings"]["workdir"] or os.path.dirname(os.path.abspath(path))
+        report = reclassify(report, root)
+        table = markdown(report)
+        machine.write_outputs(report, table, path, "", root, "profile")
+        print(table)
+        return 0
     args = parse_args(argv)
     root = os.path.abspath(args.workdir or tempfile.mkdtemp(prefix="bprl_profile_"))
     os.makedirs(root, exist_ok=True)
