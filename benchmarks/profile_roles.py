@@ -116,6 +116,17 @@ def roles(launcher_pid: int) -> dict[str, int]:
     return found
 
 
+def spy_path(spy_dir: str, role: str) -> str:
+    """Where py-spy's samples of the process of `role` are kept."""
+    return os.path.join(spy_dir, role.replace("/", "_").replace(" ", "_"))
+
+
+def shares(counts: collections.Counter) -> dict[str, float]:
+    """activity -> its share of a thread's samples, largest first."""
+    total = sum(counts.values())
+    return {k: round(v / total, 3) for k, v in counts.most_common()}
+
+
 def parse_raw(path: str) -> dict[int, collections.Counter]:
     """py-spy's raw output (`--threads`): tid -> Counter(activity -> samples)."""
     by_thread: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
@@ -153,7 +164,7 @@ def profile(args: argparse.Namespace, workdir: str) -> dict:
         spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
         spies = {}
         for role, pid in found.items():
-            out = os.path.join(workdir + ".spy", role.replace("/", "_").replace(" ", "_"))
+            out = spy_path(workdir + ".spy", role)
             os.makedirs(os.path.dirname(out), exist_ok=True)
             spies[role] = (
                 out,
@@ -202,14 +213,7 @@ def profile(args: argparse.Namespace, workdir: str) -> dict:
         for tid, cpu in after[role].items():
             used = (cpu - before[role].get(tid, 0.0)) / window
             if tid in samples:
-                total = sum(samples[tid].values())
-                threads.append(
-                    {
-                        "tid": tid,
-                        "cores": round(used, 3),
-                        "wall": {k: round(v / total, 3) for k, v in samples[tid].most_common()},
-                    }
-                )
+                threads.append({"tid": tid, "cores": round(used, 3), "wall": shares(samples[tid])})
             else:
                 native += used
         threads.sort(key=lambda t: -t["cores"])
@@ -278,6 +282,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workdir", default="", help="run directory (default: a temporary one)")
     parser.add_argument("--out", default="", help="JSON report")
     parser.add_argument("--markdown", default="", help="markdown table (default: OUT .md)")
+    parser.add_argument(
+        "--reclassify", default="", help="REPORT.json: recompute its shares with today's RULES"
+    )
     return parser.parse_args(argv)
 
 
@@ -285,19 +292,17 @@ def reclassify(report: dict, root: str) -> dict:
     """The report's wall-time shares recomputed from its py-spy files (`root`/run.spy/)
     with today's RULES: the CPU figures stay as measured."""
     for role, proc in report["profile"]["processes"].items():
-        path = os.path.join(root, "run.spy", role.replace("/", "_").replace(" ", "_"))
-        samples = parse_raw(path)
+        samples = parse_raw(spy_path(os.path.join(root, "run.spy"), role))
         for thread in proc["python_threads"]:
-            counts = samples.get(thread["tid"])
-            if counts:
-                total = sum(counts.values())
-                thread["wall"] = {k: round(v / total, 3) for k, v in counts.most_common()}
+            if samples.get(thread["tid"]):
+                thread["wall"] = shares(samples[thread["tid"]])
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is None and len(sys.argv) == 3 and sys.argv[1] == "--reclassify":
-        path = sys.argv[2]  # REPORT.json: its shares again from its py-spy files
+    args = parse_args(argv)
+    if args.reclassify:  # REPORT.json: its shares again from its py-spy files
+        path = args.reclassify
         with open(path) as f:
             report = json.load(f)
         root = report["settings"]["workdir"] or os.path.dirname(os.path.abspath(path))
@@ -306,7 +311,6 @@ def main(argv: list[str] | None = None) -> int:
         machine.write_outputs(report, table, path, "", root, "profile")
         print(table)
         return 0
-    args = parse_args(argv)
     root = os.path.abspath(args.workdir or tempfile.mkdtemp(prefix="bprl_profile_"))
     os.makedirs(root, exist_ok=True)
     workdir = os.path.join(root, "run")

@@ -42,14 +42,14 @@ def _readable_copy(prefix: str) -> str:
     return os.path.join(local, name)
 
 
-def never_below_newest(counts: dict, workdir: str) -> dict:
-    """`counts` with every count the newest record holds at least as high as there.
+def never_below(counts: dict, newest: dict | None) -> dict:
+    """`counts` with every count the newest record (`newest`, None: none yet) holds at
+    least as high as there.
 
     The counter resumes from that record and only counts up, so this changes nothing while
     it answers; when it does not (hung, killed) and the counts at hand are older than the
     record (or none were read yet), a new record must not take the run's counts back.
     The learner's own step count is left alone: it belongs to the learner's checkpoint."""
-    newest = load_record(counts_path(workdir))
     floor = dict((newest or {}).get("counts", {}))
     floor.pop("learner_steps", None)
     merged = dict(counts)
@@ -105,7 +105,6 @@ class RunCheckpointer:
                 logging.error("cannot restore %s (%s); trying the previous", path, error)
                 continue
             self._last_replay = (record.get("replay"), record.get("replay_items", {}))
-            self._last_counts = dict(record.get("counts", {}))  # if the counter never answers
             self._saved_learner_steps = self._current_learner_steps()
             logging.info("learner restored from %s", record["learner"])
             return True
@@ -142,7 +141,7 @@ class RunCheckpointer:
             counts["learner_steps"] = self._learner_steps()
         replay_secs = 0.0
         with record_lock(self._workdir):
-            counts = never_below_newest(counts, self._workdir)
+            counts = never_below(counts, load_record(counts_path(self._workdir)))
             replay_path, replay_items = self._last_replay
             if self._replay is not None and include_replay:
                 try:
@@ -200,7 +199,7 @@ class RunCheckpointer:
                 record = load_record(counts_path(self._workdir))
                 if record is None:
                     return None
-                counts = never_below_newest(self._read_counts(), self._workdir)
+                counts = never_below(self._read_counts(), record)
                 counts["learner_steps"] = int(record.get("counts", {}).get("learner_steps", 0))
                 record = dict(record, counts=counts, time=time.time())
                 if self._replay is not None:
