@@ -36,7 +36,20 @@ mount --make-rprivate /
 # The checkout (and its venv) and the interpreter are set aside before the machine's
 # /root, /tmp, /opt and /home are replaced by empty ones, then put back at their own paths,
 # read-only (a checkout under /tmp stays reachable; the image has both at fixed paths).
-mkdir -p /run/bprl-repo && mount --bind "$repo" /run/bprl-repo
+mkdir -p /run/bprl-repo
+if [ "$(( 0$(stat -c %a "$repo") & 05 ))" = 5 ]; then
+  mount --bind "$repo" /run/bprl-repo
+else
+  # A checkout whose own folder others may not enter (`mktemp -d`: 0700): the image's user
+  # sees the same entries in a folder it may enter, each bound from the checkout.
+  mount -t tmpfs -o mode=755 tmpfs /run/bprl-repo
+  for entry in "$repo"/* "$repo"/.[!.]*; do
+    [ -e "$entry" ] || continue
+    target="/run/bprl-repo/$(basename "$entry")"
+    if [ -d "$entry" ]; then mkdir "$target"; else touch "$target"; fi
+    mount --bind "$entry" "$target" && mount -o remount,bind,ro "$target"
+  done
+fi
 if [ -n "$expose" ]; then
   mkdir -p /run/bprl-expose && mount --bind "$expose" /run/bprl-expose
   mount -t tmpfs -o mode=755 tmpfs /root
@@ -45,7 +58,7 @@ mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=755 tmpfs /opt
 mount -t tmpfs -o mode=755 tmpfs /home
 mkdir -p /home/bprl && chown 1000:1000 /home/bprl
-mkdir -p /opt/bprl && mount --bind /run/bprl-repo /opt/bprl && mount -o remount,bind,ro /opt/bprl
+mkdir -p /opt/bprl && mount --rbind /run/bprl-repo /opt/bprl && mount -o remount,bind,ro /opt/bprl
 mkdir -p "$repo" && mount --move /run/bprl-repo "$repo" && mount -o remount,bind,ro "$repo"
 if [ -n "$expose" ]; then
   mkdir -p "$expose" && mount --move /run/bprl-expose "$expose"
