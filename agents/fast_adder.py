@@ -8,7 +8,10 @@ end_of_episode_behavior=EndBehavior.CONTINUE)`, for the same table signature:
   zero action, reward, discount and extras, and the next episode's first row has
   start_of_episode=True;
 - after the (T+1)-th row, and then after every T further rows, the last T+1 rows become one
-  item (consecutive items overlap by one row), with priority 1.
+  item (consecutive items overlap by one row), with priority 1;
+- with a burn-in of N rows (an LSTM prior's, `prior.burn_in`), each item also holds the N
+  rows before its T+1: items of N+T+1 rows every T rows, as Acme's
+  `SequenceAdder(sequence_length=N+T+1, period=T)` writes them.
 
 Acme's adder appends every step to a Reverb `TrajectoryWriter` (one Python-to-C++ call per
 column per step) and slices the writer's history for each item. Here the rows are written
@@ -31,7 +34,7 @@ from acme.adders.reverb import base as reverb_base
 
 
 class FastSequenceAdder(adders.Adder):
-    """Overlapping sequences of T+1 rows every T rows, continuing across episodes."""
+    """Overlapping sequences of N+T+1 rows every T rows, continuing across episodes."""
 
     def __init__(
         self,
@@ -41,12 +44,17 @@ class FastSequenceAdder(adders.Adder):
         priority: float = 1.0,
         max_in_flight_items: int = 2,
         get_signature_timeout_ms: int = 300_000,
+        burn_in: int = 0,
     ):
-        """`sequence_length` is T, the transitions per item (items hold T+1 rows)."""
+        """`sequence_length` is T, the transitions per item; items hold `burn_in` + T + 1
+        rows."""
         if sequence_length < 1:
             raise ValueError("sequence_length must be at least 1")
+        if burn_in < 0:
+            raise ValueError(f"burn_in must be >= 0, got {burn_in}")
         self._client = client
-        self._length = int(sequence_length) + 1
+        self._length = int(burn_in) + int(sequence_length) + 1
+        self._kept = int(burn_in) + 1  # rows the next item shares with this one
         self._table = table
         self._priority = float(priority)
         self._max_in_flight = max_in_flight_items
@@ -116,9 +124,12 @@ class FastSequenceAdder(adders.Adder):
             self._table, self._priority, tree.map_structure(lambda c: c[-1], writer.history)
         )
         writer.flush(self._max_in_flight)
-        # The last row starts the next item (rows are complete here: no partial row).
-        tree.map_structure(lambda b: b.__setitem__(0, b[length - 1]), self._buffers)
-        self._count = 1
+        # The last N+1 rows start the next item (rows are complete here: no partial row).
+        kept = self._kept
+        tree.map_structure(
+            lambda b: b.__setitem__(slice(0, kept), b[length - kept : length]), self._buffers
+        )
+        self._count = kept
 
     def _get_writer(self) -> reverb.TrajectoryWriter:
         if self._writer is None:

@@ -21,7 +21,7 @@ from acme import core
 from acme.utils import counting, loggers
 
 from bprl.agents.config import LearnerHyperparams
-from bprl.agents.learning_rule import SequenceBatch, compute_losses
+from bprl.agents.learning_rule import BurnIn, SequenceBatch, compute_losses
 from bprl.networks.factory import Networks
 from bprl.networks.recurrent import LSTMState
 
@@ -30,22 +30,30 @@ class NonFiniteUpdatesError(RuntimeError):
     """Raised after too many consecutive updates with a non-finite loss or gradient."""
 
 
-def batch_from_replay(sample: reverb.ReplaySample) -> SequenceBatch:
-    """Acme SequenceAdder sample ([B, T+1, ...]) -> time-major SequenceBatch."""
+def batch_from_replay(sample: reverb.ReplaySample, burn_in: int = 0) -> SequenceBatch:
+    """Acme SequenceAdder sample ([B, N+T+1, ...]) -> time-major SequenceBatch of the last
+    T+1 rows; the first N (`burn_in`) rows' observations and starts go to `batch.burn_in`."""
     data = sample.data
 
-    def time_major(x: tf.Tensor) -> tf.Tensor:
+    def time_major(x: tf.Tensor, rows: slice = slice(burn_in, None)) -> tf.Tensor:
         perm = [1, 0] + list(range(2, len(x.shape)))
-        return tf.transpose(x, perm)
+        return tf.transpose(x[:, rows], perm)
 
+    head = slice(0, burn_in)
     return SequenceBatch(
+        burn_in=BurnIn(
+            observation={k: time_major(v, head) for k, v in data.observation.items()},
+            start_of_episode=time_major(data.start_of_episode, head),
+        )
+        if burn_in
+        else None,
         observation={k: time_major(v) for k, v in data.observation.items()},
         action=time_major(data.action),
         reward=time_major(data.reward),
         discount=time_major(data.discount),
         start_of_episode=time_major(data.start_of_episode),
         behaviour_log_prob=time_major(data.extras["log_prob"]),
-        # LSTM prior: its state at each sequence's first step, as the actor stored it.
+        # LSTM prior: its state at each item's first row, as the actor stored it.
         prior_state=(
             LSTMState(data.extras["prior_hidden"][:, 0], data.extras["prior_cell"][:, 0])
             if "prior_hidden" in data.extras
@@ -67,8 +75,8 @@ def split_updates(batch: SequenceBatch, updates: int) -> SequenceBatch:
         x = tf.reshape(x, shape)  # [..., K, B, ...]
         return tf.transpose(x, [axis] + [i for i in range(len(shape)) if i != axis])
 
-    # Every field is time-major ([T+1, K*B, ...] -> [K, T+1, B, ...]) but the LSTM prior's
-    # state at the first step ([K*B, H] -> [K, B, H]).
+    # Every field is time-major ([T+1, K*B, ...] -> [K, T+1, B, ...]; a burn-in's [N, K*B,
+    # ...] alike) but the LSTM prior's state at the first row ([K*B, H] -> [K, B, H]).
     stacked = tf.nest.map_structure(lambda x: split(x, 1), batch._replace(prior_state=None))
     state = batch.prior_state
     return stacked._replace(
@@ -91,6 +99,7 @@ class Learner(core.Learner):
         jit_compile: bool = True,
         frozen_prior: bool = False,
         updates_per_call: int = 1,
+        burn_in: int = 0,
     ):
         """`jit_compile` compiles the update with XLA (same computation, fused kernels).
 
@@ -101,6 +110,9 @@ class Learner(core.Learner):
         is most of an update's time for small networks. The K batches are sampled before
         the first of their updates, so data inserted during those updates waits for the
         next call; with uniform sampling the batches' distribution is otherwise unchanged.
+
+        `burn_in` N: each replay item holds N rows before its sequence, over which the
+        prior kind recomputes its state (`batch_from_replay`, `prior.burn_in`).
 
         `frozen_prior` keeps the prior as it was given (e.g. loaded from a prior artifact):
         no prior update, so the target prior always equals it, and the policy's KL is
@@ -144,6 +156,7 @@ class Learner(core.Learner):
         if updates_per_call < 1:
             raise ValueError(f"updates_per_call must be >= 1, got {updates_per_call}")
         self._updates_per_call = updates_per_call
+        self._burn_in = int(burn_in)
         # Fixed (target eps, policy eps) noise for every update instead of fresh samples:
         # tests compare two ways of running the same updates with it. Set before the first.
         self.fixed_noise: tuple[tf.Tensor, tf.Tensor] | None = None
@@ -250,7 +263,7 @@ class Learner(core.Learner):
         """`updates_per_call` updates on one dataset element (compiled: the transposes of
         `batch_from_replay` fuse into the update). Returns the updates' mean losses and
         diagnostics, how many were applied, and how many skipped ones ended the call."""
-        batch = batch_from_replay(sample)  # [T+1, K*B, ...]
+        batch = batch_from_replay(sample, self._burn_in)  # [T+1, K*B, ...]
         k = self._updates_per_call
         if k == 1:
             metrics = self._step(batch)

@@ -41,6 +41,13 @@ from bprl.agents.config import LearnerHyperparams
 from bprl.networks.factory import Networks
 
 
+class BurnIn(NamedTuple):
+    """The N rows an item holds before its sequence (an LSTM prior's burn-in, R2D2)."""
+
+    observation: dict  # [N, B, ...] each
+    start_of_episode: tf.Tensor  # [N, B] bool
+
+
 class SequenceBatch(NamedTuple):
     """A batch of replay sequences, time-major ([T+1, B, ...])."""
 
@@ -50,8 +57,10 @@ class SequenceBatch(NamedTuple):
     discount: tf.Tensor
     start_of_episode: tf.Tensor
     behaviour_log_prob: tf.Tensor
-    prior_state: tuple | None = None  # LSTM prior: (hidden, cell) [B, H] at the first step
+    prior_state: tuple | None = None  # LSTM prior: (hidden, cell) [B, H] at the item's first
+    # row as the actor stored it: the sequence's first step, or the burn-in's when there is one
     latent: tf.Tensor | None = None  # hierarchical: the behaviour's z, [T+1, B, Z]
+    burn_in: BurnIn | None = None  # LSTM prior with `prior.burn_in` = N > 0
 
 
 class Losses(NamedTuple):

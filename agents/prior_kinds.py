@@ -3,7 +3,8 @@
 A prior kind (`config.prior.kind`) decides:
   - which heads are built for the policy and the prior (`make_heads`),
   - what each replay step carries besides the transition (`replay_extras`),
-  - whether an actor must run the prior too, to store its state (`actor_prior`),
+  - whether an actor must run the prior too, to store its state (`actor_prior`,
+    `stateful`: only then can the learner burn that state in, `prior.burn_in`),
   - what the policy and the prior contribute to the losses (`terms`),
   - whether the update compiles well with XLA (`jit_compile`),
   - whether its log-likelihood of an action has a closed form (`closed_form_likelihood`),
@@ -53,6 +54,7 @@ class PriorKind:
     """Base: a Gaussian MLP policy; subclasses say what differs for their prior."""
 
     name = ""
+    stateful = False  # the prior carries a state from step to step (stored by the actors)
     jit_compile = True  # XLA helps the feed-forward kinds (docs/results.md, issue 5)
     # log pi0(a | x) in closed form (experiments/prior_likelihood.py); a latent prior has none
     closed_form_likelihood = True
@@ -143,6 +145,7 @@ class LstmPrior(MlpPrior):
     """pi0(a_t | x^D_1..t): an LSTM prior; actors store its state, the learner unrolls it."""
 
     name = "lstm"
+    stateful = True
     prior_size_fields = (*MlpPrior.prior_size_fields, "lstm_size")
     # XLA on CPU runs the step-by-step unroll slower than the plain graph (measured side by
     # side at the seqnav local_short sizes: docs/results.md, "Prior architectures").
@@ -175,14 +178,24 @@ class LstmPrior(MlpPrior):
             raise ValueError("an LSTM prior needs the sequences' stored prior state")
 
         def moments(prior):
-            mean, scale, _ = prior.unroll(
-                batch.observation, batch.start_of_episode, batch.prior_state
-            )
+            state = self.sequence_state(prior, batch)
+            mean, scale, _ = prior.unroll(batch.observation, batch.start_of_episode, state)
             return mean, scale
 
         return learning_rule.flat_terms(
             networks, target_networks, batch, obs, num_samples, noise, moments
         )
+
+    @staticmethod
+    def sequence_state(prior, batch: learning_rule.SequenceBatch) -> tuple:
+        """`prior`'s state ([B, H] each) at the sequences' first row: as the actor stored
+        it, or with a burn-in, recomputed by `prior` over the N rows before (from the state
+        stored at the first of them, reset at episode starts; no gradient flows into it)."""
+        if batch.burn_in is None:
+            return batch.prior_state
+        burn_in = batch.burn_in
+        _, _, state = prior.unroll(burn_in.observation, burn_in.start_of_episode, batch.prior_state)
+        return tf.nest.map_structure(tf.stop_gradient, state)
 
 
 class HierarchicalPrior(PriorKind):

@@ -17,7 +17,7 @@ import os
 import pytest
 
 from bprl.environments import registry
-from bprl.launch.config import validate
+from bprl.launch.config import errors, validate
 from tests_support import REPO
 
 CONFIG_DIR = os.path.join(REPO, "experiments", "configs")
@@ -93,3 +93,22 @@ def test_fixed_configuration_variant_validates(kind):
 def test_unknown_variant_is_refused(path):
     with pytest.raises(ValueError, match="unknown variant"):
         load(path, "no_such_variant")
+
+
+@pytest.mark.parametrize(
+    "kind,burn_in,message",
+    [
+        ("lstm", 8, None),
+        ("lstm", -1, "prior.burn_in must be >= 0"),
+        ("mlp", 8, "needs a prior with a state"),
+        ("hierarchical", 3, "needs a prior with a state"),
+    ],
+)
+def test_a_burn_in_is_accepted_only_for_a_prior_with_a_state(kind, burn_in, message):
+    config = load(os.path.join(CONFIG_DIR, "seqnav_pointmass.py"), "tiny")
+    config.prior.kind, config.prior.burn_in = kind, burn_in
+    if message is None:
+        validate.validate_config(config)
+    else:
+        with pytest.raises(errors.ConfigError, match=message):
+            validate.validate_config(config)

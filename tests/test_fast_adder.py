@@ -60,30 +60,33 @@ def _stream(env, steps: int, seed: int):
 
 
 @pytest.mark.parametrize(
-    "task,kwargs,length,steps",
+    "task,kwargs,length,steps,burn_in",
     [
         # 0.9 s episodes of walker-walk: 36 steps, not a multiple of T.
-        ("walker_walk", {"time_limit": 0.9}, 4, 200),
-        ("walker_walk", {"time_limit": 0.5}, 10, 150),
-        ("walker_walk", {"time_limit": 0.25}, 10, 120),  # episodes shorter than T
-        ("seqnav_pointmass", {}, 10, 300),  # episodes cut at 47 steps by Acme's wrapper
+        ("walker_walk", {"time_limit": 0.9}, 4, 200, 0),
+        ("walker_walk", {"time_limit": 0.5}, 10, 150, 0),
+        ("walker_walk", {"time_limit": 0.25}, 10, 120, 0),  # episodes shorter than T
+        ("seqnav_pointmass", {}, 10, 300, 0),  # episodes cut at 47 steps by Acme's wrapper
+        ("seqnav_pointmass", {}, 10, 300, 7),  # N + T + 1 rows every T: an LSTM's burn-in
+        ("walker_walk", {"time_limit": 0.25}, 4, 120, 13),  # burn-in longer than episodes
     ],
 )
-def test_fast_adder_items_equal_acme_sequence_adder(task, kwargs, length, steps):
+def test_fast_adder_items_equal_acme_sequence_adder(task, kwargs, length, steps, burn_in):
     env = registry.make_environment(task, 0, **kwargs)
     if task == "seqnav_pointmass":
         env = wrappers.StepLimitWrapper(env, step_limit=47)
     env_spec = acme.make_environment_spec(env)
-    server = reverb.Server([_table("acme", env_spec, length), _table("fast", env_spec, length)])
+    stored = length + burn_in  # the tables' "transitions": N + T, items of N + T + 1 rows
+    server = reverb.Server([_table("acme", env_spec, stored), _table("fast", env_spec, stored)])
     client = reverb.Client(f"localhost:{server.port}")
     theirs = reverb_adders.SequenceAdder(
         client,
-        sequence_length=length + 1,
+        sequence_length=burn_in + length + 1,
         period=length,
         priority_fns={"acme": None},
         end_of_episode_behavior=reverb_adders.EndBehavior.CONTINUE,
     )
-    ours = FastSequenceAdder(client, sequence_length=length, table="fast")
+    ours = FastSequenceAdder(client, sequence_length=length, table="fast", burn_in=burn_in)
     for kind, payload in _stream(env, steps, seed=1):
         for adder in (theirs, ours):
             if kind == "first":

@@ -387,3 +387,89 @@ def test_bounded_scale_transform_starts_at_init_and_stays_in_bounds():
     assert unbounded(tf.constant([30.0])).numpy()[0] > 10.0
     with pytest.raises(ValueError, match="min_scale < init_scale < max_scale"):
         ScaleTransform(min_scale=0.1, init_scale=0.7, max_scale=0.6)
+
+
+@pytest.mark.parametrize("same_weights", [True, False])
+def test_burn_in_recomputes_the_state_of_running_the_prior_from_the_episode_start(same_weights):
+    """Through a real Reverb table with a burn-in of N rows: the state the learner's LSTM
+    kind starts each sequence from equals the state its prior reaches by running over the
+    whole stream from zeros, reset at episode starts. With the actor's weights, always;
+    with other (stale) weights in the actor, whenever the burn-in window saw the episode
+    start, and not from the stored state alone."""
+    from bprl.agents import prior_kinds
+
+    burn_in, transitions, episode_steps, episodes = 4, 4, 15, 4
+    rng = np.random.default_rng(3)
+    learner_prior = RecurrentGaussianHead(("x",), 2, (8,), 8, 1e-3, 0.7)
+    actor_prior = RecurrentGaussianHead(("x",), 2, (8,), 8, 1e-3, 0.7)
+    policy = GaussianHead(("x",), 2, (8,), 1e-3, 0.7)
+    for head in (learner_prior, actor_prior, policy):
+        head.create_variables({"x": tf.zeros([1, 3])})
+        _randomise(head, rng, 0.5)
+    if same_weights:
+        for src, dst in zip(learner_prior.variables, actor_prior.variables, strict=True):
+            dst.assign(src)
+    env_spec = specs.EnvironmentSpec(
+        {"x": specs.Array((3,), np.float32, "x")},
+        specs.BoundedArray((2,), np.float32, -1.0, 1.0),
+        specs.Array((), np.float32),
+        specs.BoundedArray((), np.float32, 0.0, 1.0),
+    )
+    extras = {"log_prob": specs.Array((), np.float32)}
+    extras.update({k: specs.Array((8,), np.float32) for k in ("prior_hidden", "prior_cell")})
+    table = builders.sequence_table(
+        env_spec, extras, transitions, 1000, reverb.rate_limiters.MinSize(1), burn_in=burn_in
+    )
+    server = reverb.Server([table])
+    client = reverb.Client(f"localhost:{server.port}")
+    adder = FastSequenceAdder(client, transitions, "replay", burn_in=burn_in)
+    actor = GaussianActor(policy, stochastic=True, adder=adder, seed=0, recurrent_prior=actor_prior)
+    # The stream of replay rows: each episode's observations, its final one a row of its own.
+    rows = rng.normal(size=(episodes * (episode_steps + 1), 3)).astype(np.float32)
+    starts = np.arange(len(rows)) % (episode_steps + 1) == 0
+    for episode in range(episodes):
+        first = episode * (episode_steps + 1)
+        timestep = dm_env.restart({"x": rows[first]})
+        actor.observe_first(timestep)
+        for t in range(1, episode_steps + 1):
+            action = actor.select_action(timestep.observation)
+            last = t == episode_steps
+            timestep = dm_env.TimeStep(
+                dm_env.StepType.LAST if last else dm_env.StepType.MID,
+                np.float32(0.0),
+                np.float32(0.0 if last else 1.0),
+                {"x": rows[first + t]},
+            )
+            actor.observe(action, timestep)
+    del actor, adder
+    # Reference: the learner's prior over the whole stream from zeros, reset at starts.
+    reference = [learner_prior.initial_state(1)]  # reference[r]: the state before row r
+    for r in range(len(rows)):
+        _, _, state = learner_prior.unroll(
+            {"x": tf.constant(rows[r : r + 1, None])}, tf.constant([[starts[r]]]), reference[-1]
+        )
+        reference.append(state)
+    count = client.server_info()["replay"].current_size
+    samples = client.sample(
+        "replay", num_samples=count, emit_timesteps=False, unpack_as_table_signature=True
+    )
+    seen_start, unseen_start = 0, 0
+    for sample in samples:
+        data = tf.nest.map_structure(lambda x: tf.constant(x[None]), sample.data)
+        batch = batch_from_replay(reverb.ReplaySample(info=sample.info, data=data), burn_in)
+        assert batch.observation["x"].shape[0] == transitions + 1
+        assert batch.burn_in.observation["x"].shape[0] == burn_in
+        row = int(np.argmin(np.abs(rows - batch.observation["x"].numpy()[0, 0]).sum(axis=1)))
+        state = prior_kinds.get("lstm").sequence_state(learner_prior, batch)
+        want = reference[row].hidden.numpy()[0]
+        window_saw_start = bool(starts[row - burn_in : row].any())  # the burn-in rows
+        if same_weights or window_saw_start:
+            np.testing.assert_allclose(state.hidden.numpy()[0], want, atol=1e-5)
+        if not same_weights:
+            seen_start += window_saw_start
+            if not window_saw_start:
+                unseen_start += 1
+                assert np.abs(state.hidden.numpy()[0] - want).max() > 1e-3  # stale stored
+    if not same_weights:
+        assert seen_start > 0 and unseen_start > 0, (seen_start, unseen_start)
+    server.stop()

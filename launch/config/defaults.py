@@ -29,6 +29,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.prior.latent_size = 4  # hierarchical: dimension of z
     config.prior.low_hidden = (128, 128)  # hierarchical: low-level MLP widths
     config.prior.share_low_level = True  # hierarchical: prior uses the policy's low level
+    # lstm: replay items carry this many rows before each sequence, over which the learner
+    # recomputes the prior's state from the one the actor stored (R2D2's burn-in); 0 starts
+    # every sequence from the stored state as it is (docs/priors.md, "Stale state").
+    config.prior.burn_in = 0
     # Transfer (docs/transfer.md): start the prior from a prior artifact (`bprl
     # export-prior`); "" starts it from a random initialisation.
     config.prior.artifact = ""

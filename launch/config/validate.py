@@ -50,8 +50,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"prior_info {tuple(config.prior_info)}: {error}") from None
     observation_spec, action_shape = check_task_runs(config, keys)
 
+    from bprl.agents import prior_kinds
     from bprl.agents.learning_rule import ACTION_SQUASHES
     from bprl.agents.prior_kinds import PRIOR_KINDS
+
+    burn_in = config.prior.get("burn_in", 0)
+    stateful = config.prior.kind in PRIOR_KINDS and prior_kinds.get(config.prior.kind).stateful
 
     checks = [
         (
@@ -59,6 +63,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             f"prior.kind must be one of {PRIOR_KINDS}, got {config.prior.kind!r}",
         ),
         (config.prior.lstm_size >= 1, "prior.lstm_size must be >= 1"),
+        (burn_in >= 0, f"prior.burn_in must be >= 0, got {burn_in}"),
+        (
+            burn_in == 0 or stateful,
+            f"prior.burn_in={burn_in} needs a prior with a state (kind 'lstm'); "
+            f"kind {config.prior.kind!r} has none",
+        ),
         (
             config.network.max_scale <= 0
             or config.network.min_scale < config.network.init_scale < config.network.max_scale,

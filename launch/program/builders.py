@@ -31,9 +31,10 @@ REPLAY_TABLE = "replay"
 EXTRAS_SPEC = {"log_prob": specs.Array(shape=(), dtype=np.float32, name="log_prob")}
 
 
-def stored_steps(transitions: int) -> int:
-    """Steps per replay item: T transitions need T + 1 steps (the last one bootstraps)."""
-    return transitions + 1
+def stored_steps(transitions: int, burn_in: int = 0) -> int:
+    """Steps per replay item: T transitions need T + 1 steps (the last one bootstraps),
+    after the N burn-in steps of an LSTM prior (`prior.burn_in`)."""
+    return burn_in + transitions + 1
 
 
 def sequence_table(
@@ -45,10 +46,11 @@ def sequence_table(
     sampler: reverb.selectors.Selector | None = None,
     max_times_sampled: int = 0,
     name: str = REPLAY_TABLE,
+    burn_in: int = 0,
 ) -> reverb.Table:
     """The one place a replay table is made (the program, benchmarks and tests use it):
-    items of `stored_steps(transitions)` steps, FIFO removal, uniform sampling unless
-    `sampler` says otherwise."""
+    items of `stored_steps(transitions, burn_in)` steps, FIFO removal, uniform sampling
+    unless `sampler` says otherwise."""
     return reverb.Table(
         name=name,
         sampler=sampler or reverb.selectors.Uniform(),
@@ -57,7 +59,7 @@ def sequence_table(
         max_times_sampled=max_times_sampled,
         rate_limiter=rate_limiter,
         signature=reverb_adders.SequenceAdder.signature(
-            env_spec, extras, sequence_length=stored_steps(transitions)
+            env_spec, extras, sequence_length=stored_steps(transitions, burn_in)
         ),
     )
 
@@ -107,6 +109,11 @@ class RunBuilder:
         log-probability; the prior's kind adds what it needs (an LSTM prior its state
         before the step, a hierarchical policy its z)."""
         return {**EXTRAS_SPEC, **self.prior_kind.replay_extras(self.head_sizes)}
+
+    @property
+    def burn_in(self) -> int:
+        """N rows each replay item holds before its sequence (`prior.burn_in`)."""
+        return int(self.config.prior.get("burn_in", 0))
 
     @functools.cached_property
     def hyperparams(self) -> LearnerHyperparams:
@@ -212,7 +219,10 @@ class RunBuilder:
             error_buffer=error_buffer,
         )
         spec = self.env_spec
-        return [sequence_table(spec, self.extras_spec, rep.sequence_length, rep.max_size, limiter)]
+        table = sequence_table(
+            spec, self.extras_spec, rep.sequence_length, rep.max_size, limiter, burn_in=self.burn_in
+        )
+        return [table]
 
     def make_unlimited_table(
         self, max_size: int | None = None, min_size: int = 1, in_order: bool = False
@@ -227,10 +237,12 @@ class RunBuilder:
             reverb.rate_limiters.MinSize(min_size),
             sampler=reverb.selectors.Fifo() if in_order else None,
             max_times_sampled=1 if in_order else 0,
+            burn_in=self.burn_in,
         )
 
     def make_adder(self, client: reverb.Client) -> adders.Adder:
-        """Overlapping sequences of T+1 steps every T steps, continuing across episodes.
+        """Overlapping sequences of N+T+1 steps every T steps, continuing across episodes
+        (N = `prior.burn_in`, usually 0).
 
         `replay.adder` picks the writer: "fast" (`agents.fast_adder.FastSequenceAdder`) or
         "acme" (Acme's `SequenceAdder`); their items are identical.
@@ -240,12 +252,14 @@ class RunBuilder:
         if kind == "fast":
             from bprl.agents.fast_adder import FastSequenceAdder
 
-            return FastSequenceAdder(client, sequence_length=transitions, table=REPLAY_TABLE)
+            return FastSequenceAdder(
+                client, sequence_length=transitions, table=REPLAY_TABLE, burn_in=self.burn_in
+            )
         if kind != "acme":
             raise ValueError(f"unknown replay.adder {kind!r}; use 'fast' or 'acme'")
         return reverb_adders.SequenceAdder(
             client,
-            sequence_length=stored_steps(transitions),
+            sequence_length=stored_steps(transitions, self.burn_in),
             period=transitions,
             priority_fns={REPLAY_TABLE: None},
             end_of_episode_behavior=reverb_adders.EndBehavior.CONTINUE,

@@ -93,6 +93,7 @@ class LearnerNode:
             jit_compile=jit_compile,
             frozen_prior=config.prior.frozen,
             updates_per_call=updates_per_call,
+            burn_in=builder.burn_in,
         )
         self._workdir = workdir
         self._checkpointer = checkpointing.RunCheckpointer(
@@ -261,7 +262,7 @@ def run_actor_process(config, stream_ids, replay_address, counter, learner, work
             counting.Counter(counter, prefix="actor", time_delta=0.0),
             stream_loggers,
             stream_ids,
-            first_insert_steps=config.replay.sequence_length,
+            first_insert_steps=builder.burn_in + config.replay.sequence_length,
         )
         logging.info("%s running %d streams %s", name, len(stream_ids), list(stream_ids))
         try:
