@@ -112,3 +112,13 @@ def test_a_burn_in_is_accepted_only_for_a_prior_with_a_state(kind, burn_in, mess
     else:
         with pytest.raises(errors.ConfigError, match=message):
             validate.validate_config(config)
+
+
+@pytest.mark.parametrize(
+    "path,variant", CONFIG_VARIANTS, ids=[f"{os.path.basename(p)}:{v}" for p, v in CONFIG_VARIANTS]
+)
+def test_a_config_that_declares_a_threshold_says_why(path, variant):
+    """A report threshold is chosen before the runs, on stated grounds (issue 28)."""
+    config = load(path, variant)
+    if config.report.threshold is not None:
+        assert len(config.report.threshold_reason) > 20, (path, variant)

@@ -163,7 +163,9 @@ def test_report_gives_steps_to_threshold_and_speedup(tmp_path):
             _write(str(run / "evaluator_0"), points, "policy_return")
             (run / "DONE").write_text("{}")
             # the threshold comes from the runs' config when not given on the command line
-            (run / "config.json").write_text('{"report": {"threshold": 5.0}}')
+            (run / "config.json").write_text(
+                '{"report": {"threshold": 5.0, "threshold_reason": "half the asymptote"}}'
+            )
     result = subprocess.run(
         [sys.executable, "-m", "bprl.launch.cli", "report", str(root)],
         cwd=ROOT,
@@ -189,6 +191,13 @@ def test_report_gives_steps_to_threshold_and_speedup(tmp_path):
     assert float(rows["scratch"]["speedup"]) == pytest.approx(1.0)
     low, high = float(rows["frozen"]["speedup_ci_low"]), float(rows["frozen"]["speedup_ci_high"])
     assert low <= expected <= high and low > 1.0
+    summary = (root / "report" / "summary.md").read_text()
+    assert "Threshold 5, declared in the runs' config before they ran: half the asymptote" in (
+        summary
+    )
+    report.write_report(str(root), threshold=8.0)
+    summary = (root / "report" / "summary.md").read_text()
+    assert "Threshold 8: given on the command line" in summary and "asymptote" not in summary
     with open(root / "report" / "policy_return.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     # a threshold on the command line wins over the configs'

@@ -29,6 +29,14 @@ from bprl.experiments.configs.base import (
     unknown_variant,
 )
 
+# `bprl report`'s threshold for this task (evaluation return: targets per episode, mean of 3).
+THRESHOLD = 8.0
+THRESHOLD_REASON = (
+    "about half of the 14-17 targets per episode that from-scratch local_short runs reached "
+    "when they learned (seeds 0 and 1, docs/results.md); above the 3.3 a frozen transferred "
+    "prior reaches alone, so reaching it needs a policy that does the task"
+)
+
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config = base_config()
@@ -54,6 +62,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.evaluators.episodes = 3
         config.evaluators.every_actor_steps = 20_000
         config.stop.max_actor_steps = 1_000_000
+        config.report.threshold = THRESHOLD
+        config.report.threshold_reason = THRESHOLD_REASON
     elif variant == "tiny":
         config.task_kwargs.episode_length = 100  # short episodes, so every actor logs soon
         apply_tiny(config, every_actor_steps=500, max_actor_steps=1_500)

@@ -109,6 +109,9 @@ def base_config() -> ml_collections.ConfigDict:
     # `bprl report`: a return that counts as "learned"; the report gives actor steps to
     # reach it per variant and the speed-up over the from-scratch variant (None: off).
     config.report.threshold = ml_collections.config_dict.placeholder(float)
+    # Why this threshold (e.g. "half the source policy's asymptote"): printed beside it in
+    # the report, so a threshold is chosen before the runs and says on what grounds.
+    config.report.threshold_reason = ""
 
     config.logging = ml_collections.ConfigDict()
     config.logging.learner_every_steps = 100  # learner steps between TensorBoard writes

@@ -157,18 +157,35 @@ def ci95(values: list[float]) -> float:
 
 def configured_threshold(variants: dict[str, list[str]]) -> float | None:
     """`report.threshold` from the runs' config.json (the first run that sets one)."""
+    declared = _declared_threshold(variants)
+    return None if declared is None else declared[0]
+
+
+def _declared_threshold(variants: dict[str, list[str]]) -> tuple[float, str] | None:
+    """(`report.threshold`, `report.threshold_reason`) of the first run that sets one."""
     import json
 
     for dirs in variants.values():
         for run_dir in dirs:
             try:
                 with open(os.path.join(run_dir, layout.CONFIG_FILE)) as f:
-                    value = json.load(f).get("report", {}).get("threshold")
+                    report = json.load(f).get("report", {})
             except (OSError, ValueError):
                 continue
-            if value is not None:
-                return float(value)
+            if report.get("threshold") is not None:
+                return float(report["threshold"]), str(report.get("threshold_reason") or "")
     return None
+
+
+def threshold_note(root: str, threshold: float | None) -> str:
+    """Where the report's threshold comes from, and the reason its config declares."""
+    if threshold is None:
+        return ""
+    declared = _declared_threshold(find_variants(root))
+    if declared is None or declared[0] != threshold:
+        return f"Threshold {threshold:g}: given on the command line (--threshold).\n\n"
+    reason = declared[1] or "no reason declared (report.threshold_reason)"
+    return f"Threshold {threshold:g}, declared in the runs' config before they ran: {reason}\n\n"
 
 
 def pick_baseline(variants: list[str], baseline: str | None) -> str | None:
@@ -284,7 +301,7 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def write_table(rows: list[dict], out_dir: str) -> tuple[str, str]:
+def write_table(rows: list[dict], out_dir: str, note: str = "") -> tuple[str, str]:
     columns = list(COLUMNS)
     columns += [c for c in THRESHOLD_COLUMNS if any(c in row for row in rows)]
     csv_path = os.path.join(out_dir, "summary.csv")
@@ -302,6 +319,7 @@ def write_table(rows: list[dict], out_dir: str) -> tuple[str, str]:
             "across seeds.\n\n"
         )
         if "threshold" in columns:
+            f.write(note)
             f.write(
                 "Steps to threshold: actor steps until the curve first reaches the threshold "
                 "(reached: how many seeds did; the others are censored at their last step). "
@@ -336,5 +354,5 @@ def write_report(
         )
         for metric, by_variant in curves.items()
     ]
-    written += list(write_table(rows, out_dir))
+    written += list(write_table(rows, out_dir, threshold_note(root, threshold)))
     return written
