@@ -167,9 +167,13 @@ def updates(data: dict, seeds: int, rounds: int, repeats: int) -> dict:
         return tf.stack([o[0] for o in out]), grads
 
     iterator = data["dataset"](seeds)  # elements of K * B sequences: B per seed
+    compiled = {  # each traced and compiled once, by the check
+        name: tf.function(fn, autograph=False, jit_compile=True)
+        for name, fn in (("seeds_vectorised", vectorised), ("seeds_in_turn", in_turn))
+    }
     sample, eps = next(iterator), noise()
-    got = tf.function(vectorised, autograph=False, jit_compile=True)(sample, eps)
-    want = tf.function(in_turn, autograph=False, jit_compile=True)(sample, eps)
+    got = compiled["seeds_vectorised"](sample, eps)
+    want = compiled["seeds_in_turn"](sample, eps)
     errors = [
         np.max(np.abs(a - b)) / (1e-6 + np.max(np.abs(b)))
         for a, b in zip([got[0], *got[1]], [want[0], *want[1]], strict=True)
@@ -177,10 +181,8 @@ def updates(data: dict, seeds: int, rounds: int, repeats: int) -> dict:
     check = {"max_relative_error": float(max(errors)), "arrays": len(errors)}
 
     def apply(fn):
-        compiled = tf.function(fn, autograph=False, jit_compile=True)
-
         def step():
-            losses, grads = compiled(next(iterator), noise())
+            losses, grads = fn(next(iterator), noise())
             for variable, grad in zip(stacked, grads, strict=True):
                 variable.assign_sub(1e-4 * grad)
             return losses
@@ -191,8 +193,8 @@ def updates(data: dict, seeds: int, rounds: int, repeats: int) -> dict:
     fns = {
         "one_seed_1_per_call": single[1],
         f"one_seed_{seeds}_per_call": single[seeds],
-        "seeds_vectorised": apply(vectorised),
-        "seeds_in_turn": apply(in_turn),
+        "seeds_vectorised": apply(compiled["seeds_vectorised"]),
+        "seeds_in_turn": apply(compiled["seeds_in_turn"]),
     }
     best = interleaved({k: _synced(f, stacked[0]) for k, f in fns.items()}, rounds, repeats)
     divide = {"one_seed_1_per_call": 1, f"one_seed_{seeds}_per_call": seeds}

@@ -66,8 +66,15 @@ def cpu_split(workdir: str) -> dict:
     }
 
 
-def bench_system(num_actors: int, args: argparse.Namespace) -> dict:
-    """One `bprl run` with `num_actors` actors; rates between the learner's log points."""
+def bench_system(
+    num_actors: int | None,
+    args: argparse.Namespace,
+    config: str = "experiments/configs/walker_walk.py:local_short",
+    overrides: tuple[str, ...] = (),
+) -> dict:
+    """One `bprl run` of `config` (path relative to the repository) with `num_actors` actors
+    (None: the config's) and `overrides` ("key=value"); rates between the learner's log
+    points."""
     from bprl.launch.program import builders  # noqa: F401  (checks the project imports)
 
     workdir = tempfile.mkdtemp(prefix=f"bprl_tp_{num_actors}_")
@@ -75,11 +82,12 @@ def bench_system(num_actors: int, args: argparse.Namespace) -> dict:
     command = [
         bprl,
         "run",
-        f"--config={os.path.join(ROOT, 'experiments/configs/walker_walk.py')}:local_short",
-        f"--config.actors.num_actors={num_actors}",
+        f"--config={os.path.join(ROOT, config)}",
+        *([f"--config.actors.num_actors={num_actors}"] if num_actors else []),
         f"--config.stop.max_actor_steps={args.system_steps}",
         f"--config.logging.learner_every_steps={args.system_log_every}",
         f"--config.replay.adder={args.adder}",
+        *(f"--config.{item}" for item in overrides),
         f"--workdir={workdir}",
     ]
     start = time.perf_counter()
