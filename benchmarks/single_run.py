@@ -10,7 +10,8 @@ insert and the cores each role used from the learner's and actors' TensorBoard e
 (`benchmarks/system_bench.py`). The run is learner-bound when the achieved samples per insert
 sits at the config's: actor steps/s then follow the learner's updates/s. Only settings that
 leave the learning rule and the data unchanged belong here (threads, kernels, calls).
-The default variants: the learner's TensorFlow threads, all cores (0) against one.
+The default variants: the settings before issue 30 part 3 (the learner on all cores, the
+critic one sample set at a time) against today's defaults.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ sys.path.insert(0, ROOT)
 
 from benchmarks import machine, system_bench  # noqa: E402
 
-DEFAULT_VARIANTS = (
-    "threads_all=resources.learner_threads=0",
-    "threads_1=resources.learner_threads=1",
+DEFAULT_VARIANTS = (  # the defaults before issue 30 part 3, then today's
+    "before=resources.learner_threads=-1,resources.critic_one_pass_bytes=0",
+    "defaults=",
 )
 
 

@@ -47,6 +47,7 @@ class LayerNormMLP(snt.Module):
         ]
         self._norm = snt.LayerNorm(axis=-1, create_scale=True, create_offset=True)
         self._norm_built = False
+        self.width = int(hidden_sizes[0])  # the first layer's units
 
     def __call__(self, inputs: tf.Tensor, data_columns: int = 0) -> tf.Tensor:
         """[..., in] -> [..., last width].

@@ -286,3 +286,42 @@ def test_auto_kernels_follow_the_size_of_the_update():
     assert builders.RunBuilder(default, spec).updates_per_call == 1
     default.resources.learner_updates_per_call = 3
     assert builders.RunBuilder(default, spec).updates_per_call == 3
+
+
+def test_critic_on_action_samples_gives_the_same_values_in_one_pass_or_set_by_set():
+    """`Critic.sampled` picks one pass or one action set at a time by size; the values are
+    those of calling the critic on each set, and its gradients too."""
+    from bprl.networks.critic import Critic
+
+    rng = np.random.default_rng(0)
+    critic = Critic(("a", "b"), (16, 8))
+    obs = {"a": tf.constant(rng.normal(size=(7, 3)), tf.float32), "b": tf.ones([7, 2])}
+    actions = tf.constant(rng.normal(size=(4, 7, 2)), tf.float32)  # [K, N, A]
+    critic(obs, actions[0])
+    want = tf.stack([critic(obs, actions[k]) for k in range(4)])  # [K, N]
+    results = {}
+    for one_pass_bytes in (0, 1 << 20):  # one set at a time; one pass (4 * 7 * 16 * 4 B)
+        critic.one_pass_bytes = one_pass_bytes
+        with tf.GradientTape() as tape:
+            tape.watch(actions)
+            q = critic.sampled(obs, actions)
+            total = tf.reduce_sum(q * q)
+        results[one_pass_bytes] = (q, tape.gradient(total, [actions, *critic.variables]))
+        np.testing.assert_allclose(q.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    for a, b in zip(results[0][1], results[1 << 20][1], strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_the_learner_runs_a_small_update_on_one_thread_unless_told():
+    from bprl.experiments.configs import seqnav_pointmass, walker_walk
+    from bprl.launch.program import builders
+
+    small = seqnav_pointmass.get_config("local_short")
+    assert builders.RunBuilder(small).learner_threads == 1  # auto, a small update
+    small.resources.learner_threads = -1
+    assert builders.RunBuilder(small).learner_threads == 0  # TensorFlow's default
+    small.resources.learner_threads = 3
+    assert builders.RunBuilder(small).learner_threads == 3
+    big = walker_walk.get_config()  # Acme's sizes: 256-unit networks, batch 256
+    assert builders.RunBuilder(big).update_flops >= builders.SMALL_UPDATE_FLOPS
+    assert builders.RunBuilder(big).learner_threads == 0

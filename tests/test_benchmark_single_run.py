@@ -40,7 +40,7 @@ def test_single_run_benchmark_runs_each_variant_with_its_overrides(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
     assert set(report["variants"]) == {"base", "one_thread"}
-    for name, runs in report["variants"].items():
+    for runs in report["variants"].values():
         (run,) = runs
         assert run["returncode"] == 0, run.get("error")
         assert run["final_learner_steps"] > 0

@@ -117,7 +117,15 @@ def base_config() -> ml_collections.ConfigDict:
     config.logging.learner_every_steps = 100  # learner steps between TensorBoard writes
 
     config.resources = ml_collections.ConfigDict()
-    config.resources.learner_threads = 0  # TensorFlow intra-op threads of the learner (0: all)
+    # TensorFlow threads of the learner: N > 0 pins N; -1 leaves TensorFlow's default (every
+    # core); 0 (auto) pins 1 for a small update (the same size rule as
+    # learner_updates_per_call), whose products gain less from a second thread than they
+    # lose waiting for it while the actors share the cores (docs/results.md, issue 30).
+    config.resources.learner_threads = 0
+    # The learner's critic on S action samples runs them in one pass while its first-layer
+    # activations stay below this many bytes, else one sample set at a time (same values;
+    # networks/critic.py); 0: always one at a time.
+    config.resources.critic_one_pass_bytes = 4 * 2**20
     config.resources.actor_threads = 1  # threads of each actor / evaluator process
     # How the learner's update runs (launch/config/xla.py): "xla_float32" (one XLA program),
     # "onednn_bfloat16" (bfloat16 products on oneDNN, float32 weights and accumulation),

@@ -159,6 +159,17 @@ class RunBuilder:
             return k
         return AUTO_UPDATES_PER_CALL if self.update_flops < SMALL_UPDATE_FLOPS else 1
 
+    @functools.cached_property
+    def learner_threads(self) -> int:
+        """`resources.learner_threads`, with 0 (auto) decided by the update's size: 1 thread
+        for a small update, else TensorFlow's default (returned as 0: leave it)."""
+        threads = int(self.config.resources.learner_threads)
+        if threads > 0:
+            return threads
+        if threads < 0:
+            return 0
+        return 1 if self.update_flops < SMALL_UPDATE_FLOPS else 0
+
     # What a process makes.
 
     def make_environment(self, seed: int) -> dm_env.Environment:
@@ -201,6 +212,7 @@ class RunBuilder:
         """The networks set up for `learner_kernels`, and whether to XLA-compile the
         update. The process's environment must match (`xla.learner_environment`)."""
         networks = self.make_networks()
+        networks.critic.one_pass_bytes = int(self.config.resources.critic_one_pass_bytes)
         if self.learner_kernels == "onednn_bfloat16":
             networks.set_product_dtype(tf.bfloat16)
             return networks, False  # products on oneDNN; XLA's auto-clustering fuses the rest

@@ -11,6 +11,7 @@ import launchpad as lp
 import ml_collections
 import numpy as np
 import reverb
+import tensorflow as tf
 from absl import logging
 from acme.utils import counting
 
@@ -67,17 +68,18 @@ class LearnerNode:
     ):
         """`learner_kernels`: as the launcher resolved them for this node's environment
         (None: resolved here, on this machine)."""
-        builders.set_tf_threads(config.resources.learner_threads)
         builder = builders.RunBuilder(config, learner_kernels=learner_kernels)
+        builders.set_tf_threads(builder.learner_threads)  # before TensorFlow's first op
         self._lock = threading.Lock()
         networks, jit_compile = builder.make_learner_networks()
         updates_per_call = builder.updates_per_call
         logging.info(
-            "learner kernels: %s (update XLA-compiled: %s, %d update(s) per call; "
-            "TF_XLA_FLAGS=%r, oneDNN %s)",
+            "learner kernels: %s (update XLA-compiled: %s, %d update(s) per call, "
+            "%s TensorFlow threads; TF_XLA_FLAGS=%r, oneDNN %s)",
             builder.learner_kernels,
             jit_compile,
             updates_per_call,
+            tf.config.threading.get_intra_op_parallelism_threads() or "default",
             os.environ.get("TF_XLA_FLAGS", ""),
             os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
         )
