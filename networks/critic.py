@@ -12,8 +12,9 @@ from bprl.networks import information, mlp
 # `Critic.sampled` runs all action sets in one pass while the first layer's activations for
 # all of them stay below this many bytes (they then fit the CPU's caches; the learner sets
 # `resources.critic_one_pass_bytes`): at point-mass sizes (4-5 sets x 640-704 rows x 128
-# units, 1.3-1.6 MB) one pass is faster (docs/results.md, issue 30); at Acme's walker sizes
-# (10 x 2816 x 400, 45 MB) one set at a time was faster (issue 5).
+# units, 1.3-1.6 MB) one pass did not measurably change a whole run's speed (docs/results.md,
+# issue 30); at Acme's walker sizes (10 x 2816 x 400, 45 MB) one set at a time was faster
+# (issue 5).
 ONE_PASS_BYTES = 4 * 2**20
 
 
