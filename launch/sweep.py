@@ -4,8 +4,10 @@ Layout under the sweep directory DIR:
     DIR/seed_<k>/                       without a swept field
     DIR/<field>=<value>/seed_<k>/       with one, each value times the seeds
 A run that exited 0 gets a `DONE` marker (written by the sweep, not the run). Rerunning
-the same sweep command runs only the seeds without it; a run directory left behind by an
-interrupted seed is cleared first, so its event files do not mix with the new ones.
+the same sweep command runs only the seeds without it: a seed whose run left a checkpoint
+resumes from it in its directory (as `bprl run` resumes any run), and a directory with no
+checkpoint to resume (a run stopped before its first one) is moved to DIR/.attempts/, not
+deleted, so the new run's event files start clean. Nothing a run wrote is removed.
 Each run is a subprocess in its own process group (Launchpad reads its logging folder
 at import, so one process launches one run); SIGINT/SIGTERM to the sweep terminates
 the groups of the runs in flight, so no node process outlives the sweep; a SIGKILLed
@@ -31,7 +33,7 @@ import ml_collections
 from ml_collections.config_flags import tuple_parser
 
 from bprl.launch.program import lifeline
-from bprl.launch.rundir import layout
+from bprl.launch.rundir import checkpoint_record, layout
 from bprl.launch.rundir.layout import DONE, RUN_LOG, seed_dirs  # noqa: F401  (the layout's names)
 
 
@@ -203,6 +205,41 @@ def _terminate(procs: list[subprocess.Popen], grace_secs: float = 20.0) -> None:
         proc.wait()
 
 
+ATTEMPTS_DIR = ".attempts"
+
+
+def prepare_run_dir(run: SeedRun, say=print) -> bool:
+    """Readies a seed's directory before its run starts; True when the run resumes there.
+
+    A directory an earlier attempt left (interrupted, or failed) resumes when it holds a
+    checkpoint record; otherwise it is moved under DIR/.attempts/ (kept, not deleted) and
+    the seed starts over in a fresh directory.
+    """
+    if not os.path.isdir(run.run_dir):
+        os.makedirs(run.run_dir)
+        return False
+    if any(
+        os.path.exists(path)
+        for path in (
+            checkpoint_record.counts_path(run.run_dir),
+            checkpoint_record.previous_counts_path(run.run_dir),
+        )
+    ):
+        counts = checkpoint_record.load_counts(run.run_dir)
+        steps = counts.get("actor_steps", 0)
+        say(f"sweep: resuming {run.label} from its checkpoint ({steps:,} actor steps)")
+        return True
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    workdir = os.path.normpath(os.path.join(run.run_dir, *[os.pardir] * len(run.label.split("/"))))
+    name = run.label.replace("/", "__")
+    aside = os.path.join(workdir, ATTEMPTS_DIR, f"{name}-{stamp}")
+    os.makedirs(os.path.dirname(aside), exist_ok=True)
+    shutil.move(run.run_dir, aside)
+    os.makedirs(run.run_dir)
+    say(f"sweep: {run.label} left no checkpoint; its earlier attempt is kept in {aside}")
+    return False
+
+
 def run_local(
     runs: list[SeedRun],
     config_args: list[str],
@@ -239,11 +276,9 @@ def run_local(
         while pending or running:
             while pending and len(running) < parallel:
                 run = pending.pop(0)
-                if os.path.isdir(run.run_dir):  # left by an interrupted or failed attempt
-                    shutil.rmtree(run.run_dir)
-                os.makedirs(run.run_dir)
+                resuming = prepare_run_dir(run, say=print)
                 command = run_command(config_args, run)
-                with open(os.path.join(run.run_dir, RUN_LOG), "w") as log:
+                with open(os.path.join(run.run_dir, RUN_LOG), "a" if resuming else "w") as log:
                     proc = subprocess.Popen(
                         command,
                         stdout=log,

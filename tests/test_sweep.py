@@ -186,3 +186,70 @@ def test_plan_of_a_swept_field(tmp_path):
 def test_config_args_are_forwarded_to_the_runs():
     argv = ["sweep", "--config", "a.py:tiny", "--config.seed=3", "--seeds=2", "--workdir=x"]
     assert sweep.config_args_from_argv(argv) == ["--config", "a.py:tiny", "--config.seed=3"]
+
+
+def test_a_seed_dir_with_a_checkpoint_resumes_and_one_without_is_kept_aside(tmp_path):
+    """Rerunning a sweep never deletes what an earlier attempt wrote."""
+    from bprl.experiments.configs import walker_walk
+    from bprl.launch.rundir import checkpoint_record
+
+    runs = sweep.plan(walker_walk.get_config("tiny"), str(tmp_path), 2)
+    said = []
+    assert not sweep.prepare_run_dir(runs[0], said.append)  # a fresh seed
+    assert os.path.isdir(runs[0].run_dir) and said == []
+    # seed_0 left a checkpoint record: it resumes in place, its files untouched
+    (tmp_path / "seed_0" / "events.out.tfevents.1").write_text("old")
+    os.makedirs(checkpoint_record.checkpoint_dir(runs[0].run_dir))
+    with open(checkpoint_record.counts_path(runs[0].run_dir), "w") as f:
+        json.dump({"learner": "x", "counts": {"actor_steps": 1234}}, f)
+    assert sweep.prepare_run_dir(runs[0], said.append)
+    assert (tmp_path / "seed_0" / "events.out.tfevents.1").read_text() == "old"
+    assert "resuming seed_0" in said[-1] and "1,234" in said[-1]
+    # seed_1 stopped before any checkpoint: moved under .attempts/, a fresh directory made
+    os.makedirs(runs[1].run_dir)
+    (tmp_path / "seed_1" / "bprl_run.log").write_text("first attempt")
+    assert not sweep.prepare_run_dir(runs[1], said.append)
+    assert os.listdir(runs[1].run_dir) == []
+    (kept,) = os.listdir(tmp_path / sweep.ATTEMPTS_DIR)
+    assert kept.startswith("seed_1-")
+    assert (tmp_path / sweep.ATTEMPTS_DIR / kept / "bprl_run.log").read_text() == "first attempt"
+    assert sweep.seed_dirs(str(tmp_path)) == [runs[0].run_dir, runs[1].run_dir]
+
+
+@pytest.mark.slow  # an interrupted run and its resumption: ~2 minutes
+def test_an_interrupted_sweep_resumes_its_seed_from_the_checkpoint(tmp_path):
+    args = [
+        "sweep",
+        "--config=experiments/configs/walker_walk.py:tiny",
+        "--config.stop.max_actor_steps=6000",
+        "--config.checkpoint.every_seconds=3",
+        "--seeds=1",
+        f"--workdir={tmp_path}",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bprl.launch.cli", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    counts = tmp_path / "seed_0" / "checkpoints" / "counts.json"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not counts.exists():
+        time.sleep(0.5)
+    assert counts.exists(), "the run wrote no checkpoint"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    assert proc.returncode == 130
+    assert not (tmp_path / "seed_0" / sweep.DONE).exists()
+    with open(counts) as f:
+        checkpointed = json.load(f)["counts"]
+    assert checkpointed.get("learner_steps", 0) > 0
+    second = bprl(*args, timeout=400)
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    assert "resuming seed_0 from its checkpoint" in second.stdout
+    assert (tmp_path / "seed_0" / sweep.DONE).exists()
+    assert not (tmp_path / sweep.ATTEMPTS_DIR).exists()
+    logs = (tmp_path / "seed_0" / "logs" / "learner").glob("*")
+    text = "".join(path.read_text() for path in logs)
+    steps = [int(m) for m in re.findall(r"learner resumed at step (\d+)", text)]
+    assert steps and steps[-1] > 0, text[-2000:]
