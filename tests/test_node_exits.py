@@ -62,8 +62,13 @@ def test_an_exit_code_is_read_as_such():
     child = _child("import sys, time; time.sleep(0.5); sys.exit(3)")
     recorder = ExitRecorder({"learner/0": psutil.Process(child.pid)})
     try:
-        assert child.wait(10) == 3
+        # Wait for the recorder before reaping: a reaped child's status is gone (on a busy
+        # machine its thread can see the exit after the test's wait() did).
+        deadline = time.time() + 10
+        while not recorder.exits() and time.time() < deadline:
+            time.sleep(0.05)
         assert [(e.node, e.cause) for e in recorder.exits()] == [("learner/0", "exit code 3")]
+        assert child.wait(10) == 3  # WNOWAIT left the status for the parent
     finally:
         recorder.close()
 
