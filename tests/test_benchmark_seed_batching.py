@@ -7,14 +7,10 @@ Slow (about 2 minutes of compiling): run it with `make test-slow`.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests_support import run_benchmark
+
 TINY = [
     "--seeds=2",
     "--rounds=1",
@@ -30,17 +26,7 @@ TINY = [
 
 @pytest.mark.slow
 def test_seed_batching_runs_and_vectorised_seeds_match_separate_ones(tmp_path):
-    out = tmp_path / "report.json"
-    proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "seed_batching.py"), *TINY]
-        + ["--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(out.read_text())
+    _, report = run_benchmark("seed_batching.py", TINY, tmp_path)
     for variant in ("one_seed", "seeds_in_turn", "seeds_stacked", "shared_weight_bound"):
         assert report["products"][f"{variant}_ms_per_seed"] > 0
     updates = report["updates"]

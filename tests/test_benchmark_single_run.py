@@ -6,39 +6,25 @@ Slow (two tiny runs, about 2 minutes): run it with `make test-slow`.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests_support import run_benchmark
 
 
 @pytest.mark.slow
 def test_single_run_benchmark_runs_each_variant_with_its_overrides(tmp_path):
-    out = tmp_path / "report.json"
-    proc = subprocess.run(
+    _, report = run_benchmark(
+        "single_run.py",
         [
-            sys.executable,
-            os.path.join(ROOT, "benchmarks", "single_run.py"),
             "--config=experiments/configs/seqnav_pointmass.py:tiny",
             "--variant=base=",
             "--variant=one_thread=resources.learner_threads=1,logging.learner_every_steps=7",
             "--system-steps=1500",
             "--system-log-every=10",
             "--rounds=1",
-            "--out",
-            str(out),
         ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=tmp_path,
+        tmp_path,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(out.read_text())
     assert set(report["variants"]) == {"base", "one_thread"}
     for runs in report["variants"].values():
         (run,) = runs

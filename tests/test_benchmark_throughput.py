@@ -7,14 +7,9 @@ Slow (about 3 minutes: it compiles our and Acme's learners for two tasks): run i
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests_support import run_benchmark
 
 TINY = [
     "--rounds=1",
@@ -36,23 +31,9 @@ TINY = [
 ]
 
 
-def _run(script: str, args: list[str], tmp_path) -> tuple[subprocess.CompletedProcess, dict]:
-    """Runs benchmarks/`script` with `args` and --out in `tmp_path`; (process, report)."""
-    out = tmp_path / "report.json"
-    proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", script), *args, "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc, json.loads(out.read_text())
-
-
 @pytest.mark.slow
 def test_throughput_runs_and_writes_json(tmp_path):
-    proc, report = _run("throughput.py", TINY, tmp_path)
+    proc, report = run_benchmark("throughput.py", TINY, tmp_path)
     assert set(report["tasks"]) == {"walker_walk", "seqnav_pointmass"}
     for result in report["tasks"].values():
         for key in (
@@ -80,7 +61,7 @@ def test_learner_settings_runs_every_arm_in_its_own_process(tmp_path):
     """benchmarks/learner_settings.py at a tiny size: every arm (our two kernels, oneDNN
     off and on, Acme's learner) measured in a child process with its own environment."""
     tiny = ["--tiny", "--tasks=walker_walk", "--rounds=1", "--updates=1", "--warmup=1"]
-    proc, report = _run("learner_settings.py", [*tiny, "--fill-steps=60"], tmp_path)
+    proc, report = run_benchmark("learner_settings.py", [*tiny, "--fill-steps=60"], tmp_path)
     result = report["tasks"]["walker_walk"]
     assert set(result["arms"]) == {
         "ours_xla_onednn_off",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,23 @@ import psutil
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BPRL = os.path.join(os.path.dirname(sys.executable), "bprl")
 CONFIG = os.path.join(REPO, "experiments", "configs", "walker_walk.py")
+
+
+def run_benchmark(
+    script: str, args: list[str], tmp_path, timeout: float = 900
+) -> tuple[subprocess.CompletedProcess, dict]:
+    """Runs benchmarks/`script` with `args` and `--out` in `tmp_path` (also its working
+    directory), asserts it exited 0; returns (the process, its JSON report)."""
+    out = tmp_path / "report.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "benchmarks", script), *args, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, json.loads(out.read_text())
 
 
 def run_processes(workdir: str) -> list[psutil.Process]:
