@@ -6,8 +6,8 @@ Layout under the sweep directory DIR:
 A run that exited 0 gets a `DONE` marker (written by the sweep, not the run). Rerunning
 the same sweep command runs only the seeds without it: a seed whose run left a checkpoint
 resumes from it in its directory (as `bprl run` resumes any run), and a directory with no
-checkpoint to resume (a run stopped before its first one) is moved to DIR/.attempts/, not
-deleted, so the new run's event files start clean. Nothing a run wrote is removed.
+checkpoint to resume (a run stopped before its first one) is moved into `.attempts/` beside
+it, not deleted, so the new run's event files start clean. Nothing a run wrote is removed.
 Each run is a subprocess in its own process group (Launchpad reads its logging folder
 at import, so one process launches one run); SIGINT/SIGTERM to the sweep terminates
 the groups of the runs in flight, so no node process outlives the sweep; a SIGKILLed
@@ -212,27 +212,20 @@ def prepare_run_dir(run: SeedRun, say=print) -> bool:
     """Readies a seed's directory before its run starts; True when the run resumes there.
 
     A directory an earlier attempt left (interrupted, or failed) resumes when it holds a
-    checkpoint record; otherwise it is moved under DIR/.attempts/ (kept, not deleted) and
-    the seed starts over in a fresh directory.
+    checkpoint record; otherwise it is moved into `.attempts/` beside it (kept, not
+    deleted) and the seed starts over in a fresh directory.
     """
     if not os.path.isdir(run.run_dir):
         os.makedirs(run.run_dir)
         return False
-    if any(
-        os.path.exists(path)
-        for path in (
-            checkpoint_record.counts_path(run.run_dir),
-            checkpoint_record.previous_counts_path(run.run_dir),
-        )
-    ):
+    if any(os.path.exists(path) for path in checkpoint_record.record_paths(run.run_dir)):
         counts = checkpoint_record.load_counts(run.run_dir)
         steps = counts.get("actor_steps", 0)
         say(f"sweep: resuming {run.label} from its checkpoint ({steps:,} actor steps)")
         return True
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    workdir = os.path.normpath(os.path.join(run.run_dir, *[os.pardir] * len(run.label.split("/"))))
-    name = run.label.replace("/", "__")
-    aside = os.path.join(workdir, ATTEMPTS_DIR, f"{name}-{stamp}")
+    parent, name = os.path.split(run.run_dir)
+    aside = os.path.join(parent, ATTEMPTS_DIR, f"{name}-{stamp}")
     os.makedirs(os.path.dirname(aside), exist_ok=True)
     shutil.move(run.run_dir, aside)
     os.makedirs(run.run_dir)

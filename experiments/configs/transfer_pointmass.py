@@ -32,8 +32,6 @@ from bprl.experiments.configs import multitask_pointmass, seqnav_pointmass
 from bprl.experiments.configs.base import apply_pointmass_room_local, apply_tiny, unknown_variant
 
 VARIANTS = ("", "source", "source_seqnav", "tiny", "tiny_source")
-SEQNAV_THRESHOLD = seqnav_pointmass.THRESHOLD
-SEQNAV_THRESHOLD_REASON = seqnav_pointmass.THRESHOLD_REASON
 
 
 def _shared(config: ml_collections.ConfigDict) -> None:
@@ -73,6 +71,6 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     if not source:
         # Targets per episode (evaluation: mean of 3). Runs before 2026-12-07 used 1.0,
         # which a frozen source prior alone exceeds (3.3) and which is ~6% of the asymptote.
-        config.report.threshold = SEQNAV_THRESHOLD
-        config.report.threshold_reason = SEQNAV_THRESHOLD_REASON
+        config.report.threshold = seqnav_pointmass.THRESHOLD
+        config.report.threshold_reason = seqnav_pointmass.THRESHOLD_REASON
     return config

@@ -39,6 +39,11 @@ def previous_counts_path(workdir: str) -> str:
     return storage.join(checkpoint_dir(workdir), "counts.previous.json")
 
 
+def record_paths(workdir: str) -> tuple[str, str]:
+    """The newest checkpoint record, then the one before it: where a resume looks."""
+    return counts_path(workdir), previous_counts_path(workdir)
+
+
 def load_record(path: str) -> dict | None:
     """A checkpoint record, or None when the file is missing or unreadable."""
     try:
@@ -50,7 +55,7 @@ def load_record(path: str) -> dict | None:
 
 def load_counts(workdir: str) -> dict:
     """The counts of the last complete checkpoint, or {} for a fresh run."""
-    for path in (counts_path(workdir), previous_counts_path(workdir)):
+    for path in record_paths(workdir):
         record = load_record(path)
         if record is not None:
             return dict(record.get("counts", {}))

@@ -20,8 +20,8 @@ from bprl.launch.rundir.checkpoint_record import (
     counts_path,
     latest_replay_checkpoint,
     load_record,
-    previous_counts_path,
     record_lock,
+    record_paths,
     write_record,
 )
 from bprl.launch.rundir.replay_mirror import wait_for_mirror
@@ -94,7 +94,7 @@ class RunCheckpointer:
         The launcher has already chosen it (`prepare_resume`); the previous record is
         still tried here if the newest fails, so a damaged file never stops the learner.
         """
-        for path in (counts_path(self._workdir), previous_counts_path(self._workdir)):
+        for path in record_paths(self._workdir):
             record = load_record(path)
             if record is None:
                 continue

@@ -19,10 +19,9 @@ from absl import logging
 from bprl.launch.rundir import storage
 from bprl.launch.rundir.checkpoint_record import (
     checkpoint_dir,
-    counts_path,
     latest_complete,
     load_record,
-    previous_counts_path,
+    record_paths,
 )
 
 
@@ -75,7 +74,7 @@ class ReplayMirror:
         shutil.rmtree(self.staging, ignore_errors=True)
         os.makedirs(self.staging, exist_ok=True)
         chosen = None
-        for path in (counts_path(self.workdir), previous_counts_path(self.workdir)):
+        for path in record_paths(self.workdir):
             record = load_record(path)
             named = record and record.get("replay")
             if named and storage.exists(storage.join(named, "DONE")):

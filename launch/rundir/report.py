@@ -155,14 +155,9 @@ def ci95(values: list[float]) -> float:
     return float(stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / math.sqrt(n))
 
 
-def configured_threshold(variants: dict[str, list[str]]) -> float | None:
-    """`report.threshold` from the runs' config.json (the first run that sets one)."""
-    declared = _declared_threshold(variants)
-    return None if declared is None else declared[0]
-
-
-def _declared_threshold(variants: dict[str, list[str]]) -> tuple[float, str] | None:
-    """(`report.threshold`, `report.threshold_reason`) of the first run that sets one."""
+def configured_threshold(variants: dict[str, list[str]]) -> tuple[float, str] | None:
+    """(`report.threshold`, `report.threshold_reason`) from the runs' config.json: the
+    first run that sets one."""
     import json
 
     for dirs in variants.values():
@@ -181,7 +176,7 @@ def threshold_note(root: str, threshold: float | None) -> str:
     """Where the report's threshold comes from, and the reason its config declares."""
     if threshold is None:
         return ""
-    declared = _declared_threshold(find_variants(root))
+    declared = configured_threshold(find_variants(root))
     if declared is None or declared[0] != threshold:
         return f"Threshold {threshold:g}: given on the command line (--threshold).\n\n"
     reason = declared[1] or "no reason declared (report.threshold_reason)"
@@ -207,7 +202,7 @@ def summarize(
     if not variants:
         raise FileNotFoundError(f"no runs (seed_<k> directories or config.json) under {root}")
     if threshold is None:
-        threshold = configured_threshold(variants)
+        threshold = (configured_threshold(variants) or (None,))[0]
     baseline = pick_baseline(list(variants), baseline)
     rows, curves = [], {}
     for metric in (*EVALUATOR_METRICS, *ACTOR_METRICS):

@@ -21,7 +21,7 @@ from bprl.launch.rundir.checkpoint_record import (
     latest_replay_checkpoint,
     load_counts,
     load_record,
-    previous_counts_path,
+    record_paths,
     write_record,
 )
 
@@ -70,7 +70,7 @@ def prepare_resume(workdir: str) -> dict | None:
     takes its place, so the counter, the learner and the replay all start from it.
     Raises CheckpointError, saying what to delete, when records exist but none is usable.
     """
-    paths = [counts_path(workdir), previous_counts_path(workdir)]
+    paths = list(record_paths(workdir))
     problems = []
     for path in paths:
         if not storage.exists(path):
