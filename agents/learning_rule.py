@@ -13,8 +13,8 @@ KL-regularised RL with a learned behavior prior (DESIGN.md, "The learning rule")
   prior   pi0_phi:  minimise KL(sg(pi) || pi0) on the same rows, with pi0 seeing only its
                    information set x^D (so it learns the behaviour it can explain from x^D).
 Read in this order: the batch and result types, `compute_losses` (the whole rule),
-`retrace_targets`, then what the policy and prior contribute for flat priors (`flat_terms`)
-and hierarchical ones (`hierarchical_terms`), then the Gaussian helpers. The optimisers,
+`retrace_targets`, then what the policy and prior contribute for flat priors (`flat_terms`;
+latent policies' terms are in agents/latent_terms.py), then the Gaussian helpers. The optimisers,
 target copies and non-finite checks are in agents/learner.py; which terms a prior kind
 uses is in agents/prior_kinds.py.
 
@@ -101,9 +101,10 @@ def compute_losses(
     online critic on the taken actions of steps 0..T-1 (the critic loss) and on S
     reparameterised policy samples of every step (SVG(0)), one sample set at a time
     (`Critic.sampled`). What the policy and prior contribute comes from the prior's kind
-    (`agents.prior_kinds`: `flat_terms` or `hierarchical_terms` below). `noise` = (eps
-    for the target-policy samples, eps for the policy samples), each [S, (T+1) * B, A]
-    standard normal; drawn when None (tests fix it; Gaussian policies only).
+    (`agents.prior_kinds`: `flat_terms` below, or agents/latent_terms.py for latent
+    policies). `noise` = (eps for the target-policy samples, eps for the policy samples),
+    each [S, (T+1) * B, A] standard normal; drawn when None (tests fix it; Gaussian
+    policies only).
     """
     time_steps, batch_size = batch.reward.shape[0], batch.reward.shape[1]  # T+1, B
     rows = time_steps * batch_size  # (T+1) * B, row t * B + b
@@ -285,87 +286,6 @@ def flat_terms(
             tf.stop_gradient(pi_mean), tf.stop_gradient(pi_scale), pi0_mean, pi0_scale
         ),
     )
-
-
-def hierarchical_terms(
-    networks: Networks,
-    target_networks: Networks,
-    batch: SequenceBatch,
-    obs: dict,
-    num_samples: int,
-) -> PolicyTerms:
-    """Hierarchical policy and prior; importance weights use the stored (z, a)."""
-    policy, prior = networks.policy, networks.prior
-    target_policy, target_prior = target_networks.policy, target_networks.prior
-    action = merge_time_batch(batch.action)  # [rows, A]
-    latent = merge_time_batch(batch.latent)  # [rows, Z]: the behaviour's z
-    rows, action_size = action.shape[0], action.shape[-1]
-    latent_size = policy.latent_size
-    tiled = tile_obs(obs, num_samples)  # [S * rows, .]
-
-    def sample_actions(head, eps_z, eps_a):  # eps_z [S, rows, Z], eps_a [S, rows, A]
-        z_mean, z_scale = head.high_moments(obs)  # [rows, Z] each
-        z = z_mean + z_scale * eps_z  # [S, rows, Z]
-        a_mean, a_scale = head.low_moments(tiled, tf.reshape(z, [-1, latent_size]))  # [S*rows, A]
-        return z, a_mean + a_scale * tf.reshape(eps_a, [-1, action_size])  # [S*rows, A]
-
-    def noise():
-        return (
-            tf.random.normal([num_samples, rows, latent_size]),
-            tf.random.normal([num_samples, rows, action_size]),
-        )
-
-    _, target_samples = sample_actions(target_policy, *noise())  # [S * rows, A]
-    z_mean, z_scale = target_policy.high_moments(obs)  # [rows, Z] each
-    a_mean, a_scale = target_policy.low_moments(obs, latent)  # [rows, A] each
-    target_log_prob = gaussian_log_prob(  # [rows] log pi'(z, a | x) of the stored (z, a)
-        z_mean, z_scale, latent
-    ) + gaussian_log_prob(a_mean, a_scale, action)
-
-    policy_latents, policy_samples = sample_actions(policy, *noise())  # [S, rows, Z], [S*rows, A]
-    kl = hierarchical_kl_bound(policy, target_prior, obs, policy_latents)  # [rows]
-
-    # Prior loss: the same bound with the policy held fixed (gradients reach phi only).
-    high_mean, high_scale = policy.high_moments(obs)  # [rows, Z] each
-    prior_high_mean, prior_high_scale = prior.high_moments(obs)  # [rows, Z] each
-    prior_loss = gaussian_kl(  # [rows]
-        tf.stop_gradient(high_mean), tf.stop_gradient(high_scale), prior_high_mean, prior_high_scale
-    )
-    if not prior.shares_low:
-        z = tf.reshape(tf.stop_gradient(policy_latents), [-1, latent_size])  # [S * rows, Z]
-        low_mean, low_scale = policy.low_moments(tiled, z)  # [S * rows, A] each
-        low_mean0, low_scale0 = prior.low_moments(tiled, z)  # [S * rows, A] each
-        low_kl = gaussian_kl(  # [S * rows]
-            tf.stop_gradient(low_mean), tf.stop_gradient(low_scale), low_mean0, low_scale0
-        )
-        prior_loss += tf.reduce_mean(tf.reshape(low_kl, [num_samples, rows]), axis=0)
-    return PolicyTerms(
-        target_samples=target_samples,
-        target_log_prob=target_log_prob,
-        policy_samples=policy_samples,
-        kl_to_target_prior=kl,
-        prior_loss=prior_loss,
-    )
-
-
-def hierarchical_kl_bound(policy, prior, obs: dict, latent_samples: tf.Tensor) -> tf.Tensor:
-    """[rows] KL(pi^H || pi0^H) + mean over the S latent samples of KL(pi^L || pi0^L).
-
-    `latent_samples` is [S, rows, Z]; the low-level term is skipped (it is exactly zero)
-    when the prior borrows the policy's low level.
-    """
-    mean, scale = policy.high_moments(obs)  # [rows, Z] each
-    mean0, scale0 = prior.high_moments(obs)  # [rows, Z] each
-    bound = gaussian_kl(mean, scale, mean0, scale0)  # [rows]
-    if prior.shares_low:
-        return bound
-    num_samples = latent_samples.shape[0]  # S
-    tiled = tile_obs(obs, num_samples)  # [S * rows, .]
-    z = tf.reshape(latent_samples, [-1, latent_samples.shape[-1]])  # [S * rows, Z]
-    low_mean, low_scale = policy.low_moments(tiled, z)  # [S * rows, A] each
-    low_mean0, low_scale0 = prior.low_moments(tiled, z)  # [S * rows, A] each
-    low_kl = gaussian_kl(low_mean, low_scale, low_mean0, low_scale0)  # [S * rows]
-    return bound + tf.reduce_mean(tf.reshape(low_kl, [num_samples, -1]), axis=0)
 
 
 def gaussian_kl(mean_p, scale_p, mean_q, scale_q) -> tf.Tensor:

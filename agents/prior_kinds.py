@@ -24,7 +24,7 @@ import sonnet as snt
 import tensorflow as tf
 from acme import specs
 
-from bprl.agents import learning_rule
+from bprl.agents import latent_terms, learning_rule
 from bprl.networks import information
 from bprl.networks.critic import Critic
 from bprl.networks.factory import Networks
@@ -109,6 +109,24 @@ def _gaussian_head(keys, action_size: int, hidden, sizes: HeadSizes, name: str) 
         sizes.min_scale,
         sizes.init_scale,
         name,
+        sizes.max_scale,
+        sizes.mean_bound,
+    )
+
+
+def _latent_pair(all_keys, prior_keys, action_size: int, sizes: HeadSizes, share_low: bool):
+    """(latent policy, hierarchical prior) with the run's sizes (networks/hierarchical.py)."""
+    return make_hierarchical_pair(
+        all_keys,
+        prior_keys,
+        action_size,
+        sizes.latent_size,
+        sizes.policy_hidden,
+        sizes.prior_hidden,
+        sizes.low_hidden,
+        share_low,
+        sizes.min_scale,
+        sizes.init_scale,
         sizes.max_scale,
         sizes.mean_bound,
     )
@@ -216,20 +234,7 @@ class HierarchicalPrior(PriorKind):
     )
 
     def make_heads(self, all_keys, prior_keys, action_size, sizes):
-        return make_hierarchical_pair(
-            all_keys,
-            prior_keys,
-            action_size,
-            sizes.latent_size,
-            sizes.policy_hidden,
-            sizes.prior_hidden,
-            sizes.low_hidden,
-            sizes.share_low_level,
-            sizes.min_scale,
-            sizes.init_scale,
-            sizes.max_scale,
-            sizes.mean_bound,
-        )
+        return _latent_pair(all_keys, prior_keys, action_size, sizes, sizes.share_low_level)
 
     def replay_extras(self, sizes):
         return {"latent": specs.Array((sizes.latent_size,), np.float32, name="latent")}
@@ -237,7 +242,7 @@ class HierarchicalPrior(PriorKind):
     def terms(self, networks, target_networks, batch, obs, num_samples, noise):
         if noise is not None:  # latent and action noise are drawn inside
             raise ValueError("fixed noise is supported for flat (Gaussian) policies only")
-        return learning_rule.hierarchical_terms(networks, target_networks, batch, obs, num_samples)
+        return latent_terms.hierarchical_terms(networks, target_networks, batch, obs, num_samples)
 
     def transfer_modules(self, networks):
         modules = {"prior": networks.prior}
@@ -249,8 +254,36 @@ class HierarchicalPrior(PriorKind):
         return tuple(networks.prior.low.variables) if networks.prior.shares_low else ()
 
 
+class MlpPriorLatentPolicy(HierarchicalPrior):
+    """The hierarchical kind's policy (pi^H(z|x), pi^L(a|z, x^D)) with the MLP kind's flat
+    Gaussian prior pi0(a|x^D): the control for "is a hierarchical prior better?" that keeps
+    the policy's architecture the same (agents/latent_terms.py has the KL bound)."""
+
+    name = "mlp_latent_policy"
+    closed_form_likelihood = True  # the prior is a Gaussian
+    prior_size_fields = PriorKind.prior_size_fields
+
+    def make_heads(self, all_keys, prior_keys, action_size, sizes):
+        policy, _ = _latent_pair(all_keys, prior_keys, action_size, sizes, share_low=True)
+        return policy, _gaussian_head(prior_keys, action_size, sizes.prior_hidden, sizes, "prior")
+
+    def terms(self, networks, target_networks, batch, obs, num_samples, noise):
+        if noise is not None:
+            raise ValueError("fixed noise is supported for flat (Gaussian) policies only")
+        return latent_terms.latent_policy_flat_prior_terms(
+            networks, target_networks, batch, obs, num_samples
+        )
+
+    def transfer_modules(self, networks):
+        return {"prior": networks.prior}
+
+    def frozen_policy_variables(self, networks):
+        return ()
+
+
 KINDS: dict[str, PriorKind] = {
-    kind.name: kind for kind in (MlpPrior(), LstmPrior(), HierarchicalPrior())
+    kind.name: kind
+    for kind in (MlpPrior(), LstmPrior(), HierarchicalPrior(), MlpPriorLatentPolicy())
 }
 PRIOR_KINDS = tuple(KINDS)
 

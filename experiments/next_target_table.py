@@ -10,6 +10,16 @@ is uniform over the other targets.
 
     python experiments/next_target_table.py --rollouts lstm=RUN_A/rollouts/prior.npz \\
         --rollouts mlp=RUN_B/rollouts/prior.npz --out_table table.md --out_figure table.png
+
+Across seeds (issue 28): `--arm NAME=SWEEP_DIR` (repeatable) records `--prior_episodes` prior-only
+episodes of every seed's last checkpoint and reports P(favoured successor) per seed, the
+arm's mean with a 95% bootstrap interval over seeds, and its difference from the first
+arm (experiments/across_seeds.py). A seed with fewer than `--min_triples` visit triples
+(a policy that never learned to visit targets leaves its prior nothing to show) has no
+value, and the table says how many seeds had one.
+
+    python experiments/next_target_table.py --arm mlp=SWEEPS/seqnav_mlp \\
+        --arm lstm=SWEEPS/seqnav_lstm --arm none=SWEEPS/seqnav_noprior --out_table arms.md
 """
 
 from __future__ import annotations
@@ -18,12 +28,14 @@ import numpy as np
 from absl import app, flags
 
 from bprl.environments import markov
+from bprl.experiments import across_seeds
 from bprl.experiments.trajectories import visits
+from bprl.launch.reuse.rollout import load_run, record_rollouts
 
 _ROLLOUTS = flags.DEFINE_multi_string("rollouts", [], "NAME=FILE.npz from `bprl rollout`.")
-_OUT_TABLE = flags.DEFINE_string("out_table", "", "Markdown table to write.")
-_OUT_FIGURE = flags.DEFINE_string("out_figure", "", "PNG figure to write.")
 _P = flags.DEFINE_float("p", 0.9, "the task's p (probability of the favoured successor).")
+_EPISODES = flags.DEFINE_integer("prior_episodes", 20, "--arm: prior-only episodes per seed.")
+_MIN_TRIPLES = flags.DEFINE_integer("min_triples", 20, "--arm: triples a seed's value needs.")
 
 POSITION_KEYS = {"seqnav_pointmass": "point_mass/position", "seqnav_ant": "walker_position"}
 REACH_RADIUS = {"seqnav_pointmass": 0.1, "seqnav_ant": 0.5}
@@ -151,8 +163,74 @@ def draw(results: dict, path: str) -> None:
     plt.close(fig)
 
 
+def seed_statistic(run_dir: str, episodes: int, min_triples: int) -> dict:
+    """The prior's P(favoured successor) in `episodes` prior-only episodes of one run."""
+    config, networks, record = load_run(run_dir)
+    data = record_rollouts(config, networks, True, episodes, seed=12345)
+    data["task"] = np.asarray(config.task)
+    sequences = episode_visits(data)
+    k = data["observation/target_positions"].shape[-1] // 2
+    favoured, triples = favoured_probability(triple_counts(sequences, k))
+    return {
+        "run": run_dir,
+        "favoured": favoured if triples >= min_triples else float("nan"),
+        "triples": triples,
+        "visits_per_episode": float(np.mean([len(seq) for seq in sequences])),
+        "learner_steps": int(record.get("counts", {}).get("learner_steps", -1)),
+        "prior_kind": str(config.prior.kind),
+        "num_targets": k,
+    }
+
+
+def arms_table(arms: dict[str, list[dict]], p: float, num_targets: int) -> str:
+    """One row per arm: per-seed values, the mean with its interval, minus the first arm."""
+    first = next(iter(arms))
+    lines = [
+        f"P(next = the favoured successor) of the prior alone; the Markov table's: {p:.2f}, "
+        f"a memoryless prior's best: {1 / (num_targets - 1):.2f}. Mean over seeds with a 95% "
+        "bootstrap interval over seeds; '-': fewer visit triples than the minimum.",
+        "",
+        "| arm | prior kind | seeds with a value | visits / episode (per seed) "
+        f"| triples (per seed) | P(favoured) per seed | mean [95% CI] | minus {first} [95% CI] |",
+        "|---|---|---:|---|---|---|---|---|",
+    ]
+    for name, seeds in arms.items():
+        values = [s["favoured"] for s in seeds]
+        cells = ", ".join("-" if not np.isfinite(v) else f"{v:.2f}" for v in values)
+        visits = ", ".join(f"{s['visits_per_episode']:.1f}" for s in seeds)
+        triples = ", ".join(str(s["triples"]) for s in seeds)
+        diff = (
+            "-"
+            if name == first
+            else across_seeds.fmt(
+                across_seeds.difference_interval(values, [s["favoured"] for s in arms[first]])
+            )
+        )
+        lines.append(
+            f"| {name} | {seeds[0]['prior_kind']} | {int(np.sum(np.isfinite(values)))} of "
+            f"{len(values)} | {visits} | {triples} | {cells} "
+            f"| {across_seeds.fmt(across_seeds.mean_interval(values))} | {diff} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main_arms(specs: list[str]) -> str:
+    arms = {}
+    for name, runs in across_seeds.parse_arms(specs).items():
+        arms[name] = [seed_statistic(r, _EPISODES.value, _MIN_TRIPLES.value) for r in runs]
+    num_targets = next(iter(arms.values()))[0]["num_targets"]
+    return arms_table(arms, _P.value, num_targets)
+
+
 def main(argv: list[str]) -> None:
     del argv
+    if across_seeds.ARMS.value:
+        table = main_arms(across_seeds.ARMS.value)
+        print(table)
+        if across_seeds.OUT_TABLE.value:
+            with open(across_seeds.OUT_TABLE.value, "w") as f:
+                f.write(table)
+        return
     named = {}
     for item in _ROLLOUTS.value:
         name, _, path = item.partition("=")
@@ -164,12 +242,12 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("give at least one --rollouts NAME=FILE.npz")
     table, results = summarise(named, _P.value)
     print(table)
-    if _OUT_TABLE.value:
-        with open(_OUT_TABLE.value, "w") as f:
+    if across_seeds.OUT_TABLE.value:
+        with open(across_seeds.OUT_TABLE.value, "w") as f:
             f.write(table)
-    if _OUT_FIGURE.value:
-        draw(results, _OUT_FIGURE.value)
-        print(f"figure: {_OUT_FIGURE.value}")
+    if across_seeds.OUT_FIGURE.value:
+        draw(results, across_seeds.OUT_FIGURE.value)
+        print(f"figure: {across_seeds.OUT_FIGURE.value}")
 
 
 if __name__ == "__main__":

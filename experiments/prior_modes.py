@@ -13,6 +13,16 @@ centre; only the goal `task_id`, which the prior never sees, changes), this scri
     python experiments/prior_modes.py --run flat=RUN_A --run hierarchical=RUN_B \\
         --out_table docs/figures/prior_modes_pointmass.md \\
         --out_figure docs/figures/prior_modes_pointmass.png
+
+Across seeds (issue 28): `--arm NAME=SWEEP_DIR` (repeatable) analyses every seed of a
+sweep and reports per seed the prior's modes, its effective number of targets (exp of the
+entropy of the first-target shares among the episodes that reach one: 1 for a prior that
+always heads for the same target, 4 for one spread evenly over the 4) and the share of
+its episodes that reach a target, with each arm's mean, a 95% bootstrap interval over
+seeds and the difference from the first arm (experiments/across_seeds.py).
+
+    python experiments/prior_modes.py --arm hierarchical=SWEEPS/mt_hier \\
+        --arm flat=SWEEPS/mt_flat_latent --out_table modes.md
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import numpy as np
 from absl import app, flags
 
 from bprl.agents.actor import GaussianActor
+from bprl.experiments import across_seeds
 from bprl.experiments.trajectories import visits
 from bprl.launch.program import builders
 from bprl.launch.reuse.rollout import load_run, record_rollouts
@@ -28,8 +39,6 @@ from bprl.launch.reuse.rollout import load_run, record_rollouts
 _RUNS = flags.DEFINE_multi_string("run", [], "NAME=RUN_DIR of a multitask_pointmass run.")
 _SAMPLES = flags.DEFINE_integer("samples", 2000, "action samples at the start state per head.")
 _EPISODES = flags.DEFINE_integer("episodes", 100, "prior-only (and policy) episodes per run.")
-_OUT_TABLE = flags.DEFINE_string("out_table", "", "Markdown table to write.")
-_OUT_FIGURE = flags.DEFINE_string("out_figure", "", "PNG figure to write.")
 
 POSITION_KEY = "observation/point_mass/position"
 REACH_RADIUS = 0.1
@@ -97,6 +106,63 @@ def first_target_shares(firsts: np.ndarray, num_targets: int) -> np.ndarray:
     return counts / max(len(firsts), 1)
 
 
+def modality(firsts: np.ndarray, num_targets: int) -> dict[str, float]:
+    """A head's modes (targets reached first in >= 10% of its episodes), effective number
+    of targets (exp of the entropy of the shares among episodes reaching one; nan when
+    none does) and the share of episodes that reach a target."""
+    shares = first_target_shares(firsts, num_targets)
+    reached = shares[:num_targets]
+    total = reached.sum()
+    if total > 0:
+        q = reached[reached > 0] / total
+        effective = float(np.exp(-np.sum(q * np.log(q))))
+    else:
+        effective = float("nan")
+    return {
+        "modes": float(np.sum(reached >= MODE_SHARE)),
+        "effective_targets": effective,
+        "reach": float(total),
+    }
+
+
+ARM_STATISTICS = (
+    ("modes", "modes (targets >= 10%)"),
+    ("effective_targets", "effective number of targets"),
+    ("reach", "share of episodes reaching a target"),
+)
+
+
+def arms_table(arms: dict[str, list[dict]]) -> str:
+    """Per arm and statistic of the prior alone: per-seed values, mean [95% CI], minus the
+    first arm [95% CI]; then the policies' mean returns."""
+    first = next(iter(arms))
+    lines = [
+        "| arm | prior kind | statistic (prior alone) | per seed | mean [95% CI] "
+        f"| minus {first} [95% CI] |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, label in ARM_STATISTICS + (("policy_return", "policy's mean return"),):
+        for name, seeds in arms.items():
+            values = [s[key] for s in seeds]
+            other = [s[key] for s in arms[first]]
+            diff = across_seeds.difference_interval(values, other)
+            lines.append(
+                f"| {name} | {seeds[0]['kind']} | {label} | "
+                + ", ".join("-" if not np.isfinite(v) else f"{v:.2f}" for v in values)
+                + f" | {across_seeds.fmt(across_seeds.mean_interval(values))} | "
+                + ("-" if name == first else across_seeds.fmt(diff))
+                + " |"
+            )
+    return "\n".join(lines)
+
+
+def seed_modality(workdir: str, samples: int, episodes: int) -> dict:
+    """One seed's statistics (experiments/across_seeds.py summarises them)."""
+    result = analyse("seed", workdir, samples, episodes)
+    stats = modality(result["prior"]["firsts"], len(result["targets"]))
+    return {**stats, "kind": result["kind"], "policy_return": result["policy"]["return"]}
+
+
 def table(results: list[dict]) -> str:
     num_targets = len(results[0]["targets"])
     header = " | ".join(f"target {k}" for k in range(num_targets))
@@ -152,19 +218,30 @@ def figure(results: list[dict], path: str) -> None:
 
 def main(argv: list[str]) -> None:
     del argv
+    if across_seeds.ARMS.value:
+        arms = {
+            name: [seed_modality(r, _SAMPLES.value, _EPISODES.value) for r in runs]
+            for name, runs in across_seeds.parse_arms(across_seeds.ARMS.value).items()
+        }
+        text = arms_table(arms)
+        print(text)
+        if across_seeds.OUT_TABLE.value:
+            with open(across_seeds.OUT_TABLE.value, "w") as f:
+                f.write(text + "\n")
+        return
     if not _RUNS.value:
-        raise app.UsageError("give at least one --run NAME=RUN_DIR")
+        raise app.UsageError("give at least one --run NAME=RUN_DIR or --arm NAME=SWEEP_DIR")
     results = []
     for spec in _RUNS.value:
         name, _, workdir = spec.partition("=")
         results.append(analyse(name, workdir, _SAMPLES.value, _EPISODES.value))
     text = table(results)
     print(text)
-    if _OUT_TABLE.value:
-        with open(_OUT_TABLE.value, "w") as f:
+    if across_seeds.OUT_TABLE.value:
+        with open(across_seeds.OUT_TABLE.value, "w") as f:
             f.write(text + "\n")
-    if _OUT_FIGURE.value:
-        figure(results, _OUT_FIGURE.value)
+    if across_seeds.OUT_FIGURE.value:
+        figure(results, across_seeds.OUT_FIGURE.value)
 
 
 if __name__ == "__main__":

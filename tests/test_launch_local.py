@@ -270,6 +270,7 @@ def test_unwritable_workdir_fails_before_launch(tmp_path):
     [
         pytest.param("lstm", marks=pytest.mark.slow),
         pytest.param("hierarchical", marks=pytest.mark.slow),
+        pytest.param("mlp_latent_policy", marks=pytest.mark.slow),
     ],
 )
 def test_prior_architectures_train_and_roll_out(tmp_path, kind):

@@ -10,13 +10,9 @@ from acme import specs
 from bprl.agents.actor import GaussianActor
 from bprl.agents.config import LearnerHyperparams
 from bprl.agents.fast_adder import FastSequenceAdder
+from bprl.agents.latent_terms import flat_prior_kl_bound, hierarchical_kl_bound
 from bprl.agents.learner import Learner, batch_from_replay
-from bprl.agents.learning_rule import (
-    SequenceBatch,
-    compute_losses,
-    gaussian_log_prob,
-    hierarchical_kl_bound,
-)
+from bprl.agents.learning_rule import SequenceBatch, compute_losses, gaussian_log_prob
 from bprl.agents.prior_kinds import make_networks
 from bprl.environments import registry
 from bprl.launch.program import builders
@@ -25,7 +21,8 @@ from bprl.networks.hierarchical import make_hierarchical_pair
 from bprl.networks.recurrent import LSTMState, RecurrentGaussianHead
 
 T, B = 10, 6
-KINDS = ("mlp", "lstm", "hierarchical", "hierarchical_own_low")
+KINDS = ("mlp", "lstm", "hierarchical", "hierarchical_own_low", "mlp_latent_policy")
+LATENT_POLICY = ("hierarchical", "hierarchical_own_low", "mlp_latent_policy")
 
 
 def _networks(kind: str, spec, prior_keys, seed: int = 0):
@@ -63,12 +60,19 @@ def _batch_and_networks(kind: str, seed: int = 0):
         start_of_episode=tf.constant(rng.uniform(size=(T + 1, B)) < 0.1),
         behaviour_log_prob=normal(T + 1, B),
         prior_state=LSTMState(normal(B, 16), normal(B, 16)) if kind == "lstm" else None,
-        latent=normal(T + 1, B, 3) if kind.startswith("hierarchical") else None,
+        latent=normal(T + 1, B, 3) if kind in LATENT_POLICY else None,
     )
     return nets, targets, batch
 
 
 def _modules(nets, kind: str) -> dict:
+    if kind == "mlp_latent_policy":
+        return {
+            "policy_high": nets.policy.high,
+            "policy_low": nets.policy.low,
+            "prior": nets.prior,
+            "critic": nets.critic,
+        }
     if kind.startswith("hierarchical"):
         modules = {
             "policy_high": nets.policy.high,
@@ -109,7 +113,7 @@ def test_prior_loss_updates_only_prior_parameters(kind):
     assert all(norms[n] == 0.0 for n in set(norms) - prior_names), norms
 
 
-@pytest.mark.parametrize("kind", ["hierarchical", "hierarchical_own_low"])
+@pytest.mark.parametrize("kind", LATENT_POLICY)
 def test_hierarchical_policy_loss_reaches_both_levels(kind):
     norms = _gradient_norms(kind, "policy")
     assert norms["policy_high"] > 0.0 and norms["policy_low"] > 0.0, norms
@@ -216,6 +220,45 @@ def test_hierarchical_kl_bound_is_never_below_the_marginal_kl(share_low):
         )
         kls.append(marginal_kl)
     assert min(kls) > 0.05, kls  # random parameters give distributions that differ
+
+
+def test_flat_prior_kl_bound_is_never_below_the_marginal_kl():
+    """The MLP prior under a latent policy (`mlp_latent_policy`): E_z KL(pi^L(.|z) || pi0)
+    bounds KL(pi || pi0), with pi's marginal by Monte Carlo and pi0's in closed form."""
+    rng = np.random.default_rng(5)
+    observation = {"x": tf.constant(rng.normal(size=(4, 5)).astype(np.float32))}
+    policy, _ = make_hierarchical_pair(("x",), ("x",), 2, 2, (16,), (16,), (16,), True, 1e-3, 0.7)
+    prior = GaussianHead(("x",), 2, (16,), 1e-3, 0.7, "prior")
+    policy.create_variables(observation)
+    prior.moments(observation)
+    for module in (policy, prior):
+        _randomise(module, rng, scale=1.0)
+    policy.low._scale.b.assign(tf.fill(policy.low._scale.b.shape, -3.0))  # a multi-modal pi
+    latents = tf.constant(rng.standard_normal((2000, 4, 2)).astype(np.float32))
+    z_mean, z_scale = policy.high_moments(observation)
+    bound = flat_prior_kl_bound(policy, prior, observation, z_mean + z_scale * latents)
+    kls = []
+    for row in range(4):
+        obs_row = {"x": observation["x"][row : row + 1]}
+        zm, zs = (m.numpy()[0] for m in policy.high_moments(obs_row))
+        z = (zm + zs * rng.standard_normal((1500, zm.size))).astype(np.float32)
+        am, a_s = (
+            m.numpy() for m in policy.low_moments({"x": tf.repeat(obs_row["x"], 1500, 0)}, z)
+        )
+        actions = (am + a_s * rng.standard_normal(am.shape)).astype(np.float32)
+        mean0, scale0 = prior.moments(obs_row)
+        log_prior = gaussian_log_prob(mean0, scale0, tf.constant(actions)).numpy()
+        marginal_kl = np.mean(_log_marginal(policy, obs_row, actions, rng) - log_prior)
+        assert float(bound[row]) >= marginal_kl - 0.02 - 0.02 * abs(marginal_kl), (
+            row,
+            float(bound[row]),
+            marginal_kl,
+        )
+        kls.append(marginal_kl)
+    assert min(kls) > 0.05, kls
+    # The bound is not loose by construction: a prior equal to one component's Gaussian is
+    # still charged for the others, so a policy whose components differ pays more than 0.
+    assert float(tf.reduce_min(bound)) > 0.05
 
 
 # --- LSTM memory ---------------------------------------------------------------------------

@@ -27,7 +27,13 @@ from tests_support import BPRL, REPO, run_processes
 pytestmark = pytest.mark.xdist_group("test_transfer")
 
 CONFIG = os.path.join(REPO, "experiments", "configs", "transfer_pointmass.py")
-KINDS = [("mlp", True), ("lstm", True), ("hierarchical", True), ("hierarchical", False)]
+KINDS = [
+    ("mlp", True),
+    ("lstm", True),
+    ("hierarchical", True),
+    ("hierarchical", False),
+    ("mlp_latent_policy", True),
+]
 
 
 def _config(variant: str, kind: str = "mlp", share_low: bool = True, seed: int = 0):

@@ -19,6 +19,8 @@ Variants (after a colon): `bprl run --config=experiments/configs/multitask_point
                episodes, tanh actions, 3 actors, 400k actor steps. Run it once with the
                flat prior and once with `--config.prior.kind=hierarchical`, then compare
                the priors' action distributions at the start (experiments/prior_modes.py).
+               `--config.prior.kind=mlp_latent_policy` is the flat prior under the
+               hierarchical kind's policy (the same policy architecture in both arms).
   tiny         smoke tests: 2 actors, tiny networks, 100-step episodes, 1,500 actor steps.
 """
 

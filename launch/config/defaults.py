@@ -24,10 +24,12 @@ def base_config() -> ml_collections.ConfigDict:
 
     # The prior's architecture (docs/priors.md); the policy is Gaussian unless hierarchical.
     config.prior = ml_collections.ConfigDict()
-    config.prior.kind = "mlp"  # "mlp" | "lstm" (memory) | "hierarchical" (latent z)
+    # "mlp" | "lstm" (memory) | "hierarchical" (latent z) | "mlp_latent_policy" (the
+    # hierarchical kind's policy, a flat MLP prior)
+    config.prior.kind = "mlp"
     config.prior.lstm_size = 128  # lstm: units of the prior's LSTM core
-    config.prior.latent_size = 4  # hierarchical: dimension of z
-    config.prior.low_hidden = (128, 128)  # hierarchical: low-level MLP widths
+    config.prior.latent_size = 4  # hierarchical, mlp_latent_policy: dimension of z
+    config.prior.low_hidden = (128, 128)  # hierarchical, mlp_latent_policy: low-level widths
     config.prior.share_low_level = True  # hierarchical: prior uses the policy's low level
     # lstm: replay items carry this many rows before each sequence, over which the learner
     # recomputes the prior's state from the one the actor stored (R2D2's burn-in); 0 starts
