@@ -7,12 +7,12 @@ import argparse
 import time
 
 
-def matmul_rate(rows: int, inner: int, out: int, repeats: int) -> float:
-    """FLOP/s of tf.matmul [rows, inner] x [inner, out] (float32) on this machine."""
+def matmul_rate(rows: int, inner: int, out: int, repeats: int, dtype: str = "float32") -> float:
+    """FLOP/s of tf.matmul [rows, inner] x [inner, out] in `dtype` on this machine."""
     import tensorflow as tf
 
-    a = tf.random.normal([rows, inner])
-    b = tf.random.normal([inner, out])
+    a = tf.cast(tf.random.normal([rows, inner]), dtype)
+    b = tf.cast(tf.random.normal([inner, out]), dtype)
 
     @tf.function
     def product(a, b):

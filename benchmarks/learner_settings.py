@@ -60,9 +60,10 @@ def child(args: argparse.Namespace) -> dict:
     from benchmarks import flops, learner_bench
 
     rows = (args.sequence_length + 1) * args.batch_size
-    rate = flops.matmul_rate(  # first: nothing else of this process running yet
-        rows * (args.num_samples + 1), args.critic_hidden[0], args.critic_hidden[-1], 5
-    )
+    shape = (rows * (args.num_samples + 1), args.critic_hidden[0], args.critic_hidden[-1])
+    rate = flops.matmul_rate(*shape, 5)  # first: nothing else of this process running yet
+    # The bfloat16 kernels' own floor: the same product in bfloat16 (oneDNN's kernels).
+    bf16 = flops.matmul_rate(*shape, 5, "bfloat16") if args.kernels == "onednn_bfloat16" else 0.0
     data = learner_bench.setup(args.task, args)
     per_call = args.updates_per_call if args.side == "ours" else 1
     if args.side == "ours":
@@ -82,6 +83,7 @@ def child(args: argparse.Namespace) -> dict:
         "updates": updates,
         "seconds": seconds,
         "matmul_flops_per_s": rate,
+        "bfloat16_matmul_flops_per_s": bf16,
         "update_flops": update_flops,
     }
 
@@ -126,7 +128,15 @@ def summarise(runs: list[dict]) -> dict:
     rate = updates / seconds
     matmul = max(r["matmul_flops_per_s"] for r in runs)
     floor_s = runs[0]["update_flops"] / matmul
+    bf16 = max(r.get("bfloat16_matmul_flops_per_s", 0.0) for r in runs)
+    own = {}
+    if bf16 > 0:  # a bfloat16 update against the floor of its own products as well
+        own = {
+            "bfloat16_matmul_gflops": bf16 / 1e9,
+            "update_over_bfloat16_floor": (1.0 / rate) / (runs[0]["update_flops"] / bf16),
+        }
     return {
+        **own,
         "updates_per_s": rate,
         "rounds": [r["updates"] / r["seconds"] for r in runs],
         "matmul_gflops": matmul / 1e9,
@@ -228,6 +238,12 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{', '.join(f'{x:.2f}' for x in arm['rounds'])}); update "
                 f"{arm['update_over_floor']:.2f}x its floor ({arm['update_gflop']:.1f} GFLOP "
                 f"at {arm['matmul_gflops']:.0f} GFLOP/s)"
+                + (
+                    f"; {arm['update_over_bfloat16_floor']:.2f}x its bfloat16 floor "
+                    f"({arm['bfloat16_matmul_gflops']:.0f} GFLOP/s)"
+                    if "update_over_bfloat16_floor" in arm
+                    else ""
+                )
             )
         for name, acme in (
             ("ours_node_over_acme_installed", "Acme as installed (oneDNN off)"),

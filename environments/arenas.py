@@ -68,13 +68,26 @@ def ant_room() -> WalledArena:
     return WalledArena(half_size=ANT_ROOM_HALF_SIZE, wall_height=0.5, wall_thickness=0.1)
 
 
-def default_target_positions(num_targets: int, half_size: float) -> np.ndarray:
-    """K = 4: near the corners (+-0.6 * half_size); otherwise evenly on a circle."""
-    if num_targets == 4:
-        s = 0.6 * half_size
+TARGET_LAYOUTS = ("corners", "sides")
+
+
+def default_target_positions(
+    num_targets: int, half_size: float, layout: str = "corners"
+) -> np.ndarray:
+    """K = 4: near the corners (+-0.6 * half_size), or with `layout="sides"` at the middles
+    of the walls' sides (the corners' layout turned by 45 degrees and pulled in to the same
+    0.6 * half_size from the centre's axes: a layout no corner target is near); otherwise
+    evenly on a circle (turned by half a step for "sides")."""
+    if layout not in TARGET_LAYOUTS:
+        raise ValueError(f"unknown target layout {layout!r}; use one of {TARGET_LAYOUTS}")
+    s = 0.6 * half_size
+    if num_targets == 4 and layout == "corners":
         return np.array([[-s, s], [s, s], [s, -s], [-s, -s]], dtype=np.float64)
-    angles = 2 * np.pi * np.arange(num_targets) / num_targets
-    return 0.6 * half_size * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    if num_targets == 4:
+        return np.array([[0.0, s], [s, 0.0], [0.0, -s], [-s, 0.0]], dtype=np.float64)
+    offset = 0.0 if layout == "corners" else np.pi / num_targets
+    angles = 2 * np.pi * np.arange(num_targets) / num_targets + offset
+    return s * np.stack([np.cos(angles), np.sin(angles)], axis=1)
 
 
 def random_positions(

@@ -8,9 +8,9 @@ alone does not. A prior with memory can learn that structure; a memoryless prior
 
 Choices made here (the talk does not fix them):
 - Targets sit at fixed positions by default (K = 4 near the room's corners, at
-  +-0.6 of the half-size), so the statistics of the visiting order are the only thing a
-  prior has to learn about them; `random_targets=True` draws fresh positions every
-  episode instead.
+  +-0.6 of the half-size; `layout="sides"` puts them at the walls' middles instead), so
+  the statistics of the visiting order are the only thing a prior has to learn about
+  them; `random_targets=True` draws fresh positions every episode instead.
 - The body starts anywhere in the room (uniformly, away from the walls and from the
   first target); the Ant also gets a uniform random heading.
 - Episodes have a fixed number of control steps (no termination, discount 1 throughout);
@@ -52,6 +52,7 @@ class SequentialNavigation(RoomTask):
         reach_radius: float = 0.1,
         random_targets: bool = False,
         target_positions: np.ndarray | None = None,
+        layout: str = "corners",
         physics_timestep: float = 0.005,
         control_timestep: float = 0.025,
         egocentric: bool = False,
@@ -63,7 +64,7 @@ class SequentialNavigation(RoomTask):
         self._p = p
         self._random_targets = random_targets
         if target_positions is None:
-            target_positions = arenas.default_target_positions(num_targets, arena.half_size)
+            target_positions = arenas.default_target_positions(num_targets, arena.half_size, layout)
         self._target_positions = np.asarray(target_positions, dtype=np.float64).copy()
         self._pads = props.add_target_pads(arena, num_targets, reach_radius)
         self._sequence: TargetSequence | None = None
@@ -116,8 +117,10 @@ def make_pointmass_navigation(
     control_timestep: float = 0.025,
     physics_timestep: float = 0.0125,
     reach_radius: float = 0.1,
+    layout: str = "corners",
 ) -> composer.Environment:
-    """Sequential navigation with the point mass in a 2 x 2 m room."""
+    """Sequential navigation with the point mass in a 2 x 2 m room; `layout` places the
+    fixed targets (`arenas.TARGET_LAYOUTS`: near the corners, or at the walls' middles)."""
     task = SequentialNavigation(
         walkers.PointMass(),
         arenas.pointmass_room(),
@@ -126,6 +129,7 @@ def make_pointmass_navigation(
         episode_length=episode_length,
         reach_radius=reach_radius,
         random_targets=random_targets,
+        layout=layout,
         physics_timestep=physics_timestep,
         control_timestep=control_timestep,
     )

@@ -72,6 +72,11 @@ def test_learner_settings_runs_every_arm_in_its_own_process(tmp_path):
     }
     for arm in result["arms"].values():
         assert arm["updates_per_s"] > 0 and arm["update_over_floor"] > 0
+    # only the bfloat16 arm is also set against a bfloat16 product's rate
+    assert [n for n, a in result["arms"].items() if "update_over_bfloat16_floor" in a] == [
+        "ours_bfloat16"
+    ]
+    assert result["arms"]["ours_bfloat16"]["update_over_bfloat16_floor"] > 0
     assert result["node_kernels"] == "xla_float32"  # an update of a few kFLOP: not bfloat16
     assert result["ours_node_over_acme_onednn"] > 0
     assert "Acme as installed" in proc.stdout

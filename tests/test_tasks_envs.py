@@ -232,6 +232,29 @@ def test_factories_take_kwargs():
     assert env.task.p == 0.6 and env.task.episode_length == 7
 
 
+def test_seqnav_layouts_place_the_targets_apart_and_a_controller_still_visits_them():
+    """`layout="sides"` (issue 28's held-out layout): the targets sit at the walls' middles,
+    as the observation and the task say, at least 0.5 m from every corner target, and the
+    scripted controller still visits several per episode there."""
+    env = registry.make_environment("seqnav_pointmass", seed=0, layout="sides")
+    timestep = env.reset()
+    sides = timestep.observation["target_positions"].reshape(-1, 2)
+    np.testing.assert_allclose(sides, [[0, 0.6], [0.6, 0], [0, -0.6], [-0.6, 0]], atol=1e-9)
+    np.testing.assert_allclose(env.task.target_positions, sides)
+    corners = registry.make_environment("seqnav_pointmass", seed=0).task.target_positions
+    assert np.min(np.linalg.norm(sides[:, None] - corners[None], axis=-1)) >= 0.5
+    with pytest.raises(ValueError, match="unknown target layout"):
+        registry.make_environment("seqnav_pointmass", seed=0, layout="diagonal")
+
+    def pd(observation, rng):
+        goal = observation["target_positions"].reshape(-1, 2)[np.argmax(observation["next_target"])]
+        return _pd_action(
+            observation["point_mass/position"], observation["point_mass/velocity"], goal
+        )
+
+    assert min(_returns("seqnav_pointmass", pd, episodes=2, layout="sides")) >= 5.0
+
+
 def _check_reach_draws_next(name: str, episode_seed: int, place) -> None:
     """Puts the body on the current target `visits` times; each pays +1 and draws a new one."""
     env = registry.make_environment(name, seed=episode_seed)

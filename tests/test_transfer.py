@@ -138,6 +138,27 @@ def test_matching_artifact_validates(mlp_artifact):
     validate.validate_config(_target(mlp_artifact))
 
 
+@pytest.mark.parametrize("variant", ["source_goals", "source_layout"])
+def test_each_science_ii_source_fits_the_new_task_as_configured(tmp_path, variant):
+    """The new task of issue 28's pairs is seqnav_pointmass:local_short as it is: a prior
+    exported from each source variant loads there with no other override."""
+    import importlib.util
+
+    path = os.path.join(REPO, "experiments", "configs", "seqnav_pointmass.py")
+    spec = importlib.util.spec_from_file_location("seqnav_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    source = _config(variant)
+    assert source.task == (
+        "seqnav_pointmass" if variant == "source_layout" else "multitask_pointmass"
+    )
+    art = str(tmp_path / "art")
+    _make_artifact(art, source)
+    target = module.get_config("local_short")
+    target.prior.artifact, target.prior.frozen = art, True
+    validate.validate_config(target)
+
+
 @pytest.mark.parametrize(
     "fields,message",
     [
