@@ -314,3 +314,48 @@ def test_grouped_and_flat_tag_names_read_alike(tmp_path):
         rows, _ = report.summarize(str(run))
         finals = {row["metric"]: row["final_mean"] for row in rows}
         assert finals == {"policy_return": 3.0, "episode_return": 2.0}
+
+
+def _learner_events(logdir: str, wall_times: list[float]) -> None:
+    """A learner event file whose events carry the given wall-clock times."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    writer = EventFileWriter(logdir)
+    for step, wall in enumerate(wall_times):
+        value = summary_pb2.Summary.Value(tag="learner/critic_loss", simple_value=1.0)
+        writer.add_event(
+            event_pb2.Event(wall_time=wall, step=step, summary=summary_pb2.Summary(value=[value]))
+        )
+    writer.close()
+
+
+def test_each_arm_says_the_updates_and_wall_time_its_runs_took(tmp_path):
+    """Learner updates from the checkpoint record; wall hours from the learner's events,
+    a silence longer than run_cost.ACTIVE_GAP_SECONDS (a stopped run resumed later) left out."""
+    import json
+
+    from bprl.launch.rundir import checkpoint_record, run_cost
+
+    root = tmp_path / "arm"
+    walls = {
+        0: [1000.0, 1010.0, 1020.0, 9000.0, 9030.0],  # 10 + 10 + 30 s up; 7,980 s stopped
+        1: [50.0, 150.0],  # 100 s
+    }
+    for seed, times in walls.items():
+        run = root / f"seed_{seed}"
+        _write(str(run / "evaluator_0"), [(0, 1.0), (100, 2.0)], "policy_return")
+        _learner_events(str(run / "learner"), times[:2])
+        _learner_events(str(run / "learner"), times[2:])  # a second file: the resumed run
+        path = checkpoint_record.counts_path(str(run))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump({"learner": "x", "counts": {"learner_steps": 1000 * (seed + 1)}}, f)
+        (run / "DONE").write_text("{}")
+    assert run_cost.wall_hours(str(root / "seed_0")) == pytest.approx(50 / 3600)
+    assert run_cost.wall_hours(str(root / "seed_1")) == pytest.approx(100 / 3600)
+    rows, _ = report.summarize(str(root))
+    row = next(r for r in rows if r["metric"] == "policy_return")
+    assert row["learner_updates_mean"] == pytest.approx(1500.0)
+    assert row["wall_hours_mean"] == pytest.approx(75 / 3600)
+    assert np.isnan(run_cost.learner_updates(str(tmp_path)))  # no checkpoint: unknown

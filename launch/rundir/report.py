@@ -39,7 +39,7 @@ import os
 import numpy as np
 
 from bprl.launch.rundir import curves as grid_curves
-from bprl.launch.rundir import events, layout, survival
+from bprl.launch.rundir import events, layout, run_cost, survival
 
 EVALUATOR_METRICS = ("policy_return", "prior_return")
 ACTOR_METRICS = ("episode_return",)
@@ -145,6 +145,12 @@ def area_under_curve(steps: np.ndarray, values: np.ndarray) -> float:
     return float(np.trapz(values, steps) / (steps[-1] - steps[0]))
 
 
+def _mean(values: list[float]) -> float:
+    """Mean over the finite values (nan when none is)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
 def ci95(values: list[float]) -> float:
     """Half-width of the 95% Student-t confidence interval of the mean (nan for n < 2)."""
     n = len(values)
@@ -205,6 +211,13 @@ def summarize(
         threshold = (configured_threshold(variants) or (None,))[0]
     baseline = pick_baseline(list(variants), baseline)
     rows, curves = [], {}
+    costs = {  # per variant: the mean over its seeds of what a run cost
+        variant: {
+            "learner_updates_mean": _mean([run_cost.learner_updates(d) for d in dirs]),
+            "wall_hours_mean": _mean([run_cost.wall_hours(d) for d in dirs]),
+        }
+        for variant, dirs in variants.items()
+    }
     for metric in (*EVALUATOR_METRICS, *ACTOR_METRICS):
         for variant, dirs in variants.items():
             seeds = [seed_curve(d, metric) for d in dirs]
@@ -226,6 +239,7 @@ def summarize(
                     "auc_mean": float(np.mean(aucs)),
                     "auc_ci95": ci95(aucs),
                     "final_step_mean": float(np.mean([s[-1] for s, _ in seeds])),
+                    **costs[variant],
                 }
             )
             if threshold is not None:
@@ -272,6 +286,8 @@ COLUMNS = [
     "auc_mean",
     "auc_ci95",
     "final_step_mean",
+    "learner_updates_mean",
+    "wall_hours_mean",
 ]
 THRESHOLD_COLUMNS = [
     "threshold",
@@ -311,7 +327,9 @@ def write_table(rows: list[dict], out_dir: str, note: str = "") -> tuple[str, st
         f.write(
             "final: last evaluation of each seed; auc: average return over training "
             "(area under the curve / actor steps); ci95: half-width of the 95% t-interval "
-            "across seeds.\n\n"
+            "across seeds; learner_updates_mean: updates at each seed's last checkpoint; "
+            "wall_hours_mean: hours each seed's learner was up (stopped spans of a resumed "
+            "run left out).\n\n"
         )
         if "threshold" in columns:
             f.write(note)
