@@ -21,28 +21,58 @@ Kernels (`config.resources.learner_kernels`, docs/results.md, issue 18):
                    oneDNN (float32 accumulation; float32 weights, optimiser state, losses
                    and everything elementwise), the elementwise ops between them fused by
                    XLA's auto-clustering (`--tf_xla_ops_to_cluster=FUSIBLE`: products are
-                   left to oneDNN). Pays only on a CPU with AMX tiles, and for a big update
-                   (at small sizes each op of the graph is dispatched on its own where XLA
-                   runs one program: fixed costs that AMX would not remove). The ratios
-                   measured against xla_float32: docs/results.md, "The learner at 2x Acme".
-  auto             onednn_bfloat16 where the launching machine's CPU has AMX bfloat16
-                   tiles and the update has at least BFLOAT16_MIN_UPDATE_FLOPS of matrix
-                   products (`agents/update_cost.py` counts them), else xla_float32.
+                   left to oneDNN). Pays only on a CPU whose bfloat16 products are fast,
+                   and for a big update (at small sizes each op of the graph is dispatched
+                   on its own where XLA runs one program: fixed costs that faster products
+                   would not remove). The ratios measured against xla_float32:
+                   docs/results.md, "The learner at 2x Acme" and issue 30's part 4.
+  auto             onednn_bfloat16 where the update has at least BFLOAT16_MIN_UPDATE_FLOPS
+                   of matrix products (`agents/update_cost.py` counts them) and the
+                   launching machine's bfloat16 products are fast: AMX tiles, or AVX512-BF16
+                   whose measured bfloat16 product rate is at least
+                   BFLOAT16_MIN_PRODUCT_SPEEDUP times float32's (a probe of a few seconds in
+                   a child process, only for such updates: the same instruction set was
+                   0.77x on one Intel CPU and 2.0x on an AMD EPYC); else xla_float32.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import subprocess
+import sys
 
 FAST_MATH_FLAG = "--xla_cpu_enable_fast_math=true"
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 # XLA clusters TensorFlow's elementwise ops only; MatMul stays a oneDNN kernel.
 FUSIBLE_CLUSTERING = "--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit --tf_xla_ops_to_cluster=FUSIBLE"
 KERNELS = ("auto", "xla_float32", "onednn_bfloat16")
-# What `auto` needs for the bfloat16 kernels: AMX's bfloat16 tiles (AVX512-BF16 alone was
-# slower than float32), and an update of at least this many matrix-product FLOPs.
+# What `auto` needs for the bfloat16 kernels: fast bfloat16 products (AMX's tiles, or
+# AVX512-BF16 measured fast here), and an update of at least this many matrix-product
+# FLOPs (15 GFLOP: the default sizes' 16.4 ran 1.42x, Acme's 24.9 2.1x on the AMD EPYC;
+# 1.1 GFLOP and below were slower in bfloat16 on every CPU measured).
 BFLOAT16_CPU_FLAGS = ("amx_bf16",)
-BFLOAT16_MIN_UPDATE_FLOPS = 20e9
+BFLOAT16_PROBE_FLAGS = ("avx512_bf16",)
+BFLOAT16_MIN_PRODUCT_SPEEDUP = 1.5
+BFLOAT16_MIN_UPDATE_FLOPS = 15e9
+# The probe: one [rows, inner] x [inner, out] product in each dtype, oneDNN on, best of 5.
+_PROBE = """
+import os, time
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+import tensorflow as tf
+def best(dtype):
+    a = tf.cast(tf.random.normal([8192, 512]), dtype)
+    b = tf.cast(tf.random.normal([512, 512]), dtype)
+    f = tf.function(lambda a, b: tf.reduce_sum(tf.cast(tf.matmul(a, b), tf.float32)))
+    f(a, b).numpy()
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        f(a, b).numpy()
+        times.append(time.perf_counter() - start)
+    return min(times)
+print(best(tf.float32) / best(tf.bfloat16))
+"""
 
 
 def with_fast_math(flags: str) -> str:
@@ -52,10 +82,13 @@ def with_fast_math(flags: str) -> str:
     return f"{flags} {FAST_MATH_FLAG}".strip()
 
 
-def cpu_has_bfloat16(cpuinfo: str | None = None) -> bool:
+def cpu_has_bfloat16(cpuinfo: str | None = None, product_speedup: float | None = None) -> bool:
     """Whether this machine's CPU (or the /proc/cpuinfo text given) has fast bfloat16
-    products: AMX's bfloat16 tiles."""
-    if cpuinfo is None:
+    products: AMX's bfloat16 tiles, or AVX512-BF16 with bfloat16 products at least
+    BFLOAT16_MIN_PRODUCT_SPEEDUP times float32's (`product_speedup`, else measured here:
+    only for this machine's own cpuinfo; a given text without AMX is taken as slow)."""
+    here = cpuinfo is None
+    if here:
         try:
             with open("/proc/cpuinfo") as f:
                 cpuinfo = f.read()
@@ -65,7 +98,27 @@ def cpu_has_bfloat16(cpuinfo: str | None = None) -> bool:
     for line in cpuinfo.splitlines():
         if line.startswith("flags"):
             flags.update(line.split(":", 1)[1].split())
-    return any(flag in flags for flag in BFLOAT16_CPU_FLAGS)
+    if any(flag in flags for flag in BFLOAT16_CPU_FLAGS):
+        return True
+    if not any(flag in flags for flag in BFLOAT16_PROBE_FLAGS):
+        return False
+    if product_speedup is None:
+        product_speedup = bfloat16_product_speedup() if here else 0.0
+    return product_speedup >= BFLOAT16_MIN_PRODUCT_SPEEDUP
+
+
+@functools.lru_cache(maxsize=1)
+def bfloat16_product_speedup() -> float:
+    """float32 time / bfloat16 time of one oneDNN matrix product on this machine, measured
+    in a child process (TensorFlow reads TF_ENABLE_ONEDNN_OPTS at import); 0 if it fails."""
+    env = {**os.environ, ONEDNN_ENV: "1", "CUDA_VISIBLE_DEVICES": ""}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=180
+        )
+        return float(done.stdout.strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+        return 0.0
 
 
 def resolve_kernels(setting: str, update_flops: float, has_bfloat16: bool | None = None) -> str:

@@ -141,11 +141,12 @@ class RunBuilder:
         """`resources.learner_kernels` as a learner on this machine runs it: auto is decided
         by this CPU (or `has_bfloat16`) and the update's size (`xla.resolve_kernels`)."""
         setting = self.config.resources.learner_kernels
-        if has_bfloat16 is None:
-            has_bfloat16 = xla.cpu_has_bfloat16()
-        if setting != "auto" or not has_bfloat16:  # the update's size cannot matter
+        if setting != "auto":
             return xla.resolve_kernels(setting, 0.0, has_bfloat16)
-        return xla.resolve_kernels(setting, self.update_flops, has_bfloat16)
+        flops = self.update_flops
+        if flops < xla.BFLOAT16_MIN_UPDATE_FLOPS:  # no need to look at the CPU (a probe)
+            return "xla_float32"
+        return xla.resolve_kernels(setting, flops, has_bfloat16)
 
     @functools.cached_property
     def learner_kernels(self) -> str:
