@@ -80,5 +80,5 @@ def plot_metric(metric: str, by_variant: dict, path: str, threshold: float | Non
     if threshold is not None:
         ax.axhline(threshold, color="black", linestyle="--", linewidth=1)
         ax.plot([], [], color="black", linestyle="--", label=f"threshold {threshold:g}")
-    title = f"{metric}: mean and 95% band across seeds (dashed: some seeds ended)"
+    title = f"{metric}: mean and 95% band across seeds\n(dashed: where some seeds had ended)"
     return plots.save_figure(fig, ax, path, title, metric.replace("_", " "))
