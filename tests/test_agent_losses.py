@@ -254,18 +254,28 @@ def test_learner_kernels_resolve_and_set_the_learner_environment():
     assert "TF_XLA_FLAGS" not in xla.learner_environment("xla_float32", {})
 
 
-def test_the_bfloat16_probe_measures_this_machine():
-    """The probe runs for real in a child process and gives a positive time ratio; this
-    machine's answer follows it (and is cached: one probe per process)."""
+def test_the_bfloat16_probe_measures_this_machine_once(tmp_path):
+    """The probe runs for real in a child process and gives a positive time ratio, which is
+    kept per CPU: a kept answer is used as it is (every run of a sweep picks the same)."""
+    import json
+
     from bprl.launch.config import xla
 
-    speedup = xla.bfloat16_product_speedup()
+    probe = xla.bfloat16_product_speedup.__wrapped__  # without the in-process memo
+    cache = str(tmp_path / "bprl" / "probe.json")
+    speedup = probe(cache)
     assert speedup > 0.0
-    assert xla.bfloat16_product_speedup() == speedup  # cached
+    with open(cache) as f:
+        assert json.load(f) == {xla._cpu_key(): speedup}
+    with open(cache, "w") as f:
+        json.dump({xla._cpu_key(): 123.0, "another cpu": 0.5}, f)
+    assert probe(cache) == 123.0  # read, not measured again
     with open("/proc/cpuinfo") as f:
         flags = f.read()
-    if "amx_bf16" not in flags and "avx512_bf16" in flags:
-        assert xla.cpu_has_bfloat16() == (speedup >= xla.BFLOAT16_MIN_PRODUCT_SPEEDUP)
+    if "amx_bf16" not in flags and "avx512_bf16" in flags:  # this machine's answer follows it
+        assert xla.cpu_has_bfloat16() == (
+            xla.bfloat16_product_speedup() >= xla.BFLOAT16_MIN_PRODUCT_SPEEDUP
+        )
 
 
 def test_auto_kernels_follow_the_size_of_the_update():

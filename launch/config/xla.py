@@ -31,13 +31,16 @@ Kernels (`config.resources.learner_kernels`, docs/results.md, issue 18):
                    launching machine's bfloat16 products are fast: AMX tiles, or AVX512-BF16
                    whose measured bfloat16 product rate is at least
                    BFLOAT16_MIN_PRODUCT_SPEEDUP times float32's (a probe of a few seconds in
-                   a child process, only for such updates: the same instruction set was
-                   0.77x on one Intel CPU and 2.0x on an AMD EPYC); else xla_float32.
+                   a child process, only for such updates, kept per CPU in PROBE_CACHE: the
+                   same instruction set was 0.77x on one Intel CPU and 2.0x on an AMD
+                   EPYC); else xla_float32.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -55,24 +58,34 @@ BFLOAT16_CPU_FLAGS = ("amx_bf16",)
 BFLOAT16_PROBE_FLAGS = ("avx512_bf16",)
 BFLOAT16_MIN_PRODUCT_SPEEDUP = 1.5
 BFLOAT16_MIN_UPDATE_FLOPS = 15e9
-# The probe: one [rows, inner] x [inner, out] product in each dtype, oneDNN on, best of 5.
+# The probe: one [rows, inner] x [inner, out] product in each dtype, oneDNN on, the two
+# timed in turn 15 times and the fastest of each kept (a busy machine slows some calls 2x).
 _PROBE = """
 import os, time
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 import tensorflow as tf
-def best(dtype):
+calls = {}
+for dtype in (tf.float32, tf.bfloat16):
     a = tf.cast(tf.random.normal([8192, 512]), dtype)
     b = tf.cast(tf.random.normal([512, 512]), dtype)
     f = tf.function(lambda a, b: tf.reduce_sum(tf.cast(tf.matmul(a, b), tf.float32)))
     f(a, b).numpy()
-    times = []
-    for _ in range(5):
+    calls[dtype] = (f, a, b)
+best = {dtype: float("inf") for dtype in calls}
+for _ in range(15):
+    for dtype, (f, a, b) in calls.items():
         start = time.perf_counter()
         f(a, b).numpy()
-        times.append(time.perf_counter() - start)
-    return min(times)
-print(best(tf.float32) / best(tf.bfloat16))
+        best[dtype] = min(best[dtype], time.perf_counter() - start)
+print(best[tf.float32] / best[tf.bfloat16])
 """
+# The probe's answer is kept per CPU model and flags (every run of a sweep, and every
+# later launch on this machine, then picks the same kernels).
+PROBE_CACHE = os.path.join(
+    os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")),
+    "bprl",
+    "bfloat16_probe.json",
+)
 
 
 def with_fast_math(flags: str) -> str:
@@ -108,17 +121,55 @@ def cpu_has_bfloat16(cpuinfo: str | None = None, product_speedup: float | None =
 
 
 @functools.lru_cache(maxsize=1)
-def bfloat16_product_speedup() -> float:
-    """float32 time / bfloat16 time of one oneDNN matrix product on this machine, measured
-    in a child process (TensorFlow reads TF_ENABLE_ONEDNN_OPTS at import); 0 if it fails."""
+def bfloat16_product_speedup(cache: str | None = PROBE_CACHE) -> float:
+    """float32 time / bfloat16 time of one oneDNN matrix product on this machine: the
+    answer kept in `cache` for this CPU, else measured in a child process (TensorFlow
+    reads TF_ENABLE_ONEDNN_OPTS at import) and kept there; 0 if it fails (not kept)."""
+    key = _cpu_key()
+    known = _read_cache(cache)
+    if key in known:
+        return float(known[key])
     env = {**os.environ, ONEDNN_ENV: "1", "CUDA_VISIBLE_DEVICES": ""}
     try:
         done = subprocess.run(
             [sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=180
         )
-        return float(done.stdout.strip().splitlines()[-1])
+        speedup = float(done.stdout.strip().splitlines()[-1])
     except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
         return 0.0
+    if cache:
+        try:
+            os.makedirs(os.path.dirname(cache), exist_ok=True)
+            tmp = f"{cache}.{os.getpid()}"
+            with open(tmp, "w") as f:
+                json.dump({**_read_cache(cache), key: speedup}, f)
+            os.replace(tmp, cache)
+        except OSError:
+            pass  # an unwritable cache only means measuring again next time
+    return speedup
+
+
+def _cpu_key() -> str:
+    """This CPU's model name and a digest of its flags."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return "unknown"
+    model = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
+    flags = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("flags")), "")
+    return f"{model} {hashlib.sha256(flags.encode()).hexdigest()[:16]}"
+
+
+def _read_cache(cache: str | None) -> dict:
+    if not cache:
+        return {}
+    try:
+        with open(cache) as f:
+            known = json.load(f)
+        return known if isinstance(known, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def resolve_kernels(setting: str, update_flops: float, has_bfloat16: bool | None = None) -> str:
