@@ -195,6 +195,19 @@ def test_report_gives_steps_to_threshold_and_speedup(tmp_path):
     assert "Threshold 5, declared in the runs' config before they ran: half the asymptote" in (
         summary
     )
+    # the arms x seeds table: each seed's final value and its crossing, or censored
+    with open(root / "report" / "seeds.csv") as f:
+        seed_rows = {(r["variant"], r["seed"]): r for r in csv.DictReader(f)}
+    assert len(seed_rows) == 6
+    seeds_md = (root / "report" / "seeds.md").read_text()
+    for arm, seeds in TRANSFER.items():
+        for seed, points in seeds.items():
+            row = seed_rows[(arm, f"seed_{seed}")]
+            assert float(row["policy_return_final"]) == points[-1][1]
+            step, ok = _first_crossing(points, 5.0)
+            assert row["policy_return_reached_at"] == (str(float(step)) if ok else "")
+            cell = f"{step:,}" if ok else f"censored ({step:,})"
+            assert f"| {arm} | seed_{seed} | {points[-1][1]:.1f} | {cell} |" in seeds_md
     report.write_report(str(root), threshold=8.0)
     summary = (root / "report" / "summary.md").read_text()
     assert "Threshold 8: given on the command line" in summary and "asymptote" not in summary

@@ -9,6 +9,8 @@ TensorBoard's reader (launch/rundir/events.py) and writes into DIR/report/:
   summary.csv    per variant and metric: seeds, final return (mean, 95% CI half-width,
   summary.md     min, max), area under the curve (mean, CI), and with a return threshold
                  the actor steps to reach it and the speed-up over a baseline variant
+  seeds.csv      one row per seed of every variant: final values, steps to threshold
+  seeds.md       (or censored), learner updates and wall hours
 The final return of a seed is its last evaluation (mean over its evaluators at that step).
 Its area under the curve is the trapezoid integral of the curve over actor steps divided
 by the steps it spans: the average return over training, in return units.
@@ -204,6 +206,14 @@ def summarize(
     root: str, threshold: float | None = None, baseline: str | None = None
 ) -> tuple[list[dict], dict]:
     """Rows of the table and the curves: ({...}, {metric: {variant: [(steps, values)]}})."""
+    rows, curves, _ = _summarize(root, threshold, baseline)
+    return rows, curves
+
+
+def _summarize(
+    root: str, threshold: float | None, baseline: str | None
+) -> tuple[list[dict], dict, list[dict]]:
+    """summarize()'s rows and curves, and one row per seed (seed_table)."""
     variants = find_variants(root)
     if not variants:
         raise FileNotFoundError(f"no runs (seed_<k> directories or config.json) under {root}")
@@ -211,17 +221,38 @@ def summarize(
         threshold = (configured_threshold(variants) or (None,))[0]
     baseline = pick_baseline(list(variants), baseline)
     rows, curves = [], {}
+    per_seed = {  # (variant, run dir) -> that seed's row of the per-seed table
+        (variant, d): {
+            "variant": variant,
+            "seed": os.path.basename(d.rstrip(os.sep)),
+            "learner_updates": run_cost.learner_updates(d),
+            "wall_hours": run_cost.wall_hours(d),
+        }
+        for variant, dirs in variants.items()
+        for d in dirs
+    }
     costs = {  # per variant: the mean over its seeds of what a run cost
         variant: {
-            "learner_updates_mean": _mean([run_cost.learner_updates(d) for d in dirs]),
-            "wall_hours_mean": _mean([run_cost.wall_hours(d) for d in dirs]),
+            "learner_updates_mean": _mean([per_seed[variant, d]["learner_updates"] for d in dirs]),
+            "wall_hours_mean": _mean([per_seed[variant, d]["wall_hours"] for d in dirs]),
         }
         for variant, dirs in variants.items()
     }
     for metric in (*EVALUATOR_METRICS, *ACTOR_METRICS):
         for variant, dirs in variants.items():
-            seeds = [seed_curve(d, metric) for d in dirs]
-            seeds = [(s, v) for s, v in seeds if len(s)]
+            window = 1 if metric in EVALUATOR_METRICS else ACTOR_WINDOW
+            seeds = []
+            for d in dirs:
+                s, v = seed_curve(d, metric)
+                if not len(s):
+                    continue
+                seeds.append((s, v))
+                seed_row = per_seed[variant, d]
+                seed_row[f"{metric}_final"] = float(v[-1])
+                seed_row[f"{metric}_last_step"] = float(s[-1])
+                if threshold is not None:
+                    at, ok = steps_to_threshold(s, v, threshold, window)
+                    seed_row[f"{metric}_reached_at"] = at if ok else math.nan
             if not seeds:
                 continue
             curves.setdefault(metric, {})[variant] = seeds
@@ -243,7 +274,6 @@ def summarize(
                 }
             )
             if threshold is not None:
-                window = 1 if metric in EVALUATOR_METRICS else ACTOR_WINDOW
                 reached = [steps_to_threshold(s, v, threshold, window) for s, v in seeds]
                 times, hit = [t for t, _ in reached], [ok for _, ok in reached]
                 rows[-1].update(
@@ -272,7 +302,7 @@ def summarize(
             row.update(speedup=point, speedup_ci_low=low, speedup_ci_high=high)
     for row in rows:
         row.pop("_survival", None)
-    return rows, curves
+    return rows, curves, list(per_seed.values())
 
 
 COLUMNS = [
@@ -350,6 +380,66 @@ def write_table(rows: list[dict], out_dir: str, note: str = "") -> tuple[str, st
     return csv_path, md_path
 
 
+SEED_METRICS = (*EVALUATOR_METRICS, *ACTOR_METRICS)
+
+
+def _seed_cell(row: dict, column: str) -> str:
+    """A per-seed table cell: returns to 1 decimal, steps as integers, a censored seed's
+    steps to threshold as 'censored (<its last step>)'."""
+    value = row.get(column, math.nan)
+    if column.endswith("_reached_at"):
+        metric = column[: -len("_reached_at")]
+        if column not in row:
+            return "-"
+        if math.isnan(value):
+            return f"censored ({row.get(metric + '_last_step', math.nan):,.0f})"
+        return f"{value:,.0f}"
+    if isinstance(value, float) and math.isnan(value):
+        return "-"
+    if column == "learner_updates":
+        return f"{value:,.0f}"
+    if isinstance(value, float):
+        return f"{value:.2f}" if column == "wall_hours" else f"{value:.1f}"
+    return str(value)
+
+
+def write_seed_table(seed_rows: list[dict], out_dir: str) -> tuple[str, str]:
+    """report/seeds.csv and seeds.md: one row per seed of every arm (the arms x seeds
+    table): each metric's final value and, with a threshold, the actor steps at which it
+    was reached (censored: empty in the csv, 'censored (last step)' in the markdown), the
+    learner updates and wall hours of the run."""
+    columns = ["variant", "seed"]
+    for metric in SEED_METRICS:
+        columns += [
+            c
+            for c in (f"{metric}_final", f"{metric}_reached_at", f"{metric}_last_step")
+            if any(c in row for row in seed_rows)
+        ]
+    columns += ["learner_updates", "wall_hours"]
+    csv_path = os.path.join(out_dir, "seeds.csv")
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        for row in seed_rows:
+            writer.writerow(
+                {k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+            )
+    shown = [c for c in columns if not c.endswith("_last_step")]
+    md_path = os.path.join(out_dir, "seeds.md")
+    with open(md_path, "w") as f:
+        f.write("# Every seed\n\n")
+        f.write(
+            "<metric>_final: the seed's last value; <metric>_reached_at: actor steps at which "
+            "it reached the threshold (as in summary.md; censored: never, with its last "
+            "step); learner_updates at the last checkpoint; wall_hours the learner was up.\n\n"
+        )
+        f.write("| " + " | ".join(shown) + " |\n")
+        f.write("|" + "---|" * len(shown) + "\n")
+        for row in seed_rows:
+            f.write("| " + " | ".join(_seed_cell(row, c) for c in shown) + " |\n")
+    return csv_path, md_path
+
+
 def write_report(
     root: str, threshold: float | None = None, baseline: str | None = None
 ) -> list[str]:
@@ -357,7 +447,7 @@ def write_report(
     root = os.path.abspath(root)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"no such directory: {root}")
-    rows, curves = summarize(root, threshold, baseline)
+    rows, curves, seed_rows = _summarize(root, threshold, baseline)
     threshold = next((row["threshold"] for row in rows if "threshold" in row), None)
     out_dir = os.path.join(root, REPORT_DIR)
     os.makedirs(out_dir, exist_ok=True)
@@ -368,4 +458,5 @@ def write_report(
         for metric, by_variant in curves.items()
     ]
     written += list(write_table(rows, out_dir, threshold_note(root, threshold)))
+    written += list(write_seed_table(seed_rows, out_dir))
     return written
