@@ -10,7 +10,10 @@ Choices made here (the talk does not fix them):
 - Targets sit at fixed positions by default (K = 4 near the room's corners, at
   +-0.6 of the half-size; `layout="sides"` puts them at the walls' middles instead), so
   the statistics of the visiting order are the only thing a prior has to learn about
-  them; `random_targets=True` draws fresh positions every episode instead.
+  them; `random_targets=True` draws fresh positions every episode instead, kept
+  `min_separation` (0.4 m in the point-mass room) from each other and, with
+  `held_out_layout`, from that layout's targets (a source whose layouts never come near
+  the new task's: issue 28's random-layout pair).
 - The body starts anywhere in the room (uniformly, away from the walls and from the
   first target); the Ant also gets a uniform random heading.
 - Episodes have a fixed number of control steps (no termination, discount 1 throughout);
@@ -56,6 +59,7 @@ class SequentialNavigation(RoomTask):
         physics_timestep: float = 0.005,
         control_timestep: float = 0.025,
         egocentric: bool = False,
+        held_out_layout: str | None = None,
     ):
         super().__init__(
             walker, arena, episode_length, reach_radius, physics_timestep, control_timestep
@@ -63,6 +67,16 @@ class SequentialNavigation(RoomTask):
         self._num_targets = num_targets
         self._p = p
         self._random_targets = random_targets
+        if held_out_layout is not None and not random_targets:
+            raise ValueError(
+                "held_out_layout keeps random targets away from a layout: it "
+                "needs random_targets=True"
+            )
+        self._held_out = (
+            None
+            if held_out_layout is None
+            else arenas.default_target_positions(num_targets, arena.half_size, held_out_layout)
+        )
         if target_positions is None:
             target_positions = arenas.default_target_positions(num_targets, arena.half_size, layout)
         self._target_positions = np.asarray(target_positions, dtype=np.float64).copy()
@@ -91,15 +105,33 @@ class SequentialNavigation(RoomTask):
     def initialize_episode(self, physics, random_state) -> None:
         if self._random_targets:
             half = self._arena.half_size
-            self._target_positions = arenas.random_positions(
-                random_state, self._num_targets, half, margin=0.15 * half, min_separation=0.4 * half
-            )
+            self._target_positions = self._draw_targets(random_state, half)
         props.move_target_pads(physics, self._pads, self._target_positions)
         self._sequence = TargetSequence(self._num_targets, self._p, seed=random_state)
         first = self._sequence.reset()
         self.target_history = [first]
         self._walker.start_at(physics, self._random_start(random_state, first), random_state)
         self._reset_counts()
+
+    def _draw_targets(self, random_state, half: float) -> np.ndarray:
+        """Fresh target positions, 0.4 * half apart and as far from the held-out layout's
+        (redrawn whole until they are: the positions' own draw may give up in a crowd)."""
+        separation = 0.4 * half
+        for _ in range(100):
+            positions = arenas.random_positions(
+                random_state,
+                self._num_targets,
+                half,
+                margin=0.15 * half,
+                min_separation=separation,
+                avoid=self._held_out,
+            )
+            if self._held_out is None:
+                return positions
+            gaps = np.linalg.norm(positions[:, None] - self._held_out[None], axis=-1)
+            if gaps.min() >= separation:
+                return positions
+        raise RuntimeError("no target layout away from the held-out one in 100 draws")
 
     def _step_reward(self, physics) -> float:
         if not self._reaches(physics, self._target_positions[self.current_target]):
@@ -118,9 +150,11 @@ def make_pointmass_navigation(
     physics_timestep: float = 0.0125,
     reach_radius: float = 0.1,
     layout: str = "corners",
+    held_out_layout: str | None = None,
 ) -> composer.Environment:
     """Sequential navigation with the point mass in a 2 x 2 m room; `layout` places the
-    fixed targets (`arenas.TARGET_LAYOUTS`: near the corners, or at the walls' middles)."""
+    fixed targets (`arenas.TARGET_LAYOUTS`: near the corners, or at the walls' middles);
+    `random_targets` draws them per episode, away from `held_out_layout`'s if given."""
     task = SequentialNavigation(
         walkers.PointMass(),
         arenas.pointmass_room(),
@@ -132,6 +166,7 @@ def make_pointmass_navigation(
         layout=layout,
         physics_timestep=physics_timestep,
         control_timestep=control_timestep,
+        held_out_layout=held_out_layout,
     )
     return make_composer_env(task, seed)
 

@@ -255,6 +255,27 @@ def test_seqnav_layouts_place_the_targets_apart_and_a_controller_still_visits_th
     assert min(_returns("seqnav_pointmass", pd, episodes=2, layout="sides")) >= 5.0
 
 
+def test_random_targets_keep_away_from_a_held_out_layout():
+    """`random_targets` with `held_out_layout="corners"` (issue 28's random-layout source):
+    every episode has new positions, none within 0.4 m of a corner target or of each
+    other, and the observation shows them; without random targets it is an error."""
+    env = registry.make_environment(
+        "seqnav_pointmass", seed=3, random_targets=True, held_out_layout="corners"
+    )
+    corners = registry.make_environment("seqnav_pointmass", seed=0).task.target_positions
+    layouts = []
+    for _ in range(40):
+        shown = env.reset().observation["target_positions"].reshape(-1, 2)
+        np.testing.assert_allclose(shown, env.task.target_positions)
+        assert np.min(np.linalg.norm(shown[:, None] - corners[None], axis=-1)) >= 0.4 - 1e-9
+        gaps = np.linalg.norm(shown[:, None] - shown[None], axis=-1) + 9 * np.eye(4)
+        assert gaps.min() >= 0.4 - 1e-9
+        layouts.append(shown)
+    assert len({tuple(np.round(layout.ravel(), 6)) for layout in layouts}) == 40
+    with pytest.raises(ValueError, match="needs random_targets=True"):
+        registry.make_environment("seqnav_pointmass", seed=0, held_out_layout="corners")
+
+
 def _check_reach_draws_next(name: str, episode_seed: int, place) -> None:
     """Puts the body on the current target `visits` times; each pays +1 and draws a new one."""
     env = registry.make_environment(name, seed=episode_seed)

@@ -138,7 +138,7 @@ def test_matching_artifact_validates(mlp_artifact):
     validate.validate_config(_target(mlp_artifact))
 
 
-@pytest.mark.parametrize("variant", ["source_goals", "source_layout"])
+@pytest.mark.parametrize("variant", ["source_goals", "source_layout", "source_random"])
 def test_each_science_ii_source_fits_the_new_task_as_configured(tmp_path, variant):
     """The new task of issue 28's pairs is seqnav_pointmass:local_short as it is: a prior
     exported from each source variant loads there with no other override."""
@@ -150,8 +150,9 @@ def test_each_science_ii_source_fits_the_new_task_as_configured(tmp_path, varian
     spec.loader.exec_module(module)
     source = _config(variant)
     assert source.task == (
-        "seqnav_pointmass" if variant == "source_layout" else "multitask_pointmass"
+        "multitask_pointmass" if variant == "source_goals" else "seqnav_pointmass"
     )
+    assert source.report.threshold is not None and source.report.threshold_reason
     art = str(tmp_path / "art")
     _make_artifact(art, source)
     target = module.get_config("local_short")
