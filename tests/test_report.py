@@ -372,3 +372,30 @@ def test_each_arm_says_the_updates_and_wall_time_its_runs_took(tmp_path):
     assert row["learner_updates_mean"] == pytest.approx(1500.0)
     assert row["wall_hours_mean"] == pytest.approx(75 / 3600)
     assert np.isnan(run_cost.learner_updates(str(tmp_path)))  # no checkpoint: unknown
+
+
+def test_an_arm_of_links_to_other_sweeps_seeds(tmp_path):
+    """An arm made of `seed_<k>` links to runs of other sweeps (two source priors' frozen
+    sweeps as one arm) reads as those seeds; a dangling link (a seed not started yet) and a
+    file of that name are not seeds."""
+    elsewhere = tmp_path / "elsewhere"
+    for seed, points in TRANSFER["frozen"].items():
+        _write(
+            str(elsewhere / f"sweep_{seed}" / f"seed_{seed}" / "evaluator_0"),
+            points,
+            "policy_return",
+        )
+    arm = tmp_path / "pair" / "frozen"
+    arm.mkdir(parents=True)
+    for seed in TRANSFER["frozen"]:
+        os.symlink(elsewhere / f"sweep_{seed}" / f"seed_{seed}", arm / f"seed_{seed}")
+    os.symlink(elsewhere / "missing" / "seed_7", arm / "seed_7")
+    (arm / "seed_8").write_text("not a run")
+    rows, _ = report.summarize(str(tmp_path / "pair"), threshold=5.0)
+    (row,) = [r for r in rows if r["metric"] == "policy_return"]
+    assert row["variant"] == "frozen" and row["seeds"] == 3 and row["reached"] == "3/3"
+    finals = [points[-1][1] for points in TRANSFER["frozen"].values()]
+    assert row["final_mean"] == pytest.approx(np.mean(finals))
+    report.write_report(str(tmp_path / "pair"), threshold=5.0)
+    with open(tmp_path / "pair" / "report" / "seeds.csv") as f:
+        assert [r["seed"] for r in csv.DictReader(f)] == ["seed_0", "seed_1", "seed_2"]

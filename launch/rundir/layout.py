@@ -87,10 +87,15 @@ def restarts_path(run_dir: str) -> str:
 
 
 def seed_dirs(root: str) -> list[str]:
-    """The `seed_<k>` directories directly under `root`, by seed."""
+    """The `seed_<k>` directories directly under `root`, by seed (links to run
+    directories count; a file or a dangling link of that name does not)."""
     if not os.path.isdir(root):
         return []
-    found = [(int(m.group(1)), name) for name in os.listdir(root) if (m := _SEED_DIR.match(name))]
+    found = [
+        (int(m.group(1)), name)
+        for name in os.listdir(root)
+        if (m := _SEED_DIR.match(name)) and os.path.isdir(os.path.join(root, name))
+    ]
     return [os.path.join(root, name) for _, name in sorted(found)]
 
 
