@@ -55,6 +55,17 @@ def episode_visits(data: dict) -> list[list[int]]:
     return out
 
 
+def on_target_share(data: dict) -> float:
+    """Share of all steps the body spends within reach of some target: high with few
+    visits is a prior that goes to a target and stays (the multi-task room's "reach and
+    stay"), low with few visits one that wanders between them."""
+    task = str(data["task"])
+    positions = data[f"observation/{POSITION_KEYS[task]}"][:, :2]  # [L, 2]
+    targets = data["observation/target_positions"].reshape(len(positions), -1, 2)  # [L, K, 2]
+    distance = np.linalg.norm(positions[:, None] - targets, axis=-1)  # [L, K]
+    return float(np.mean(distance.min(axis=1) < REACH_RADIUS[task]))
+
+
 def triple_counts(sequences: list[list[int]], num_targets: int) -> np.ndarray:
     """counts[i, j, k] of (previous, current, next) = (i, j, k) in the visit sequences."""
     counts = np.zeros((num_targets,) * 3)
@@ -177,6 +188,7 @@ def seed_statistic(run_dir: str, episodes: int, min_triples: int) -> dict:
         "favoured": favoured if triples >= min_triples else float("nan"),
         "triples": triples,
         "visits_per_episode": float(np.mean([len(seq) for seq in sequences])),
+        "on_target": on_target_share(data),
         "learner_steps": int(record.get("counts", {}).get("learner_steps", -1)),
         "prior_kind": str(config.prior.kind),
         "num_targets": k,
@@ -189,16 +201,19 @@ def arms_table(arms: dict[str, list[dict]], p: float, num_targets: int) -> str:
     lines = [
         f"P(next = the favoured successor) of the prior alone; the Markov table's: {p:.2f}, "
         f"a memoryless prior's best: {1 / (num_targets - 1):.2f}. Mean over seeds with a 95% "
-        "bootstrap interval over seeds; '-': fewer visit triples than the minimum.",
+        "bootstrap interval over seeds; '-': fewer visit triples than the minimum. On a "
+        "target: the share of the prior's steps within reach of some target.",
         "",
         "| arm | prior kind | seeds with a value | visits / episode (per seed) "
+        "| on a target (per seed) "
         f"| triples (per seed) | P(favoured) per seed | mean [95% CI] | minus {first} [95% CI] |",
-        "|---|---|---:|---|---|---|---|---|",
+        "|---|---|---:|---|---|---|---|---|---|",
     ]
     for name, seeds in arms.items():
         values = [s["favoured"] for s in seeds]
         cells = ", ".join("-" if not np.isfinite(v) else f"{v:.2f}" for v in values)
         visits = ", ".join(f"{s['visits_per_episode']:.1f}" for s in seeds)
+        on_target = ", ".join(f"{s.get('on_target', float('nan')):.2f}" for s in seeds)
         triples = ", ".join(str(s["triples"]) for s in seeds)
         diff = (
             "-"
@@ -209,7 +224,7 @@ def arms_table(arms: dict[str, list[dict]], p: float, num_targets: int) -> str:
         )
         lines.append(
             f"| {name} | {seeds[0]['prior_kind']} | {int(np.sum(np.isfinite(values)))} of "
-            f"{len(values)} | {visits} | {triples} | {cells} "
+            f"{len(values)} | {visits} | {on_target} | {triples} | {cells} "
             f"| {across_seeds.fmt(across_seeds.mean_interval(values))} | {diff} |"
         )
     return "\n".join(lines) + "\n"

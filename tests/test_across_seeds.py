@@ -73,12 +73,24 @@ def test_modality_of_first_targets():
     assert np.isnan(prior_modes.modality(np.array([-1, -1]), 4)["effective_targets"])
 
 
+def test_on_target_share_counts_the_steps_within_reach():
+    """4 steps: on target 0, between, on target 1, just outside reach: a half."""
+    targets = np.tile([[0.0, 0.0, 1.0, 0.0]], (4, 1))
+    data = {
+        "task": np.asarray("seqnav_pointmass"),
+        "observation/point_mass/position": np.array([[0.05, 0], [0.5, 0], [1, 0.02], [1.1, 0]]),
+        "observation/target_positions": targets,
+    }
+    assert next_target_table.on_target_share(data) == 0.5
+
+
 def test_arm_tables_give_each_arm_its_seeds_mean_and_difference():
     seeds = lambda values: [  # noqa: E731
         {
             "favoured": v,
             "triples": 40,
             "visits_per_episode": 5.0,
+            "on_target": 0.25,
             "prior_kind": "lstm",
             "kind": "hierarchical",
             "modes": v,
@@ -93,6 +105,7 @@ def test_arm_tables_give_each_arm_its_seeds_mean_and_difference():
     rows = [
         line for line in text.splitlines() if line.startswith("| a ") or line.startswith("| b ")
     ]
+    assert "| 5.0, 5.0, 5.0 | 0.25, 0.25, 0.25 |" in rows[0]
     assert "| 2 of 3 |" in rows[0] and "| 0.30, 0.30, - | 0.30 [0.30, 0.30] | - |" in rows[0]
     assert rows[1].endswith("| 0.90 [0.90, 0.90] | 0.60 [0.60, 0.60] |")
     modes = prior_modes.arms_table(arms).splitlines()
