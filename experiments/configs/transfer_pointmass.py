@@ -1,7 +1,9 @@
 """Prior transfer on the point-mass room: a prior learned on a source task is reused for
 sequential navigation (docs/transfer.md). Measured so far: `source_seqnav` -> the new task
 (the same room and observations, another Markov table: a warm start more than a new task);
-the multi-task source transferred nothing (its policy learned one goal in three).
+the multi-task source transferred nothing (its policy learned one goal in three); at
+5 + 5 seeds (docs/results.md, session 22) `source_layout` and `source_goals` frozen on the
+new task are both negative transfer (0/5 frozen seeds reach the threshold, 3/5 scratch).
 
 Both tasks share the room, the 4 targets' layout, the body and the prior's inputs
 (`proprioception`, `location`, `targets`: velocity, position, the 4 target positions);
