@@ -138,17 +138,33 @@ def test_matching_artifact_validates(mlp_artifact):
     validate.validate_config(_target(mlp_artifact))
 
 
-@pytest.mark.parametrize("variant", ["source_goals", "source_layout", "source_random"])
-def test_each_science_ii_source_fits_the_new_task_as_configured(tmp_path, variant):
+@pytest.mark.parametrize(
+    "variant,kind",
+    [
+        ("source_goals", "mlp"),
+        ("source_layout", "mlp"),
+        ("source_random", "mlp"),
+        ("source_goals", "hierarchical"),
+    ],
+)
+def test_each_science_ii_source_fits_the_new_task_as_configured(tmp_path, variant, kind):
     """The new task of issue 28's pairs is seqnav_pointmass:local_short as it is: a prior
-    exported from each source variant loads there with no other override."""
+    exported from each source variant loads there with no other override than the prior's
+    kind (the hierarchical pair: the goals room's skills, its low level shared with the
+    policy, reused frozen under a new high level)."""
     import importlib.util
 
     path = os.path.join(REPO, "experiments", "configs", "seqnav_pointmass.py")
     spec = importlib.util.spec_from_file_location("seqnav_config", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    source = _config(variant)
+    source = _config(variant, kind)
+    # _config shrinks the prior's sizes for speed; a pair's source keeps its config's own
+    spec = importlib.util.spec_from_file_location("transfer_config_sizes", CONFIG)
+    sizes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sizes)
+    for field in ("latent_size", "low_hidden", "lstm_size"):
+        source.prior[field] = sizes.get_config(variant).prior[field]
     assert source.task == (
         "multitask_pointmass" if variant == "source_goals" else "seqnav_pointmass"
     )
@@ -156,7 +172,7 @@ def test_each_science_ii_source_fits_the_new_task_as_configured(tmp_path, varian
     art = str(tmp_path / "art")
     _make_artifact(art, source)
     target = module.get_config("local_short")
-    target.prior.artifact, target.prior.frozen = art, True
+    target.prior.artifact, target.prior.frozen, target.prior.kind = art, True, kind
     validate.validate_config(target)
 
 
