@@ -36,13 +36,18 @@ KINDS = [
 ]
 
 
-def _config(variant: str, kind: str = "mlp", share_low: bool = True, seed: int = 0):
+def _config_module(path: str):
+    """An experiment config file as a module (the configs are files, not a package)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("transfer_config", CONFIG)
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    config = module.get_config(variant)
+    return module
+
+
+def _config(variant: str, kind: str = "mlp", share_low: bool = True, seed: int = 0):
+    config = _config_module(CONFIG).get_config(variant)
     config.prior.kind = kind
     config.prior.share_low_level = share_low
     config.prior.lstm_size = 8
@@ -152,19 +157,12 @@ def test_each_science_ii_source_fits_the_new_task_as_configured(tmp_path, varian
     exported from each source variant loads there with no other override than the prior's
     kind (the hierarchical pair: the goals room's skills, its low level shared with the
     policy, reused frozen under a new high level)."""
-    import importlib.util
-
-    path = os.path.join(REPO, "experiments", "configs", "seqnav_pointmass.py")
-    spec = importlib.util.spec_from_file_location("seqnav_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _config_module(os.path.join(REPO, "experiments", "configs", "seqnav_pointmass.py"))
     source = _config(variant, kind)
     # _config shrinks the prior's sizes for speed; a pair's source keeps its config's own
-    spec = importlib.util.spec_from_file_location("transfer_config_sizes", CONFIG)
-    sizes = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sizes)
+    as_configured = _config_module(CONFIG).get_config(variant).prior
     for field in ("latent_size", "low_hidden", "lstm_size"):
-        source.prior[field] = sizes.get_config(variant).prior[field]
+        source.prior[field] = as_configured[field]
     assert source.task == (
         "multitask_pointmass" if variant == "source_goals" else "seqnav_pointmass"
     )

@@ -241,7 +241,7 @@ def _summarize(
     for metric in (*EVALUATOR_METRICS, *ACTOR_METRICS):
         for variant, dirs in variants.items():
             window = 1 if metric in EVALUATOR_METRICS else ACTOR_WINDOW
-            seeds = []
+            seeds, reached = [], []  # curves, and (steps, reached?) with a threshold
             for d in dirs:
                 s, v = seed_curve(d, metric)
                 if not len(s):
@@ -251,7 +251,8 @@ def _summarize(
                 seed_row[f"{metric}_final"] = float(v[-1])
                 seed_row[f"{metric}_last_step"] = float(s[-1])
                 if threshold is not None:
-                    at, ok = steps_to_threshold(s, v, threshold, window)
+                    reached.append(steps_to_threshold(s, v, threshold, window))
+                    at, ok = reached[-1]
                     seed_row[f"{metric}_reached_at"] = at if ok else math.nan
             if not seeds:
                 continue
@@ -274,7 +275,6 @@ def _summarize(
                 }
             )
             if threshold is not None:
-                reached = [steps_to_threshold(s, v, threshold, window) for s, v in seeds]
                 times, hit = [t for t, _ in reached], [ok for _, ok in reached]
                 rows[-1].update(
                     threshold=threshold,
@@ -342,15 +342,33 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def write_table(rows: list[dict], out_dir: str, note: str = "") -> tuple[str, str]:
-    columns = list(COLUMNS)
-    columns += [c for c in THRESHOLD_COLUMNS if any(c in row for row in rows)]
-    csv_path = os.path.join(out_dir, "summary.csv")
-    with open(csv_path, "w", newline="") as f:
+def _write_csv(path: str, columns: list[str], rows: list[dict], value) -> str:
+    """`rows` as csv under `columns` (a missing key: empty), each value through `value`."""
+    with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, restval="")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+            writer.writerow({k: value(v) for k, v in row.items()})
+    return path
+
+
+def _write_markdown_rows(f, columns: list[str], rows: list[dict], cell) -> None:
+    """A markdown table of `rows` under `columns`, each cell written by cell(row, column)."""
+    f.write("| " + " | ".join(columns) + " |\n")
+    f.write("|" + "---|" * len(columns) + "\n")
+    for row in rows:
+        f.write("| " + " | ".join(cell(row, c) for c in columns) + " |\n")
+
+
+def write_table(rows: list[dict], out_dir: str, note: str = "") -> tuple[str, str]:
+    columns = list(COLUMNS)
+    columns += [c for c in THRESHOLD_COLUMNS if any(c in row for row in rows)]
+    csv_path = _write_csv(
+        os.path.join(out_dir, "summary.csv"),
+        columns,
+        rows,
+        lambda v: repr(v) if isinstance(v, float) else v,
+    )
     md_path = os.path.join(out_dir, "summary.md")
     with open(md_path, "w") as f:
         f.write("# Sweep summary\n\n")
@@ -373,10 +391,7 @@ def write_table(rows: list[dict], out_dir: str, note: str = "") -> tuple[str, st
                 "speedup count a censored seed at its last step: lower bounds when any "
                 "seed is censored.\n\n"
             )
-        f.write("| " + " | ".join(columns) + " |\n")
-        f.write("|" + "---|" * len(columns) + "\n")
-        for row in rows:
-            f.write("| " + " | ".join(_fmt(row.get(c, "")) for c in columns) + " |\n")
+        _write_markdown_rows(f, columns, rows, lambda row, c: _fmt(row.get(c, "")))
     return csv_path, md_path
 
 
@@ -416,14 +431,12 @@ def write_seed_table(seed_rows: list[dict], out_dir: str) -> tuple[str, str]:
             if any(c in row for row in seed_rows)
         ]
     columns += ["learner_updates", "wall_hours"]
-    csv_path = os.path.join(out_dir, "seeds.csv")
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="")
-        writer.writeheader()
-        for row in seed_rows:
-            writer.writerow(
-                {k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-            )
+    csv_path = _write_csv(
+        os.path.join(out_dir, "seeds.csv"),
+        columns,
+        seed_rows,
+        lambda v: "" if isinstance(v, float) and math.isnan(v) else v,
+    )
     shown = [c for c in columns if not c.endswith("_last_step")]
     md_path = os.path.join(out_dir, "seeds.md")
     with open(md_path, "w") as f:
@@ -433,10 +446,7 @@ def write_seed_table(seed_rows: list[dict], out_dir: str) -> tuple[str, str]:
             "it reached the threshold (as in summary.md; censored: never, with its last "
             "step); learner_updates at the last checkpoint; wall_hours the learner was up.\n\n"
         )
-        f.write("| " + " | ".join(shown) + " |\n")
-        f.write("|" + "---|" * len(shown) + "\n")
-        for row in seed_rows:
-            f.write("| " + " | ".join(_seed_cell(row, c) for c in shown) + " |\n")
+        _write_markdown_rows(f, shown, seed_rows, _seed_cell)
     return csv_path, md_path
 
 
