@@ -395,8 +395,12 @@ def test_actor_stores_the_prior_state_the_learner_unrolls_from():
             states[-1],
         )
         states.append(state)
+    # 64 uniform draws over the episode's 3 items (starts 0, 10, 20): all are checked but for a
+    # chance of about 1e-11, and a draw of only the first (3**-64) cannot pass or fail by luck.
     items = list(
-        client.sample("replay", num_samples=3, emit_timesteps=False, unpack_as_table_signature=True)
+        client.sample(
+            "replay", num_samples=64, emit_timesteps=False, unpack_as_table_signature=True
+        )
     )
     checked = set()
     for sample in items:
@@ -412,7 +416,7 @@ def test_actor_stores_the_prior_state_the_learner_unrolls_from():
             batch.prior_state.hidden.numpy()[0], states[step].hidden.numpy()[0], atol=1e-5
         )
         checked.add(step)
-    assert checked and checked != {0}, checked  # a sequence that starts mid-episode
+    assert checked == {0, 10, 20}, checked  # the sequences that start mid-episode too
     server.stop()
 
 
