@@ -520,3 +520,45 @@ def test_burn_in_recomputes_the_state_of_running_the_prior_from_the_episode_star
     if not same_weights:
         assert seen_start > 0 and unseen_start > 0, (seen_start, unseen_start)
     server.stop()
+
+
+# --- experiments/lstm_state_staleness.py: the pieces, against TF's own unroll ----------------
+
+
+def test_the_staleness_script_burns_in_with_the_new_weights_and_resets_at_the_start():
+    """Burn-in N from the stored (old-weight) state at t0 - N equals TF's unroll of the new
+    prior over those N steps; a burn-in that reaches the episode's start equals the fresh
+    state; with equal weights every start but zeros is the fresh one; the KL formula equals
+    TensorFlow Probability's."""
+    import tensorflow_probability as tfp
+
+    from bprl.experiments import lstm_state_staleness as staleness
+
+    rng = np.random.default_rng(5)
+    old = RecurrentGaussianHead(("x",), 2, (8,), 8, 1e-3, 0.7)
+    new = RecurrentGaussianHead(("x",), 2, (8,), 8, 1e-3, 0.7)
+    for head in (old, new):
+        head.create_variables({"x": tf.zeros([1, 3])})
+        _randomise(head, rng, 0.5)
+    observations = [{"x": rng.normal(size=3).astype(np.float32)} for _ in range(30)]
+    p_old, p_new = old.numpy_params(), new.numpy_params()
+    stored = staleness.episode_states(old, p_old, observations, old.numpy_initial_state())
+    fresh = staleness.episode_states(new, p_new, observations, new.numpy_initial_state())
+    starts = staleness.item_starts(new, p_new, observations, 20, stored, fresh, [5, 20, 25])
+    # burn-in 5: TF unroll of the new prior over steps 15-19 from the stored state at 15.
+    x = tf.constant(np.stack([o["x"] for o in observations[15:20]])[:, None])
+    state = LSTMState(*(tf.constant(s[None]) for s in stored[15]))
+    _, _, expected = new.unroll({"x": x}, tf.zeros([5, 1], tf.bool), state)
+    np.testing.assert_allclose(starts["burn-in 5"].hidden, expected.hidden.numpy()[0], atol=1e-5)
+    assert np.abs(starts["burn-in 5"].hidden - stored[20].hidden).max() > 1e-3  # it moved
+    for n in (20, 25):  # reaches the start: zeros there, then the new weights = fresh
+        np.testing.assert_array_equal(starts[f"burn-in {n}"].hidden, fresh[20].hidden)
+    same = staleness.item_starts(old, p_old, observations, 20, stored, stored, [5])
+    np.testing.assert_allclose(same["burn-in 5"].hidden, same["fresh"].hidden, atol=1e-6)
+    np.testing.assert_array_equal(same["zeros"].hidden, np.zeros(8, np.float32))
+    m1, s1, m2, s2 = (rng.uniform(0.2, 1.5, size=2) for _ in range(4))
+    reference = tfp.distributions.kl_divergence(
+        tfp.distributions.MultivariateNormalDiag(m1, s1),
+        tfp.distributions.MultivariateNormalDiag(m2, s2),
+    )
+    assert staleness.gaussian_kl(m1, s1, m2, s2) == pytest.approx(float(reference), rel=1e-6)
