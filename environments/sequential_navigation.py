@@ -42,7 +42,9 @@ class SequentialNavigation(RoomTask):
     proprioception), with `egocentric=True` also `walker_position`, `walker_heading` and
     `targets_egocentric` (the targets in the walker's yaw frame), then `target_positions`
     (all targets, [K * 2], world frame) and `next_target` (one-hot of the target to visit
-    now).
+    now); with `next_target_offset=True` also `next_target_offset` (that target's xy minus
+    the body's: on random layouts the one-hot alone asks a policy to learn which of the
+    positions it names, which a policy did not learn in 1.3M actor steps, docs/results.md).
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class SequentialNavigation(RoomTask):
         control_timestep: float = 0.025,
         egocentric: bool = False,
         held_out_layout: str | None = None,
+        next_target_offset: bool = False,
     ):
         super().__init__(
             walker, arena, episode_length, reach_radius, physics_timestep, control_timestep
@@ -91,6 +94,8 @@ class SequentialNavigation(RoomTask):
         observables["next_target"] = observable.Generic(
             lambda physics: one_hot(self.current_target, self._num_targets)
         )
+        if next_target_offset:
+            observables["next_target_offset"] = observable.Generic(self._next_target_offset)
         self._set_task_observables(observables)
 
     @property
@@ -101,6 +106,12 @@ class SequentialNavigation(RoomTask):
     @property
     def current_target(self) -> int | None:
         return None if self._sequence is None else self._sequence.current
+
+    def _next_target_offset(self, physics) -> np.ndarray:
+        """The current target's xy minus the body's, world frame ([2])."""
+        if self.current_target is None:
+            return np.zeros(2)
+        return self._target_positions[self.current_target] - self._walker.xy(physics)
 
     def initialize_episode(self, physics, random_state) -> None:
         if self._random_targets:
@@ -151,10 +162,13 @@ def make_pointmass_navigation(
     reach_radius: float = 0.1,
     layout: str = "corners",
     held_out_layout: str | None = None,
+    next_target_offset: bool = False,
 ) -> composer.Environment:
     """Sequential navigation with the point mass in a 2 x 2 m room; `layout` places the
     fixed targets (`arenas.TARGET_LAYOUTS`: near the corners, or at the walls' middles);
-    `random_targets` draws them per episode, away from `held_out_layout`'s if given."""
+    `random_targets` draws them per episode, away from `held_out_layout`'s if given;
+    `next_target_offset` adds the observation of that name (no information set has it:
+    the policy sees it, a prior never)."""
     task = SequentialNavigation(
         walkers.PointMass(),
         arenas.pointmass_room(),
@@ -167,6 +181,7 @@ def make_pointmass_navigation(
         physics_timestep=physics_timestep,
         control_timestep=control_timestep,
         held_out_layout=held_out_layout,
+        next_target_offset=next_target_offset,
     )
     return make_composer_env(task, seed)
 

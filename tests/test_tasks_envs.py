@@ -276,6 +276,44 @@ def test_random_targets_keep_away_from_a_held_out_layout():
         registry.make_environment("seqnav_pointmass", seed=0, held_out_layout="corners")
 
 
+def test_next_target_offset_points_from_the_body_to_the_announced_target():
+    """`next_target_offset` (the random-layout source whose policy is told where to go):
+    it is the announced target's xy minus the body's, it follows a new target after a
+    reach, a controller steering by it alone clears the source's threshold of 5 on
+    random layouts, and it is off by default (the new task's observations are unchanged)."""
+    env = registry.make_environment(
+        "seqnav_pointmass", seed=4, random_targets=True, held_out_layout="corners",
+        next_target_offset=True,
+    )  # fmt: skip
+    task = env.task
+    timestep = env.reset()
+    offset = timestep.observation["next_target_offset"]
+    body = timestep.observation["point_mass/position"][:2]
+    np.testing.assert_allclose(offset, task.target_positions[task.current_target] - body, atol=1e-6)
+    first = task.current_target
+    task.walker.place(env.physics, task.target_positions[first])
+    timestep = env.step(np.zeros(2))
+    assert timestep.reward == 1.0 and task.current_target != first
+    offset = timestep.observation["next_target_offset"]
+    body = task.walker.xy(env.physics)
+    np.testing.assert_allclose(offset, task.target_positions[task.current_target] - body, atol=1e-6)
+    assert (
+        "next_target_offset"
+        not in registry.make_environment("seqnav_pointmass", seed=0).reset().observation
+    )
+
+    def steer(observation, rng):
+        return np.clip(
+            4.0 * observation["next_target_offset"] - observation["point_mass/velocity"], -1, 1
+        )
+
+    returns = _returns(
+        "seqnav_pointmass", steer, episodes=3, random_targets=True, held_out_layout="corners",
+        next_target_offset=True,
+    )  # fmt: skip
+    assert min(returns) >= 5.0, returns
+
+
 def _check_reach_draws_next(name: str, episode_seed: int, place) -> None:
     """Puts the body on the current target `visits` times; each pays +1 and draws a new one."""
     env = registry.make_environment(name, seed=episode_seed)

@@ -149,6 +149,7 @@ def test_matching_artifact_validates(mlp_artifact):
         ("source_goals", "mlp"),
         ("source_layout", "mlp"),
         ("source_random", "mlp"),
+        ("source_random_offset", "mlp"),
         ("source_goals", "hierarchical"),
     ],
 )
