@@ -32,7 +32,7 @@ the goal (`task_id` there, `next_target` here) is never shown to the prior.
           docs/results.md): the one-hot announcement asks it to learn which position it names.
   source_random_offset  as `source_random`, and the policy also sees the announced
           target's offset from the body (`next_target_offset`; no information set has it,
-          so the prior's inputs are those of the new task), 600k actor steps.
+          so the prior's inputs are those of the new task), 1M actor steps.
 The Science II pairs' new task is `seqnav_pointmass.py:local_short` itself (1M actor
 steps, threshold 8 declared there), so its scratch and alpha = 0 sweeps serve every source.
 
@@ -129,7 +129,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         # per episode in evaluation against the declared 5.
         "source_random": 2_000_000,
         # The goals source, a reaching task with the goal named, crossed its bar by 180k.
-        "source_random_offset": 600_000,
+        # 1M: at 600k (session 23) both seeds had crossed 5 once (577k) and ended at
+        # 1.3 and 2.3, their priors alone visiting no target.
+        "source_random_offset": 1_000_000,
     }.get(variant, 150_000)
     if variant == "source_layout":  # a usable source's policy does its own task
         config.report.threshold = seqnav_pointmass.THRESHOLD
