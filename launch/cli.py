@@ -220,6 +220,9 @@ def _cmd_report(path: str) -> int:
         written = report.write_report(path, _THRESHOLD.value, _BASELINE.value)
         for name in written:
             print(name)
+        missing = report.left_out(path)
+        if missing:
+            print(f"left out, not finished (no DONE marker): {', '.join(missing)}")
         return 0
     # A sweep on object storage (Vertex AI): its event files, configs and FINISHED marks
     # are copied down (no checkpoints or pickles), reported here, the report copied up.

@@ -67,7 +67,13 @@ def test_report_writes_figures_and_tables(sweep_dir):
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
+    # the unfinished seed is left out, and the console and both tables say which it is
+    left = "left out, not finished (no DONE marker): prior_info=velocity/seed_2"
+    assert left in result.stdout
     out = os.path.join(sweep_dir, "report")
+    for name in ("summary.md", "seeds.md"):
+        with open(os.path.join(out, name)) as f:
+            assert "L" + left[1:] in f.read()
     for name in ("policy_return.png", "prior_return.png", "episode_return.png"):
         with open(os.path.join(out, name), "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -53,7 +53,29 @@ _seed_dirs = layout.seed_dirs
 
 def find_variants(root: str) -> dict[str, list[str]]:
     """{variant: [seed run dirs]}: 'default' for DIR/seed_<k>, the sub-directory's name
-    ('<field>=<value>' of a swept field, or an arm's own sweep) for DIR/<name>/seed_<k>."""
+    ('<field>=<value>' of a swept field, or an arm's own sweep) for DIR/<name>/seed_<k>.
+    Once any run is finished, only finished runs count (`left_out` names the others)."""
+    variants = _every_run(root)
+    all_dirs = [d for dirs in variants.values() for d in dirs]
+    if any(layout.is_done(d) for d in all_dirs):
+        variants = {name: [d for d in dirs if layout.is_done(d)] for name, dirs in variants.items()}
+    return {name: dirs for name, dirs in variants.items() if dirs}
+
+
+def left_out(root: str) -> list[str]:
+    """'<variant>/<seed dir>' of each run `find_variants` leaves out: not finished yet
+    (still running, stopped, or failed) while others are."""
+    kept = {d for dirs in find_variants(root).values() for d in dirs}
+    return [
+        f"{name}/{os.path.basename(d)}"
+        for name, dirs in _every_run(root).items()
+        for d in dirs
+        if d not in kept
+    ]
+
+
+def _every_run(root: str) -> dict[str, list[str]]:
+    """find_variants() before finished runs are picked."""
     root = os.path.abspath(root)
     variants: dict[str, list[str]] = {}
     if _seed_dirs(root):
@@ -64,10 +86,7 @@ def find_variants(root: str) -> dict[str, list[str]]:
             variants[name] = _seed_dirs(path)
     if not variants and os.path.exists(os.path.join(root, layout.CONFIG_FILE)):
         variants["default"] = [root]  # a single run
-    all_dirs = [d for dirs in variants.values() for d in dirs]
-    if any(layout.is_done(d) for d in all_dirs):
-        variants = {name: [d for d in dirs if layout.is_done(d)] for name, dirs in variants.items()}
-    return {name: dirs for name, dirs in variants.items() if dirs}
+    return variants
 
 
 def _merge(curves: list[list[tuple[int, float]]]) -> tuple[np.ndarray, np.ndarray]:
@@ -469,4 +488,13 @@ def write_report(
     ]
     written += list(write_table(rows, out_dir, threshold_note(root, threshold)))
     written += list(write_seed_table(seed_rows, out_dir))
+    missing = left_out(root)
+    if missing:  # said in both tables, so a reader of either knows the seeds are not all
+        line = (
+            f"\nLeft out, not finished (no DONE marker): {', '.join(missing)}. Rerun "
+            "`bprl report` when they are.\n"
+        )
+        for name in ("summary.md", "seeds.md"):
+            with open(os.path.join(out_dir, name), "a") as f:
+                f.write(line)
     return written
