@@ -36,13 +36,17 @@ from bprl.launch.reuse.rollout import load_run, record_rollouts
 from bprl.launch.reuse.transfer import learner_checkpoints
 from bprl.networks.recurrent import LSTMState
 
-_RUN = flags.DEFINE_string("run", "", "A run directory with an LSTM prior.")
-_OLD = flags.DEFINE_integer("old_step", None, "Learner step of the actor's (stale) weights.")
-_NEW = flags.DEFINE_integer("new_step", None, "Learner step of the learner's weights.")
-_EPISODES = flags.DEFINE_integer("episodes", 10, "Episodes played with the old policy.")
-_BURN_IN = flags.DEFINE_list("burn_in", ["5", "10", "20"], "Burn-in lengths N to measure.")
-_SEED = flags.DEFINE_integer("seed", 2024, "Seed of the episodes.")
-_OUT = flags.DEFINE_string("out", "", "Markdown table to write (also printed).")
+
+def define_flags() -> None:
+    """The script's flags, defined only when it runs as a script: absl flags are global,
+    and other analysis modules imported beside this one (in tests) use the same names."""
+    flags.DEFINE_string("run", "", "A run directory with an LSTM prior.")
+    flags.DEFINE_integer("old_step", None, "Learner step of the actor's (stale) weights.")
+    flags.DEFINE_integer("new_step", None, "Learner step of the learner's weights.")
+    flags.DEFINE_integer("episodes", 10, "Episodes played with the old policy.")
+    flags.DEFINE_list("burn_in", ["5", "10", "20"], "Burn-in lengths N to measure.")
+    flags.DEFINE_integer("seed", 2024, "Seed of the episodes.")
+    flags.DEFINE_string("out", "", "Markdown table to write (also printed).")
 
 
 def gaussian_kl(m1: np.ndarray, s1: np.ndarray, m2: np.ndarray, s2: np.ndarray) -> float:
@@ -154,20 +158,22 @@ def table(results, run: str, old_step: int, new_step: int, episodes: int, T: int
 
 def main(argv) -> None:
     del argv
-    if not _RUN.value or _OLD.value is None or _NEW.value is None:
+    f = flags.FLAGS
+    if not f.run or f.old_step is None or f.new_step is None:
         raise app.UsageError("--run, --old_step and --new_step are required")
-    burn_ins = [int(n) for n in _BURN_IN.value]
+    burn_ins = [int(n) for n in f.burn_in]
     if any(n < 1 for n in burn_ins):
         raise app.UsageError(f"--burn_in lengths must be >= 1, got {burn_ins}")
-    if _EPISODES.value < 2:
+    if f.episodes < 2:
         raise app.UsageError("--episodes must be >= 2 (an interval over episodes)")
-    results, T = measure(_RUN.value, _OLD.value, _NEW.value, _EPISODES.value, burn_ins, _SEED.value)
-    text = table(results, _RUN.value, _OLD.value, _NEW.value, _EPISODES.value, T)
+    results, T = measure(f.run, f.old_step, f.new_step, f.episodes, burn_ins, f.seed)
+    text = table(results, f.run, f.old_step, f.new_step, f.episodes, T)
     print(text)
-    if _OUT.value:
-        with open(_OUT.value, "w") as f:
-            f.write(text)
+    if f.out:
+        with open(f.out, "w") as out:
+            out.write(text)
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
