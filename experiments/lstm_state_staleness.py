@@ -81,16 +81,14 @@ def item_starts(
         if t0 - n <= 0:  # the burn-in sees the episode's start: zeros there, then new weights
             starts[f"burn-in {n}"] = fresh[t0]
         else:
-            state = stored[t0 - n]
-            for observation in observations[t0 - n : t0]:
-                _, _, state = head.numpy_step(params_new, observation, state)
-            starts[f"burn-in {n}"] = state
+            window = observations[t0 - n : t0]
+            starts[f"burn-in {n}"] = episode_states(head, params_new, window, stored[t0 - n])[-1]
     starts["fresh"] = fresh[t0]
     return starts
 
 
 def measure(run: str, old_step: int, new_step: int, episodes: int, burn_ins, seed: int):
-    """{start name: ([KL per episode], [relative state error per episode])}, T, gap info."""
+    """({start name: ([KL per episode], [relative state error per episode])}, T)."""
     checkpoints = dict(learner_checkpoints(run))
     for step in (old_step, new_step):
         if step not in checkpoints:
@@ -119,11 +117,14 @@ def measure(run: str, old_step: int, new_step: int, episodes: int, burn_ins, see
             item = observations[t0 : t0 + T]
             reference = unroll_moments(head, params_new, item, fresh[t0])
             starts = item_starts(head, params_new, observations, t0, stored, fresh, burn_ins)
+            norm = max(np.linalg.norm(fresh[t0].hidden), 1e-8)
             for name, start in starts.items():
-                moments = unroll_moments(head, params_new, item, start)
+                # the fresh start's unroll is the reference itself (its KL is 0)
+                moments = (
+                    reference if name == "fresh" else unroll_moments(head, params_new, item, start)
+                )
                 kl = np.mean([gaussian_kl(*a, *b) for a, b in zip(reference, moments, strict=True)])
-                norm = np.linalg.norm(fresh[t0].hidden)
-                error = np.linalg.norm(start.hidden - fresh[t0].hidden) / max(norm, 1e-8)
+                error = np.linalg.norm(start.hidden - fresh[t0].hidden) / norm
                 per_start.setdefault(name, ([], []))
                 per_start[name][0].append(kl)
                 per_start[name][1].append(error)

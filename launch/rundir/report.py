@@ -55,23 +55,27 @@ def find_variants(root: str) -> dict[str, list[str]]:
     """{variant: [seed run dirs]}: 'default' for DIR/seed_<k>, the sub-directory's name
     ('<field>=<value>' of a swept field, or an arm's own sweep) for DIR/<name>/seed_<k>.
     Once any run is finished, only finished runs count (`left_out` names the others)."""
-    variants = _every_run(root)
-    all_dirs = [d for dirs in variants.values() for d in dirs]
-    if any(layout.is_done(d) for d in all_dirs):
-        variants = {name: [d for d in dirs if layout.is_done(d)] for name, dirs in variants.items()}
-    return {name: dirs for name, dirs in variants.items() if dirs}
+    return _finished(_every_run(root))
 
 
 def left_out(root: str) -> list[str]:
     """'<variant>/<seed dir>' of each run `find_variants` leaves out: not finished yet
     (still running, stopped, or failed) while others are."""
-    kept = {d for dirs in find_variants(root).values() for d in dirs}
+    every = _every_run(root)
+    kept = {d for dirs in _finished(every).values() for d in dirs}
     return [
         f"{name}/{os.path.basename(d)}"
-        for name, dirs in _every_run(root).items()
+        for name, dirs in every.items()
         for d in dirs
         if d not in kept
     ]
+
+
+def _finished(variants: dict[str, list[str]]) -> dict[str, list[str]]:
+    """`variants` with only finished runs once any run is finished; empty variants dropped."""
+    if any(layout.is_done(d) for dirs in variants.values() for d in dirs):
+        variants = {name: [d for d in dirs if layout.is_done(d)] for name, dirs in variants.items()}
+    return {name: dirs for name, dirs in variants.items() if dirs}
 
 
 def _every_run(root: str) -> dict[str, list[str]]:
