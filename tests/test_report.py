@@ -335,23 +335,31 @@ def test_grouped_and_flat_tag_names_read_alike(tmp_path):
         assert finals == {"policy_return": 3.0, "episode_return": 2.0}
 
 
-def _learner_events(logdir: str, wall_times: list[float]) -> None:
-    """A learner event file whose events carry the given wall-clock times."""
+def _learner_events(logdir: str, wall_times: list[float], kl: list[float] = ()) -> None:
+    """A learner event file whose events carry the given wall-clock times (and, where
+    given, the learner's KL(pi || pi0) of each event)."""
     from tensorboard.compat.proto import event_pb2, summary_pb2
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
     writer = EventFileWriter(logdir)
     for step, wall in enumerate(wall_times):
-        value = summary_pb2.Summary.Value(tag="learner/critic_loss", simple_value=1.0)
+        values = [summary_pb2.Summary.Value(tag="learner/critic_loss", simple_value=1.0)]
+        if kl:
+            values.append(
+                summary_pb2.Summary.Value(
+                    tag=events.tag_for("kl_policy_prior", "learner"), simple_value=kl[step]
+                )
+            )
         writer.add_event(
-            event_pb2.Event(wall_time=wall, step=step, summary=summary_pb2.Summary(value=[value]))
+            event_pb2.Event(wall_time=wall, step=step, summary=summary_pb2.Summary(value=values))
         )
     writer.close()
 
 
-def test_each_arm_says_the_updates_and_wall_time_its_runs_took(tmp_path):
+def test_each_arm_says_the_updates_wall_time_and_kl_of_its_runs(tmp_path):
     """Learner updates from the checkpoint record; wall hours from the learner's events,
-    a silence longer than run_cost.ACTIVE_GAP_SECONDS (a stopped run resumed later) left out."""
+    a silence longer than run_cost.ACTIVE_GAP_SECONDS (a stopped run resumed later) left
+    out; the mean KL(pi || pi0) the learner logged, per seed then over seeds."""
     import json
 
     from bprl.launch.rundir import checkpoint_record, run_cost
@@ -361,11 +369,13 @@ def test_each_arm_says_the_updates_and_wall_time_its_runs_took(tmp_path):
         0: [1000.0, 1010.0, 1020.0, 9000.0, 9030.0],  # 10 + 10 + 30 s up; 7,980 s stopped
         1: [50.0, 150.0],  # 100 s
     }
+    kls = {0: [0.1, 0.2, 0.3, 0.4, 0.5], 1: [0.6, 1.0]}  # means 0.3 and 0.8
     for seed, times in walls.items():
         run = root / f"seed_{seed}"
         _write(str(run / "evaluator_0"), [(0, 1.0), (100, 2.0)], "policy_return")
-        _learner_events(str(run / "learner"), times[:2])
-        _learner_events(str(run / "learner"), times[2:])  # a second file: the resumed run
+        kl = kls[seed]
+        _learner_events(str(run / "learner"), times[:2], kl[:2])
+        _learner_events(str(run / "learner"), times[2:], kl[2:])  # a second file: resumed
         path = checkpoint_record.counts_path(str(run))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as f:
@@ -377,6 +387,12 @@ def test_each_arm_says_the_updates_and_wall_time_its_runs_took(tmp_path):
     row = next(r for r in rows if r["metric"] == "policy_return")
     assert row["learner_updates_mean"] == pytest.approx(1500.0)
     assert row["wall_hours_mean"] == pytest.approx(75 / 3600)
+    # The KL of each seed over both its files, then the mean over seeds (not over values,
+    # which would give 3.1 / 7).
+    assert report.learner_mean(str(root / "seed_0"), "kl_policy_prior") == pytest.approx(0.3)
+    assert report.learner_mean(str(root / "seed_1"), "kl_policy_prior") == pytest.approx(0.8)
+    assert row["kl_mean"] == pytest.approx(0.55)
+    assert np.isnan(report.learner_mean(str(root / "seed_0"), "no_such_scalar"))
     assert np.isnan(run_cost.learner_updates(str(tmp_path)))  # no checkpoint: unknown
 
 

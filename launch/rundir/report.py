@@ -10,7 +10,7 @@ TensorBoard's reader (launch/rundir/events.py) and writes into DIR/report/:
   summary.md     min, max), area under the curve (mean, CI), and with a return threshold
                  the actor steps to reach it and the speed-up over a baseline variant
   seeds.csv      one row per seed of every variant: final values, steps to threshold
-  seeds.md       (or censored), learner updates and wall hours
+  seeds.md       (or censored), learner updates, wall hours and the mean KL(pi || pi0)
 The final return of a seed is its last evaluation (mean over its evaluators at that step).
 Its area under the curve is the trapezoid integral of the curve over actor steps divided
 by the steps it spans: the average return over training, in return units.
@@ -47,6 +47,9 @@ EVALUATOR_METRICS = ("policy_return", "prior_return")
 ACTOR_METRICS = ("episode_return",)
 REPORT_DIR = layout.REPORT_DIR
 ACTOR_WINDOW = 20  # actor training returns: moving average over this many points
+# The learner's KL(pi || pi0) per step, in nats: how far the policy strays from its prior
+# (the regulariser's size), which differs between arms with different priors.
+KL_SCALAR = "kl_policy_prior"
 BOOTSTRAP_SAMPLES = 10_000
 _seed_dirs = layout.seed_dirs
 
@@ -119,6 +122,17 @@ def seed_curve(run_dir: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
     if not curves:
         return np.zeros(0), np.zeros(0)
     return _merge(curves)
+
+
+def learner_mean(run_dir: str, name: str) -> float:
+    """The mean of the learner's scalar `name` over every value it logged in the run (nan:
+    none), each resumed run's event file included."""
+    values = [
+        value
+        for logdir in events.run_dirs(layout.learner_dir(run_dir))
+        for value in (v for _, v in events.read_scalars(logdir).get(name, []))
+    ]
+    return float(np.mean(values)) if values else math.nan
 
 
 def steps_to_threshold(
@@ -250,6 +264,7 @@ def _summarize(
             "seed": os.path.basename(d.rstrip(os.sep)),
             "learner_updates": run_cost.learner_updates(d),
             "wall_hours": run_cost.wall_hours(d),
+            "kl_mean": learner_mean(d, KL_SCALAR),
         }
         for variant, dirs in variants.items()
         for d in dirs
@@ -258,6 +273,7 @@ def _summarize(
         variant: {
             "learner_updates_mean": _mean([per_seed[variant, d]["learner_updates"] for d in dirs]),
             "wall_hours_mean": _mean([per_seed[variant, d]["wall_hours"] for d in dirs]),
+            "kl_mean": _mean([per_seed[variant, d]["kl_mean"] for d in dirs]),
         }
         for variant, dirs in variants.items()
     }
@@ -341,6 +357,7 @@ COLUMNS = [
     "final_step_mean",
     "learner_updates_mean",
     "wall_hours_mean",
+    "kl_mean",
 ]
 THRESHOLD_COLUMNS = [
     "threshold",
@@ -400,7 +417,8 @@ def write_table(rows: list[dict], out_dir: str, note: str = "") -> tuple[str, st
             "(area under the curve / actor steps); ci95: half-width of the 95% t-interval "
             "across seeds; learner_updates_mean: updates at each seed's last checkpoint; "
             "wall_hours_mean: hours each seed's learner was up (stopped spans of a resumed "
-            "run left out).\n\n"
+            "run left out); kl_mean: the learner's KL(pi || pi0) per step in nats, averaged "
+            "over each seed's run, then over seeds.\n\n"
         )
         if "threshold" in columns:
             f.write(note)
@@ -437,7 +455,7 @@ def _seed_cell(row: dict, column: str) -> str:
     if column == "learner_updates":
         return f"{value:,.0f}"
     if isinstance(value, float):
-        return f"{value:.2f}" if column == "wall_hours" else f"{value:.1f}"
+        return f"{value:.2f}" if column in ("wall_hours", "kl_mean") else f"{value:.1f}"
     return str(value)
 
 
@@ -453,7 +471,7 @@ def write_seed_table(seed_rows: list[dict], out_dir: str) -> tuple[str, str]:
             for c in (f"{metric}_final", f"{metric}_reached_at", f"{metric}_last_step")
             if any(c in row for row in seed_rows)
         ]
-    columns += ["learner_updates", "wall_hours"]
+    columns += ["learner_updates", "wall_hours", "kl_mean"]
     csv_path = _write_csv(
         os.path.join(out_dir, "seeds.csv"),
         columns,
@@ -467,7 +485,8 @@ def write_seed_table(seed_rows: list[dict], out_dir: str) -> tuple[str, str]:
         f.write(
             "<metric>_final: the seed's last value; <metric>_reached_at: actor steps at which "
             "it reached the threshold (as in summary.md; censored: never, with its last "
-            "step); learner_updates at the last checkpoint; wall_hours the learner was up.\n\n"
+            "step); learner_updates at the last checkpoint; wall_hours the learner was up; "
+            "kl_mean the learner's mean KL(pi || pi0) per step, in nats.\n\n"
         )
         _write_markdown_rows(f, shown, seed_rows, _seed_cell)
     return csv_path, md_path
