@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from bprl.experiments import across_seeds, next_target_table, prior_modes
+from bprl.experiments import across_seeds, next_target_table, prior_modes, prior_policy_gap
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BPRL = os.path.join(os.path.dirname(sys.executable), "bprl")
@@ -113,6 +113,38 @@ def test_arm_tables_give_each_arm_its_seeds_mean_and_difference():
     assert modes[3].startswith("| b | hierarchical | modes (targets >= 10%) | 0.90, 0.90, 0.90 |")
 
 
+def test_the_gap_statistics_equal_tfp_and_vanish_when_the_prior_is_the_policy():
+    """gaussian_kl against TensorFlow Probability's KL; then real networks of the point
+    mass whose prior sees every key, with the prior's weights copied from the policy's:
+    scales equal, no mean difference, KL 0; a different prior gives a positive KL."""
+    import tensorflow_probability as tfp
+
+    from bprl.agents.prior_kinds import make_networks
+    from bprl.environments import registry
+
+    rng = np.random.default_rng(0)
+    mp, mq = rng.normal(size=(2, 7, 3))
+    sp, sq = rng.uniform(0.2, 2.0, size=(2, 7, 3))
+    expected = tfp.distributions.kl_divergence(
+        tfp.distributions.MultivariateNormalDiag(mp, sp),
+        tfp.distributions.MultivariateNormalDiag(mq, sq),
+    ).numpy()
+    np.testing.assert_allclose(prior_policy_gap.gaussian_kl(mp, sp, mq, sq), expected, rtol=1e-6)
+
+    env = registry.make_environment("seqnav_pointmass", 0)
+    spec = env.observation_spec()
+    keys = sorted(spec)
+    nets = make_networks(spec, 2, keys, (16,), (16,), (16,))
+    observation = {k: rng.normal(size=(5,) + s.shape).astype(np.float32) for k, s in spec.items()}
+    different = prior_policy_gap.head_gap(nets, observation)
+    assert different["kl"] > 0.0 and different["mean_gap"] > 0.0
+    for mine, theirs in zip(nets.prior.variables, nets.policy.variables, strict=True):
+        mine.assign(theirs)
+    same = prior_policy_gap.head_gap(nets, observation)
+    assert same["prior_scale"] == pytest.approx(same["policy_scale"])
+    assert same["mean_gap"] == 0.0 and same["kl"] == pytest.approx(0.0, abs=1e-6)
+
+
 @pytest.mark.slow
 def test_the_scripts_read_every_seed_of_a_real_sweep(tmp_path):
     """A 2-seed tiny sweep of the fixed configuration, then both scripts' --arm modes on it
@@ -154,3 +186,15 @@ def test_the_scripts_read_every_seed_of_a_real_sweep(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     row = [r for r in (tmp_path / "next.md").read_text().splitlines() if r.startswith("| x |")][0]
     assert "| 2 of 2 |" in row or "| 1 of 2 |" in row or "| 0 of 2 |" in row
+    script = os.path.join(REPO, "experiments", "prior_policy_gap.py")
+    out = subprocess.run(
+        [sys.executable, script, f"--arm=x={tmp_path / 'seqnav'}", "--policy_episodes=1",
+         f"--out_table={tmp_path / 'gap.md'}"],
+        capture_output=True, text=True, timeout=600, cwd=REPO,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [r for r in (tmp_path / "gap.md").read_text().splitlines() if r.startswith("| x |")]
+    assert len(rows) == len(prior_policy_gap.STATISTICS)
+    kl_row = next(r for r in rows if "KL" in r)
+    per_seed = [float(v) for v in kl_row.split("|")[3].split(",")]
+    assert len(per_seed) == 2 and all(v >= 0.0 for v in per_seed), kl_row
