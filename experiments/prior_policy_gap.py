@@ -36,7 +36,7 @@ STATISTICS = (
     ("prior_scale", "prior scale"),
     ("policy_scale", "policy scale"),
     ("mean_gap", "abs. mean difference"),
-    ("kl", "KL(pi || pi0) nats/step"),
+    ("kl", "KL to the prior, nats/step"),  # no pipes: a markdown cell
     ("return", "policy return / episode"),
 )
 
