@@ -26,6 +26,15 @@ OUT_TABLE = flags.DEFINE_string("out_table", "", "Markdown table to write.")
 OUT_FIGURE = flags.DEFINE_string("out_figure", "", "PNG figure to write.")
 
 
+def emit_table(text: str) -> None:
+    """Prints a script's markdown table and writes it to --out_table when given (ending
+    with one newline)."""
+    print(text)
+    if OUT_TABLE.value:
+        with open(OUT_TABLE.value, "w") as f:
+            f.write(text if text.endswith("\n") else text + "\n")
+
+
 def arm_runs(path: str) -> list[str]:
     """The run directories of an arm: DIR's finished seeds (all seeds while none has
     finished), or DIR itself when it is one run."""

@@ -241,11 +241,7 @@ def main_arms(specs: list[str]) -> str:
 def main(argv: list[str]) -> None:
     del argv
     if across_seeds.ARMS.value:
-        table = main_arms(across_seeds.ARMS.value)
-        print(table)
-        if across_seeds.OUT_TABLE.value:
-            with open(across_seeds.OUT_TABLE.value, "w") as f:
-                f.write(table)
+        across_seeds.emit_table(main_arms(across_seeds.ARMS.value))
         return
     named = {}
     for item in _ROLLOUTS.value:
@@ -257,10 +253,7 @@ def main(argv: list[str]) -> None:
     if not named:
         raise app.UsageError("give at least one --rollouts NAME=FILE.npz")
     table, results = summarise(named, _P.value)
-    print(table)
-    if across_seeds.OUT_TABLE.value:
-        with open(across_seeds.OUT_TABLE.value, "w") as f:
-            f.write(table)
+    across_seeds.emit_table(table)
     if across_seeds.OUT_FIGURE.value:
         draw(results, across_seeds.OUT_FIGURE.value)
         print(f"figure: {across_seeds.OUT_FIGURE.value}")

@@ -223,11 +223,7 @@ def main(argv: list[str]) -> None:
             name: [seed_modality(r, _SAMPLES.value, _EPISODES.value) for r in runs]
             for name, runs in across_seeds.parse_arms(across_seeds.ARMS.value).items()
         }
-        text = arms_table(arms)
-        print(text)
-        if across_seeds.OUT_TABLE.value:
-            with open(across_seeds.OUT_TABLE.value, "w") as f:
-                f.write(text + "\n")
+        across_seeds.emit_table(arms_table(arms))
         return
     if not _RUNS.value:
         raise app.UsageError("give at least one --run NAME=RUN_DIR or --arm NAME=SWEEP_DIR")
@@ -235,11 +231,7 @@ def main(argv: list[str]) -> None:
     for spec in _RUNS.value:
         name, _, workdir = spec.partition("=")
         results.append(analyse(name, workdir, _SAMPLES.value, _EPISODES.value))
-    text = table(results)
-    print(text)
-    if across_seeds.OUT_TABLE.value:
-        with open(across_seeds.OUT_TABLE.value, "w") as f:
-            f.write(text + "\n")
+    across_seeds.emit_table(table(results))
     if across_seeds.OUT_FIGURE.value:
         figure(results, across_seeds.OUT_FIGURE.value)
 

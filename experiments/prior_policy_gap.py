@@ -6,8 +6,9 @@ checkpoint, sampling) and, on the observations of those episodes, evaluates both
 - the prior's and the policy's scale (the Gaussian's standard deviation before the tanh,
   averaged over steps and action dimensions),
 - |mean difference| between the two heads, averaged the same way,
-- KL(pi || pi0) per step in nats (closed form for diagonal Gaussians, summed over action
-  dimensions): what the learner's `kl_policy_prior` logs, but on the policy's own states,
+- KL(pi || pi0) per step in nats (the learning rule's closed form for diagonal Gaussians,
+  summed over action dimensions): what the learner's `kl_policy_prior` logs, but on the
+  policy's own states,
 - the policy's return per episode, so a policy glued to a useless prior shows as both.
 
 Per arm: the value of every seed and the mean over seeds with a 95% bootstrap interval
@@ -25,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
+from bprl.agents.learning_rule import gaussian_kl
 from bprl.experiments import across_seeds
 from bprl.launch.reuse.rollout import load_run, record_rollouts
 
@@ -41,28 +43,17 @@ STATISTICS = (
 )
 
 
-def gaussian_kl(
-    mean_p: np.ndarray, scale_p: np.ndarray, mean_q: np.ndarray, scale_q: np.ndarray
-) -> np.ndarray:
-    """KL(p || q) of diagonal Gaussians, summed over the last axis: [N, A] x 4 -> [N]."""
-    return np.sum(
-        np.log(scale_q / scale_p)
-        + (scale_p**2 + (mean_p - mean_q) ** 2) / (2.0 * scale_q**2)
-        - 0.5,
-        axis=-1,
-    )
-
-
 def head_gap(networks, observation: dict[str, np.ndarray]) -> dict[str, float]:
     """The statistics above (but the return) on a batch of [N, ...] observations."""
     obs = {k: tf.constant(v, tf.float32) for k, v in observation.items()}
-    prior_mean, prior_scale = (t.numpy() for t in networks.prior.moments(obs))  # [N, A] each
-    policy_mean, policy_scale = (t.numpy() for t in networks.policy.moments(obs))  # [N, A]
+    prior_mean, prior_scale = networks.prior.moments(obs)  # [N, A] each
+    policy_mean, policy_scale = networks.policy.moments(obs)  # [N, A] each
+    kl = gaussian_kl(policy_mean, policy_scale, prior_mean, prior_scale)  # [N], the rule's
     return {
-        "prior_scale": float(prior_scale.mean()),
-        "policy_scale": float(policy_scale.mean()),
-        "mean_gap": float(np.abs(policy_mean - prior_mean).mean()),
-        "kl": float(gaussian_kl(policy_mean, policy_scale, prior_mean, prior_scale).mean()),
+        "prior_scale": float(tf.reduce_mean(prior_scale)),
+        "policy_scale": float(tf.reduce_mean(policy_scale)),
+        "mean_gap": float(tf.reduce_mean(tf.abs(policy_mean - prior_mean))),
+        "kl": float(tf.reduce_mean(kl)),
     }
 
 
@@ -108,11 +99,7 @@ def main(argv: list[str]) -> None:
         name: [seed_statistic(r, _EPISODES.value, _SEED.value) for r in runs]
         for name, runs in across_seeds.parse_arms(across_seeds.ARMS.value).items()
     }
-    table = arms_table(arms)
-    print(table)
-    if across_seeds.OUT_TABLE.value:
-        with open(across_seeds.OUT_TABLE.value, "w") as f:
-            f.write(table)
+    across_seeds.emit_table(arms_table(arms))
 
 
 if __name__ == "__main__":

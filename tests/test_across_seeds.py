@@ -114,9 +114,10 @@ def test_arm_tables_give_each_arm_its_seeds_mean_and_difference():
 
 
 def test_the_gap_statistics_equal_tfp_and_vanish_when_the_prior_is_the_policy():
-    """gaussian_kl against TensorFlow Probability's KL; then real networks of the point
-    mass whose prior sees every key, with the prior's weights copied from the policy's:
-    scales equal, no mean difference, KL 0; a different prior gives a positive KL."""
+    """The KL it uses (the learning rule's) against TensorFlow Probability's; then real
+    networks of the point mass whose prior sees every key, with the prior's weights
+    copied from the policy's: scales equal, no mean difference, KL 0; a different prior
+    gives a positive KL."""
     import tensorflow_probability as tfp
 
     from bprl.agents.prior_kinds import make_networks

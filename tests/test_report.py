@@ -389,10 +389,11 @@ def test_each_arm_says_the_updates_wall_time_and_kl_of_its_runs(tmp_path):
     assert row["wall_hours_mean"] == pytest.approx(75 / 3600)
     # The KL of each seed over both its files, then the mean over seeds (not over values,
     # which would give 3.1 / 7).
-    assert report.learner_mean(str(root / "seed_0"), "kl_policy_prior") == pytest.approx(0.3)
-    assert report.learner_mean(str(root / "seed_1"), "kl_policy_prior") == pytest.approx(0.8)
+    learner = {k: run_cost.learner_events(str(root / f"seed_{k}")) for k in (0, 1)}
+    assert report.learner_mean(learner[0], "kl_policy_prior") == pytest.approx(0.3)
+    assert report.learner_mean(learner[1], "kl_policy_prior") == pytest.approx(0.8)
     assert row["kl_mean"] == pytest.approx(0.55)
-    assert np.isnan(report.learner_mean(str(root / "seed_0"), "no_such_scalar"))
+    assert np.isnan(report.learner_mean(learner[0], "no_such_scalar"))
     assert np.isnan(run_cost.learner_updates(str(tmp_path)))  # no checkpoint: unknown
 
 

@@ -124,14 +124,10 @@ def seed_curve(run_dir: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
     return _merge(curves)
 
 
-def learner_mean(run_dir: str, name: str) -> float:
+def learner_mean(learner: list[dict], name: str) -> float:
     """The mean of the learner's scalar `name` over every value it logged in the run (nan:
-    none), each resumed run's event file included."""
-    values = [
-        value
-        for logdir in events.run_dirs(layout.learner_dir(run_dir))
-        for value in (v for _, v in events.read_scalars(logdir).get(name, []))
-    ]
+    none), from `run_cost.learner_events` (each resumed run's event file included)."""
+    values = [value for scalars in learner for _, _, value in scalars.get(name, [])]
     return float(np.mean(values)) if values else math.nan
 
 
@@ -247,6 +243,19 @@ def summarize(
     return rows, curves
 
 
+def _seed_row(variant: str, run_dir: str) -> dict:
+    """A seed's row of the per-seed table before its metrics: what the run cost and its
+    mean KL, from one read of the learner's events."""
+    learner = run_cost.learner_events(run_dir)
+    return {
+        "variant": variant,
+        "seed": os.path.basename(run_dir.rstrip(os.sep)),
+        "learner_updates": run_cost.learner_updates(run_dir),
+        "wall_hours": run_cost.hours_up(learner),
+        "kl_mean": learner_mean(learner, KL_SCALAR),
+    }
+
+
 def _summarize(
     root: str, threshold: float | None, baseline: str | None
 ) -> tuple[list[dict], dict, list[dict]]:
@@ -259,15 +268,7 @@ def _summarize(
     baseline = pick_baseline(list(variants), baseline)
     rows, curves = [], {}
     per_seed = {  # (variant, run dir) -> that seed's row of the per-seed table
-        (variant, d): {
-            "variant": variant,
-            "seed": os.path.basename(d.rstrip(os.sep)),
-            "learner_updates": run_cost.learner_updates(d),
-            "wall_hours": run_cost.wall_hours(d),
-            "kl_mean": learner_mean(d, KL_SCALAR),
-        }
-        for variant, dirs in variants.items()
-        for d in dirs
+        (variant, d): _seed_row(variant, d) for variant, dirs in variants.items() for d in dirs
     }
     costs = {  # per variant: the mean over its seeds of what a run cost
         variant: {

@@ -24,14 +24,22 @@ def learner_updates(run_dir: str) -> float:
     return float(checkpoint_record.load_counts(run_dir).get("learner_steps", math.nan))
 
 
+def learner_events(run_dir: str) -> list[dict[str, list[tuple[float, int, float]]]]:
+    """The learner's scalars, one `events.read_events` dict per event directory (a resumed
+    run may add one): read once, for every figure taken from them."""
+    return [events.read_events(d) for d in events.run_dirs(layout.learner_dir(run_dir))]
+
+
 def wall_hours(run_dir: str) -> float:
     """Hours between the learner's first and last events, stopped spans left out (nan:
     fewer than two events)."""
+    return hours_up(learner_events(run_dir))
+
+
+def hours_up(learner: list[dict[str, list[tuple[float, int, float]]]]) -> float:
+    """wall_hours() of already read learner events."""
     times = sorted(
-        wall
-        for logdir in events.run_dirs(layout.learner_dir(run_dir))
-        for points in events.read_events(logdir).values()
-        for wall, _, _ in points
+        wall for scalars in learner for points in scalars.values() for wall, _, _ in points
     )
     if len(times) < 2:
         return math.nan
