@@ -381,15 +381,15 @@ def test_each_arm_says_the_updates_wall_time_and_kl_of_its_runs(tmp_path):
         with open(path, "w") as f:
             json.dump({"learner": "x", "counts": {"learner_steps": 1000 * (seed + 1)}}, f)
         (run / "DONE").write_text("{}")
-    assert run_cost.wall_hours(str(root / "seed_0")) == pytest.approx(50 / 3600)
-    assert run_cost.wall_hours(str(root / "seed_1")) == pytest.approx(100 / 3600)
+    learner = {k: run_cost.learner_events(str(root / f"seed_{k}")) for k in (0, 1)}
+    assert run_cost.hours_up(learner[0]) == pytest.approx(50 / 3600)
+    assert run_cost.hours_up(learner[1]) == pytest.approx(100 / 3600)
     rows, _ = report.summarize(str(root))
     row = next(r for r in rows if r["metric"] == "policy_return")
     assert row["learner_updates_mean"] == pytest.approx(1500.0)
     assert row["wall_hours_mean"] == pytest.approx(75 / 3600)
     # The KL of each seed over both its files, then the mean over seeds (not over values,
     # which would give 3.1 / 7).
-    learner = {k: run_cost.learner_events(str(root / f"seed_{k}")) for k in (0, 1)}
     assert report.learner_mean(learner[0], "kl_policy_prior") == pytest.approx(0.3)
     assert report.learner_mean(learner[1], "kl_policy_prior") == pytest.approx(0.8)
     assert row["kl_mean"] == pytest.approx(0.55)

@@ -30,14 +30,9 @@ def learner_events(run_dir: str) -> list[dict[str, list[tuple[float, int, float]
     return [events.read_events(d) for d in events.run_dirs(layout.learner_dir(run_dir))]
 
 
-def wall_hours(run_dir: str) -> float:
-    """Hours between the learner's first and last events, stopped spans left out (nan:
-    fewer than two events)."""
-    return hours_up(learner_events(run_dir))
-
-
 def hours_up(learner: list[dict[str, list[tuple[float, int, float]]]]) -> float:
-    """wall_hours() of already read learner events."""
+    """Hours between the learner's first and last events (`learner_events`), stopped spans
+    left out (nan: fewer than two events)."""
     times = sorted(
         wall for scalars in learner for points in scalars.values() for wall, _, _ in points
     )
