@@ -484,10 +484,11 @@ def test_a_killed_replica_restarts_the_whole_job_from_the_bucket_and_a_rerun_res
     # The learner is killed at the first checkpoint that has learner steps, which must come
     # well before the budget. Actors are tied to the learner by the rate limiter (about 20
     # actor steps per learner step here), so the margin is what the learner does in one
-    # checkpoint interval: a CI machine once reached 8,400 actor steps in a 15 s interval.
+    # checkpoint interval: with 15 s intervals a CI machine was at 8,400 actor steps by then.
     # 5 s intervals and a 10,000-step budget leave it about 3.5 times that speed.
+    budget = 10_000
     proc = _start(
-        workdir, "--config.stop.max_actor_steps=10000", "--config.checkpoint.every_seconds=5"
+        workdir, f"--config.stop.max_actor_steps={budget}", "--config.checkpoint.every_seconds=5"
     )
     procs.append(proc)
     view = _view(workdir)
@@ -510,7 +511,7 @@ def test_a_killed_replica_restarts_the_whole_job_from_the_bucket_and_a_rerun_res
         400,
         "a first checkpoint",
     )
-    assert first["counts"]["actor_steps"] < 10000 and not os.path.exists(f"{view}/FINISHED.json")
+    assert first["counts"]["actor_steps"] < budget and not os.path.exists(f"{view}/FINISHED.json")
     record = _record(workdir)
     learner = next(r for r in record["replicas"] if r["node"] == "learner/0")
     os.kill(learner["pid"], signal.SIGKILL)  # the replica's init: the whole replica dies
